@@ -1,0 +1,122 @@
+import { z } from "zod";
+import type { Actor } from "./lib/actor";
+import type { Db, DbStats } from "./db/client";
+import type { KvStats } from "./lib/kv";
+import type { OrgAccess } from "./lib/permissions";
+import type { RateLimitState } from "./middleware/rate-limit";
+
+/** Bindings and vars as wrangler.toml and `.dev.vars` declare them. */
+export interface Bindings {
+  DB: D1Database;
+  KV: KVNamespace;
+  EMAIL_QUEUE: Queue;
+  SEND_EMAIL?: SendEmail;
+
+  ENVIRONMENT?: string;
+  APP_BASE_URL?: string;
+  API_BASE_URL?: string;
+  PLATFORM_ADMIN_EMAILS?: string;
+  EMAIL_PROVIDER?: string;
+  EMAIL_FROM?: string;
+  FREE_PLAN_SEATS?: string;
+  CORS_ORIGINS?: string;
+  PASSWORD_HASH_ITERATIONS?: string;
+  ACCESS_TOKEN_TTL_SECONDS?: string;
+  REFRESH_TOKEN_TTL_DAYS?: string;
+  AUTH_RATE_LIMIT_PER_MINUTE?: string;
+  LOGIN_RATE_LIMIT_PER_EMAIL?: string;
+  BUILD_VERSION?: string;
+
+  JWT_SIGNING_KEYS?: string;
+  ENCRYPTION_KEY?: string;
+  HMAC_SECRET?: string;
+  RESEND_API_KEY?: string;
+}
+
+export interface Variables {
+  requestId: string;
+  config: Config;
+  db: Db;
+  dbStats: DbStats;
+  kvStats: KvStats;
+  kv: KVNamespace;
+  actor: Actor | null;
+  access: OrgAccess;
+  rateLimit: RateLimitState | undefined;
+}
+
+export type AppEnv = { Bindings: Bindings; Variables: Variables };
+
+const csv = (v: string | undefined) =>
+  (v ?? "")
+    .split(",")
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+
+const intFrom = (fallback: number, min: number, max: number) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+
+const ConfigSchema = z.object({
+  environment: z.enum(["development", "test", "production"]),
+  appBaseUrl: z.url(),
+  apiBaseUrl: z.url(),
+  platformAdminEmails: z.array(z.string()),
+  emailProvider: z.enum(["outbox", "resend", "cloudflare"]),
+  emailFrom: z.string().min(3),
+  freePlanSeats: intFrom(10, 1, 1_000_000),
+  corsOrigins: z.array(z.string()),
+  // 100,000 is the PBKDF2 ceiling on Workers; tests lower it (the count is stored per hash).
+  passwordHashIterations: intFrom(100_000, 1_000, 100_000),
+  accessTokenTtlSeconds: intFrom(900, 60, 3600),
+  refreshTokenTtlDays: intFrom(30, 1, 365),
+  authRateLimitPerMinute: intFrom(60, 1, 100_000),
+  loginRateLimitPerEmail: intFrom(10, 1, 100_000),
+  buildVersion: z.string(),
+  jwtSigningKeys: z.string().min(1, "JWT_SIGNING_KEYS is not set (npm run dev generates .dev.vars)"),
+  encryptionKey: z.string().min(1, "ENCRYPTION_KEY is not set (npm run dev generates .dev.vars)"),
+  hmacSecret: z.string().min(16, "HMAC_SECRET is not set (npm run dev generates .dev.vars)"),
+  resendApiKey: z.string().optional(),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+// Parsed once per isolate: env objects are stable for an isolate's lifetime.
+const cache = new WeakMap<object, Config>();
+
+export function loadConfig(env: Bindings): Config {
+  const hit = cache.get(env);
+  if (hit) return hit;
+  const parsed = ConfigSchema.safeParse({
+    environment: env.ENVIRONMENT ?? "production",
+    appBaseUrl: env.APP_BASE_URL ?? "http://127.0.0.1:8787",
+    apiBaseUrl: env.API_BASE_URL ?? "http://127.0.0.1:8787",
+    platformAdminEmails: csv(env.PLATFORM_ADMIN_EMAILS),
+    emailProvider: env.EMAIL_PROVIDER ?? "outbox",
+    emailFrom: env.EMAIL_FROM ?? "Tenancy <no-reply@example.com>",
+    freePlanSeats: env.FREE_PLAN_SEATS,
+    corsOrigins: csv(env.CORS_ORIGINS),
+    passwordHashIterations: env.PASSWORD_HASH_ITERATIONS,
+    accessTokenTtlSeconds: env.ACCESS_TOKEN_TTL_SECONDS,
+    refreshTokenTtlDays: env.REFRESH_TOKEN_TTL_DAYS,
+    authRateLimitPerMinute: env.AUTH_RATE_LIMIT_PER_MINUTE,
+    loginRateLimitPerEmail: env.LOGIN_RATE_LIMIT_PER_EMAIL,
+    buildVersion: env.BUILD_VERSION ?? "dev",
+    jwtSigningKeys: env.JWT_SIGNING_KEYS ?? "",
+    encryptionKey: env.ENCRYPTION_KEY ?? "",
+    hmacSecret: env.HMAC_SECRET ?? "",
+    resendApiKey: env.RESEND_API_KEY || undefined,
+  });
+  if (!parsed.success) {
+    // Fail loudly at the first request rather than limp along with a half-configured worker.
+    const fields = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new Error(`Invalid worker configuration: ${fields}`);
+  }
+  if (parsed.data.emailProvider === "resend" && !parsed.data.resendApiKey) {
+    throw new Error("Invalid worker configuration: EMAIL_PROVIDER=resend needs RESEND_API_KEY");
+  }
+  cache.set(env, parsed.data);
+  return parsed.data;
+}
+
+/** What service verbs receive: the request context, read through `c.var`. */
+export type Ctx = import("hono").Context<AppEnv>;

@@ -1,0 +1,14 @@
+import { createApp } from "./app";
+import type { Bindings } from "./env";
+import { handleEmailBatch } from "./queue/consumer";
+import { redeliverStuckOutbox } from "./queue/outbox";
+
+const app = createApp();
+
+export default {
+  fetch: app.fetch,
+  queue: (batch, env, ctx) => handleEmailBatch(batch, env, ctx),
+  scheduled: (_controller, env, ctx) => {
+    ctx.waitUntil(redeliverStuckOutbox(env));
+  },
+} satisfies ExportedHandler<Bindings>;

@@ -1,0 +1,164 @@
+import { and, eq, ne, sql, type SQL } from "drizzle-orm";
+import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
+import { ApiError } from "./errors";
+import type { SortKey } from "./pagination";
+
+/**
+ * The AIP-160 subset every list accepts:
+ *   expr  := term ("AND" term)*
+ *   term  := field ("=" | "!=" | ":") value
+ *   value := "double-quoted string" (\" and \\ escape) | true | false
+ * `=` and `!=` are exact; `field:"v"` is a case-insensitive prefix match.
+ */
+export type FilterOp = "=" | "!=" | ":";
+export interface FilterTerm {
+  field: string;
+  op: FilterOp;
+  value: string | boolean;
+}
+
+const invalid = (detail: string) => new ApiError("invalid_filter", detail);
+
+export function parseFilter(input: string): FilterTerm[] {
+  const s = input;
+  let i = 0;
+  const terms: FilterTerm[] = [];
+  const ws = () => {
+    while (i < s.length && /\s/.test(s[i]!)) i++;
+  };
+  const expectTerm = () => {
+    ws();
+    const start = i;
+    while (i < s.length && /[A-Za-z0-9_.]/.test(s[i]!)) i++;
+    const field = s.slice(start, i);
+    if (!field) throw invalid(`Expected a field name at position ${start + 1}, e.g. name = "Acme".`);
+    ws();
+    let op: FilterOp;
+    if (s.startsWith("!=", i)) {
+      op = "!=";
+      i += 2;
+    } else if (s[i] === "=" || s[i] === ":") {
+      op = s[i] as FilterOp;
+      i += 1;
+    } else {
+      throw invalid(`Expected =, != or : after \`${field}\` at position ${i + 1}.`);
+    }
+    ws();
+    let value: string | boolean;
+    if (s[i] === '"') {
+      i++;
+      let out = "";
+      let closed = false;
+      while (i < s.length) {
+        const ch = s[i]!;
+        if (ch === "\\" && i + 1 < s.length) {
+          out += s[i + 1];
+          i += 2;
+          continue;
+        }
+        if (ch === '"') {
+          closed = true;
+          i++;
+          break;
+        }
+        out += ch;
+        i++;
+      }
+      if (!closed) throw invalid(`Unterminated string value for \`${field}\`.`);
+      value = out;
+    } else {
+      const start = i;
+      while (i < s.length && /[A-Za-z]/.test(s[i]!)) i++;
+      const word = s.slice(start, i);
+      if (word === "true" || word === "false") value = word === "true";
+      else throw invalid(`Expected a double-quoted value for \`${field}\` at position ${start + 1}, e.g. ${field} = "value".`);
+    }
+    terms.push({ field, op, value });
+  };
+  ws();
+  if (i >= s.length) return [];
+  expectTerm();
+  for (;;) {
+    ws();
+    if (i >= s.length) break;
+    if (s.startsWith("AND", i) && /\s/.test(s[i + 3] ?? "")) {
+      i += 3;
+      expectTerm();
+      continue;
+    }
+    throw invalid(`Expected AND or the end of the filter at position ${i + 1}; only AND is supported.`);
+  }
+  if (terms.length > 10) throw invalid("At most 10 terms may be combined.");
+  return terms;
+}
+
+export interface FilterField {
+  kind: "string" | "enum" | "boolean";
+  column?: SQLiteColumn | SQL;
+  values?: readonly string[];
+  /** Values are stored lower-cased (emails): compare lower-cased. */
+  lowercase?: boolean;
+  ops?: readonly FilterOp[];
+  /** Builds the condition for a prefix (`:`) match when the default LIKE is not good enough. */
+  prefix?: (value: string) => SQL;
+}
+
+const escapeLike = (v: string) => v.replace(/[\\%_]/g, (m) => `\\${m}`);
+
+/** Case-insensitive prefix match; SQLite's LIKE folds ASCII case. */
+export const likePrefix = (column: SQLiteColumn | SQL, value: string) => sql`${column} like ${escapeLike(value) + "%"} escape '\\'`;
+
+export function compileFilter(terms: FilterTerm[], fields: Record<string, FilterField>): SQL | undefined {
+  const conds: SQL[] = [];
+  const names = Object.keys(fields).join(", ");
+  for (const t of terms) {
+    const f = Object.hasOwn(fields, t.field) ? fields[t.field] : undefined;
+    if (!f) throw invalid(`Unknown filter field \`${t.field}\`; filterable fields: ${names}.`);
+    const ops = f.ops ?? (f.kind === "string" ? ["=", "!=", ":"] : ["=", "!="]);
+    if (!ops.includes(t.op)) throw invalid(`\`${t.field}\` supports ${ops.map((o) => `\`${o}\``).join(", ")} only.`);
+    if (f.kind === "boolean") {
+      if (typeof t.value !== "boolean") throw invalid(`\`${t.field}\` takes true or false.`);
+    } else if (typeof t.value !== "string") {
+      throw invalid(`\`${t.field}\` takes a double-quoted string.`);
+    }
+    if (f.kind === "enum" && !f.values!.includes(t.value as string)) {
+      // Custom role names are open-ended; enum fields list their closed set of values.
+      throw invalid(`\`${t.field}\` must be one of: ${f.values!.join(", ")}.`);
+    }
+    if (typeof t.value === "string" && t.value.length > 256) throw invalid(`The value for \`${t.field}\` is longer than 256 characters.`);
+    const value = typeof t.value === "string" && f.lowercase ? t.value.toLowerCase() : t.value;
+    if (t.op === ":") {
+      conds.push(f.prefix ? f.prefix(value as string) : likePrefix(f.column!, value as string));
+    } else {
+      const col = f.column! as SQLiteColumn;
+      conds.push(t.op === "=" ? eq(col, value) : ne(col, value));
+    }
+  }
+  return conds.length ? and(...conds) : undefined;
+}
+
+/**
+ * AIP-132 order_by: `field[ desc][, field[ desc]]…` over an allow-list. The caller appends its
+ * unique tiebreaker so the keyset is total.
+ */
+export function parseOrderBy(
+  input: string | undefined,
+  fields: Record<string, SQLiteColumn | SQL>,
+  fallback: { field: string; desc: boolean }[],
+): { keys: SortKey[]; names: { field: string; desc: boolean }[] } {
+  let names = fallback;
+  if (input !== undefined && input.trim() !== "") {
+    names = [];
+    for (const part of input.split(",")) {
+      const m = /^\s*([a-z_]+)(?:\s+(asc|desc))?\s*$/i.exec(part);
+      if (!m) throw new ApiError("invalid_order_by", `Cannot parse \`${part.trim()}\`; expected \`field\` or \`field desc\`.`);
+      const field = m[1]!;
+      if (!Object.hasOwn(fields, field)) {
+        throw new ApiError("invalid_order_by", `Cannot order by \`${field}\`; sortable fields: ${Object.keys(fields).join(", ")}.`);
+      }
+      if (names.some((n) => n.field === field)) throw new ApiError("invalid_order_by", `\`${field}\` appears twice.`);
+      names.push({ field, desc: m[2]?.toLowerCase() === "desc" });
+    }
+  }
+  return { keys: names.map((n) => ({ column: fields[n.field]!, desc: n.desc })), names };
+}

@@ -1,0 +1,23 @@
+/**
+ * Every KV key and its TTL are built here. KV's minimum TTL is 60 s, and KV is eventually
+ * consistent across locations (a write can take up to ~60 s to be seen elsewhere); both are
+ * why these TTLs carry a 60 s margin.
+ */
+const KV_MIN_TTL = 60;
+
+export const kvKeys = {
+  /**
+   * A revoked session. Access tokens are checked against it on every request; it must outlive
+   * the last access token the session could have issued, hence access TTL + margin.
+   */
+  revokedSession: (sid: string, accessTokenTtlSeconds: number) => ({
+    key: `rev:sid:${sid}`,
+    ttl: Math.max(KV_MIN_TTL, accessTokenTtlSeconds + KV_MIN_TTL),
+  }),
+
+  /** A fixed-window rate-limit counter; it only needs to live through its own window. */
+  rateLimit: (bucket: string, subject: string, windowStart: number, windowSeconds: number) => ({
+    key: `rl:${bucket}:${subject}:${windowStart}`,
+    ttl: Math.max(KV_MIN_TTL, windowSeconds + KV_MIN_TTL),
+  }),
+};

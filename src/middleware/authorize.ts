@@ -1,0 +1,135 @@
+import type { Context, MiddlewareHandler } from "hono";
+import { and, eq } from "drizzle-orm";
+import type { AppEnv } from "../env";
+import { memberIdOf, type Actor } from "../lib/actor";
+import { ApiError, notFound } from "../lib/errors";
+import { isId } from "../lib/ids";
+import { rolePermissions, scopeFor, scopesAllow, type OrgAccess, type Permission, type Scope } from "../lib/permissions";
+import { members, organizations, roles, users } from "../db/schema";
+import { authenticate } from "./authenticate";
+
+/**
+ * Who may call a route. Every route declares one; the tenancy test reads these from the
+ * OpenAPI document, so a route without a rule cannot be registered unnoticed.
+ */
+export type AuthRule =
+  /** No credential needed. */
+  | { kind: "public" }
+  /** Any valid credential, service account keys included. */
+  | { kind: "any" }
+  /** A user: an access token, or a PAT carrying `scope` when one is named. Service account keys get 403. */
+  | { kind: "user"; scope?: Scope }
+  /** An interactive session (access token) only: account-level changes no token may make. */
+  | { kind: "session" }
+  /** A member (or service account) of the path's `{org_id}` holding `permission`, narrowed by scopes. */
+  | { kind: "org"; permission: Permission; allowInactive?: boolean };
+
+export function describeRule(rule: AuthRule) {
+  if (rule.kind === "org") {
+    return { kind: rule.kind, permission: rule.permission, scope: scopeFor(rule.permission) };
+  }
+  if (rule.kind === "user") return { kind: rule.kind, scope: rule.scope ?? null };
+  return { kind: rule.kind };
+}
+
+/** A token's scopes satisfy `scope` if they name it or its `:write` sibling. */
+export function hasScope(scopes: readonly string[], scope: Scope): boolean {
+  return scopes.includes(scope) || (scope.endsWith(":read") && scopes.includes(scope.replace(/:read$/, ":write")));
+}
+
+const insufficientScope = (needed: string) =>
+  new ApiError("insufficient_scope", `This route needs the \`${needed}\` scope.`, { extra: { required_scope: needed } });
+
+export async function requireActor(c: Context<AppEnv>): Promise<Actor> {
+  const actor = await authenticate(c);
+  if (!actor) {
+    throw new ApiError("unauthenticated", "Send `Authorization: Bearer <token>`.", {
+      headers: { "WWW-Authenticate": 'Bearer realm="tenancy-api"' },
+    });
+  }
+  return actor;
+}
+
+export function authorize(rule: AuthRule): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (rule.kind === "public") return next();
+    const actor = await requireActor(c);
+    switch (rule.kind) {
+      case "any":
+        break;
+      case "session":
+        if (actor.kind !== "session") throw new ApiError("forbidden", "This route needs a signed-in session; tokens and keys cannot use it.");
+        break;
+      case "user":
+        if (actor.kind === "service_account") throw new ApiError("forbidden", "Service account keys cannot use this route.");
+        if (actor.kind === "pat" && rule.scope && !hasScope(actor.scopes, rule.scope)) throw insufficientScope(rule.scope);
+        break;
+      case "org": {
+        // Scopes are checked before the database: a token that can never pass costs no query.
+        if (actor.kind !== "session" && !scopesAllow(actor.scopes, rule.permission)) {
+          throw insufficientScope(scopeFor(rule.permission));
+        }
+        const orgId = c.req.param("org_id");
+        if (!orgId || !isId("organization", orgId)) throw notFound("organization");
+        const access = await loadOrgAccess(c, orgId, actor);
+        // Not a member and no such organization look the same from outside.
+        if (!access) throw notFound("organization");
+        if (!access.permissions.has(rule.permission)) {
+          throw new ApiError("forbidden", `Your role \`${access.role}\` lacks the \`${rule.permission}\` permission.`, {
+            extra: { required_permission: rule.permission },
+          });
+        }
+        const isWrite = !["GET", "HEAD", "OPTIONS"].includes(c.req.method);
+        if (isWrite && !access.organization.active && !rule.allowInactive) {
+          throw new ApiError("organization_inactive", "The organization is inactive and read-only; reactivate it with PATCH {\"active\": true}.");
+        }
+        c.set("access", access);
+        break;
+      }
+    }
+    return next();
+  };
+}
+
+/**
+ * The organization, the caller's membership and role permissions, and the owner, in one
+ * round trip. A caller who is not a member gets null, exactly like a missing organization.
+ */
+async function loadOrgAccess(c: Context<AppEnv>, orgId: string, actor: Actor): Promise<OrgAccess | null> {
+  const [row] = await c.var.db
+    .select({
+      organization: {
+        id: organizations.id,
+        name: organizations.name,
+        slug: organizations.slug,
+        description: organizations.description,
+        logoDataUri: organizations.logoDataUri,
+        active: organizations.active,
+        ownerId: organizations.ownerId,
+        memberCount: organizations.memberCount,
+        supportTeamAccess: organizations.supportTeamAccess,
+        ssoAdminBypass: organizations.ssoAdminBypass,
+        createdAt: organizations.createdAt,
+        updatedAt: organizations.updatedAt,
+      },
+      role: members.role,
+      memberType: members.type,
+      customPermissions: roles.permissions,
+      ownerName: users.displayName,
+      ownerEmail: users.email,
+    })
+    .from(organizations)
+    .innerJoin(members, and(eq(members.organizationId, organizations.id), eq(members.memberId, memberIdOf(actor))))
+    .leftJoin(roles, and(eq(roles.organizationId, organizations.id), eq(roles.name, members.role)))
+    .leftJoin(users, eq(users.id, organizations.ownerId))
+    .where(eq(organizations.id, orgId))
+    .limit(1);
+  if (!row) return null;
+  return {
+    organization: row.organization,
+    owner: row.organization.ownerId && row.ownerName && row.ownerEmail ? { id: row.organization.ownerId, displayName: row.ownerName, email: row.ownerEmail } : null,
+    role: row.role,
+    memberType: row.memberType,
+    permissions: rolePermissions(row.role, row.customPermissions),
+  };
+}

@@ -1,0 +1,79 @@
+import { and, eq, ne, sql } from "drizzle-orm";
+import { createDb } from "../db/client";
+import { outbox } from "../db/schema";
+import type { Bindings } from "../env";
+import { loadConfig } from "../env";
+import { decryptString } from "../lib/crypto";
+import { EmailMessageSchema } from "./messages";
+import { PROVIDERS, ProviderError } from "./providers";
+import { templates, type TemplateName } from "./templates";
+
+/** Backoff between attempts: 10 s, 20 s, 40 s … capped at 10 minutes. */
+export const retryDelaySeconds = (attempt: number) => Math.min(600, 10 * 2 ** Math.max(0, attempt - 1));
+
+/** Queue names; the dead-letter queue's consumer records the final failure. */
+export const DEAD_LETTER_SUFFIX = "-dlq";
+
+export async function handleEmailBatch(batch: MessageBatch, env: Bindings, _ctx: ExecutionContext): Promise<void> {
+  const isDeadLetter = batch.queue.endsWith(DEAD_LETTER_SUFFIX);
+  for (const message of batch.messages) {
+    // Each message on its own: one failure never holds back the others.
+    const parsed = EmailMessageSchema.safeParse(message.body);
+    if (!parsed.success) {
+      console.error(JSON.stringify({ level: "error", msg: "dropping malformed queue message", id: message.id }));
+      message.ack();
+      continue;
+    }
+    if (isDeadLetter) {
+      await markFailed(env, parsed.data.outbox_id, "gave up after the last retry");
+      message.ack();
+      continue;
+    }
+    try {
+      await deliver(env, parsed.data.outbox_id);
+      message.ack();
+    } catch (err) {
+      const retryable = !(err instanceof ProviderError) || err.retryable;
+      await recordAttempt(env, parsed.data.outbox_id, String(err instanceof Error ? err.message : err));
+      if (retryable) message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
+      else {
+        await markFailed(env, parsed.data.outbox_id, String(err instanceof Error ? err.message : err));
+        message.ack();
+      }
+    }
+  }
+}
+
+async function deliver(env: Bindings, outboxId: string): Promise<void> {
+  const config = loadConfig(env);
+  const db = createDb(env.DB);
+  const [row] = await db.select().from(outbox).where(eq(outbox.id, outboxId)).limit(1);
+  // Already sent (a redelivery) or gone with its organization: nothing to do.
+  if (!row || row.status === "sent" || row.status === "failed") return;
+  const { sealed = {}, ...payload } = row.payload as Record<string, unknown> & { sealed?: Record<string, string> };
+  const secrets: Record<string, string> = {};
+  for (const [k, v] of Object.entries(sealed)) secrets[k] = await decryptString(config.encryptionKey, v, `outbox:${row.id}:${k}`);
+  const render = templates[row.template as TemplateName] as ((p: Record<string, unknown>) => ReturnType<(typeof templates)[TemplateName]>) | undefined;
+  if (!render) throw new ProviderError(`unknown template ${row.template}`, false);
+  const email = render({ ...payload, ...secrets, app_base_url: config.appBaseUrl });
+  await PROVIDERS[config.emailProvider]({ ...email, to: row.recipient, from: config.emailFrom, idempotencyKey: row.id }, env, config);
+  await db
+    .update(outbox)
+    .set({ status: "sent", sentAt: Date.now(), updatedAt: Date.now(), attempts: sql`${outbox.attempts} + 1`, lastError: null })
+    .where(and(eq(outbox.id, row.id), ne(outbox.status, "sent")));
+}
+
+async function recordAttempt(env: Bindings, outboxId: string, error: string) {
+  await createDb(env.DB)
+    .update(outbox)
+    .set({ attempts: sql`${outbox.attempts} + 1`, lastError: error.slice(0, 500), updatedAt: Date.now() })
+    .where(eq(outbox.id, outboxId));
+}
+
+async function markFailed(env: Bindings, outboxId: string, error: string) {
+  await createDb(env.DB)
+    .update(outbox)
+    // Keep the provider's last error if there is one: it says more than "gave up".
+    .set({ status: "failed", lastError: sql`coalesce(${outbox.lastError}, ${error.slice(0, 500)})`, updatedAt: Date.now() })
+    .where(and(eq(outbox.id, outboxId), ne(outbox.status, "sent")));
+}

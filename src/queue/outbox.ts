@@ -1,0 +1,80 @@
+import { and, eq, inArray, lt } from "drizzle-orm";
+import type { BatchItem } from "drizzle-orm/batch";
+import { createDb, type Db } from "../db/client";
+import { outbox } from "../db/schema";
+import type { Bindings, Config } from "../env";
+import { loadConfig } from "../env";
+import { encryptString } from "../lib/crypto";
+import { newId } from "../lib/ids";
+import type { EmailMessage } from "./messages";
+import type { TemplateName } from "./templates";
+
+/** Rows still `pending` this long after creation never reached the queue: the cron re-sends them. */
+export const STUCK_AFTER_MS = 60_000;
+
+/**
+ * Builds the outbox insert for an email, to be put in the same D1 batch as the change that
+ * causes it. Secret payload fields (tokens) are encrypted, bound to the row id.
+ */
+export async function outboxInsert(
+  db: Db,
+  config: Config,
+  input: { template: TemplateName; recipient: string; payload: Record<string, unknown>; secrets?: Record<string, string>; subjectId?: string },
+): Promise<{ id: string; statement: BatchItem<"sqlite"> }> {
+  const id = newId("outbox");
+  const now = Date.now();
+  const sealed: Record<string, string> = {};
+  for (const [k, v] of Object.entries(input.secrets ?? {})) sealed[k] = await encryptString(config.encryptionKey, v, `outbox:${id}:${k}`);
+  const statement = db.insert(outbox).values({
+    id,
+    template: input.template,
+    recipient: input.recipient,
+    payload: { ...input.payload, sealed },
+    status: "pending",
+    subjectId: input.subjectId ?? null,
+    createdAt: now,
+    updatedAt: now,
+  });
+  return { id, statement };
+}
+
+/** A db handle for work after the response (waitUntil): its queries are not the request's cost. */
+export const backgroundDb = (env: Bindings) => createDb(env.DB);
+
+/**
+ * Sends outbox rows to the queue. A send that throws leaves them `pending`, and the cron
+ * delivers them later; nothing is lost either way.
+ */
+export async function enqueueOutbox(env: Bindings, ids: string[], ctx?: { waitUntil(p: Promise<unknown>): void }): Promise<boolean> {
+  if (ids.length === 0) return true;
+  const messages: { body: EmailMessage }[] = ids.map((id) => ({ body: { type: "email", outbox_id: id, idempotency_key: id } }));
+  try {
+    await env.EMAIL_QUEUE.sendBatch(messages);
+  } catch (err) {
+    console.error(JSON.stringify({ level: "warn", msg: "queue send failed; the cron will retry", outbox_ids: ids, error: String(err) }));
+    return false;
+  }
+  const mark = backgroundDb(env)
+    .update(outbox)
+    .set({ status: "queued", updatedAt: Date.now() })
+    .where(and(inArray(outbox.id, ids), eq(outbox.status, "pending")))
+    .then(() => undefined, () => undefined);
+  if (ctx) ctx.waitUntil(mark);
+  else await mark;
+  return true;
+}
+
+/** The cron: re-enqueue rows that never reached the queue. */
+export async function redeliverStuckOutbox(env: Bindings): Promise<number> {
+  loadConfig(env);
+  const db = backgroundDb(env);
+  const stuck = await db
+    .select({ id: outbox.id })
+    .from(outbox)
+    .where(and(eq(outbox.status, "pending"), lt(outbox.createdAt, Date.now() - STUCK_AFTER_MS)))
+    .orderBy(outbox.createdAt)
+    .limit(100);
+  const ids = stuck.map((r) => r.id);
+  await enqueueOutbox(env, ids);
+  return ids.length;
+}

@@ -1,0 +1,69 @@
+import { createDb } from "../db/client";
+import { mailbox } from "../db/schema";
+import type { Bindings, Config } from "../env";
+import { newId } from "../lib/ids";
+import type { RenderedEmail } from "./templates";
+
+export interface OutgoingEmail extends RenderedEmail {
+  to: string;
+  from: string;
+  idempotencyKey: string;
+}
+
+export class ProviderError extends Error {
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+  ) {
+    super(message);
+  }
+}
+
+type Provider = (email: OutgoingEmail, env: Bindings, config: Config) => Promise<void>;
+
+/** Keeps the email in D1 (the dev mailbox); the unique outbox id makes a redelivery a no-op. */
+const outboxProvider: Provider = async (email, env) => {
+  await createDb(env.DB)
+    .insert(mailbox)
+    .values({
+      id: newId("email"),
+      outboxId: email.idempotencyKey,
+      recipient: email.to,
+      subject: email.subject,
+      text: email.text,
+      html: email.html,
+      createdAt: Date.now(),
+    })
+    .onConflictDoNothing({ target: mailbox.outboxId });
+};
+
+/** Resend's HTTP API; its Idempotency-Key header stops a redelivered message sending twice. */
+const resendProvider: Provider = async (email, _env, config) => {
+  let res: Response;
+  try {
+    res = await fetch("https://api.resend.com/emails", {
+      method: "POST",
+      headers: {
+        Authorization: `Bearer ${config.resendApiKey}`,
+        "Content-Type": "application/json",
+        "Idempotency-Key": email.idempotencyKey,
+      },
+      body: JSON.stringify({ from: email.from, to: [email.to], subject: email.subject, text: email.text, html: email.html }),
+    });
+  } catch (err) {
+    throw new ProviderError(`resend unreachable: ${String(err)}`, true);
+  }
+  if (!res.ok) {
+    const body = (await res.text()).slice(0, 300);
+    // 4xx other than 429 will not get better by retrying (bad address, bad key).
+    throw new ProviderError(`resend ${res.status}: ${body}`, res.status === 429 || res.status >= 500);
+  }
+};
+
+export const PROVIDERS: Record<Config["emailProvider"], Provider> = {
+  outbox: outboxProvider,
+  resend: resendProvider,
+  cloudflare: async () => {
+    throw new ProviderError("the cloudflare provider needs the SEND_EMAIL binding (issue 4)", false);
+  },
+};

@@ -1,0 +1,205 @@
+import { and, eq, inArray, isNull, sql } from "drizzle-orm";
+import type { BatchItem } from "drizzle-orm/batch";
+import type { Ctx } from "../../env";
+import { emailTokens, refreshTokens, sessions, users } from "../../db/schema";
+import { dummyPasswordHash, hashPassword, needsRehash, newSecret, sha256Hex, verifyPassword } from "../../lib/crypto";
+import { ApiError } from "../../lib/errors";
+import { newId } from "../../lib/ids";
+import { signAccessToken } from "../../lib/jwt";
+import { kvKeys } from "../../lib/kv-keys";
+import { DAY_MS } from "../../lib/time";
+import { clientIp } from "../../middleware/rate-limit";
+import { enqueueOutbox, outboxInsert } from "../../queue/outbox";
+import { serializeUser, type UserJson } from "../users/users.schemas";
+
+const VERIFY_EMAIL_TTL_MS = 2 * DAY_MS;
+
+export interface TokenPair {
+  user: UserJson;
+  access_token: string;
+  refresh_token: string;
+  token_type: "Bearer";
+  expires_in: number;
+}
+
+type UserRow = typeof users.$inferSelect;
+
+/** Statements that open a session (the refresh-token family) with its first refresh token. */
+async function openSession(c: Ctx, userId: string) {
+  const now = Date.now();
+  const sessionId = newId("session");
+  const refreshToken = newSecret("rt");
+  const expiresAt = now + c.var.config.refreshTokenTtlDays * DAY_MS;
+  const statements: BatchItem<"sqlite">[] = [
+    c.var.db.insert(sessions).values({
+      id: sessionId,
+      userId,
+      createdAt: now,
+      expiresAt,
+      userAgent: c.req.header("user-agent")?.slice(0, 256) ?? null,
+      ip: clientIp(c),
+    }),
+    c.var.db.insert(refreshTokens).values({ tokenHash: await sha256Hex(refreshToken), sessionId, createdAt: now, expiresAt }),
+  ];
+  return { sessionId, refreshToken, statements };
+}
+
+async function tokenPair(c: Ctx, user: UserRow, sessionId: string, refreshToken: string): Promise<TokenPair> {
+  const access = await signAccessToken(c.var.config.jwtSigningKeys, { sub: user.id, sid: sessionId }, c.var.config.accessTokenTtlSeconds);
+  return { user: serializeUser(user), access_token: access.token, refresh_token: refreshToken, token_type: "Bearer", expires_in: access.expiresIn };
+}
+
+/** A verification token and its email, as statements for the caller's batch. */
+export async function verificationEmail(c: Ctx, user: { id: string; email: string; displayName: string }) {
+  const token = newSecret("vfy");
+  const now = Date.now();
+  const mail = await outboxInsert(c.var.db, c.var.config, {
+    template: "verify_email",
+    recipient: user.email,
+    payload: { display_name: user.displayName },
+    secrets: { token },
+    subjectId: user.id,
+  });
+  const statements: BatchItem<"sqlite">[] = [
+    c.var.db.insert(emailTokens).values({
+      tokenHash: await sha256Hex(token),
+      userId: user.id,
+      email: user.email,
+      purpose: "verify_email",
+      createdAt: now,
+      expiresAt: now + VERIFY_EMAIL_TTL_MS,
+    }),
+    mail.statement,
+  ];
+  return { outboxId: mail.id, statements };
+}
+
+const isUniqueViolation = (err: unknown, column: string) => String((err as Error)?.message ?? err).includes(`UNIQUE constraint failed: ${column}`);
+export { isUniqueViolation };
+
+export async function signup(c: Ctx, input: { email: string; password: string; display_name: string }): Promise<TokenPair> {
+  const now = Date.now();
+  const user: UserRow = {
+    id: newId("user"),
+    email: input.email,
+    displayName: input.display_name,
+    passwordHash: await hashPassword(input.password, c.var.config.passwordHashIterations),
+    emailVerifiedAt: null,
+    createdAt: now,
+    updatedAt: now,
+  };
+  const session = await openSession(c, user.id);
+  const verify = await verificationEmail(c, user);
+  // User, session and the verification email land together or not at all.
+  try {
+    await c.var.db.batch([c.var.db.insert(users).values(user), ...session.statements, ...verify.statements] as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+  } catch (err) {
+    if (isUniqueViolation(err, "users.email")) throw new ApiError("email_taken", "An account with this email already exists; sign in instead.");
+    throw err;
+  }
+  await enqueueOutbox(c.env, [verify.outboxId], c.executionCtx);
+  return tokenPair(c, user, session.sessionId, session.refreshToken);
+}
+
+export async function login(c: Ctx, input: { email: string; password: string }): Promise<TokenPair> {
+  const [user] = await c.var.db.select().from(users).where(eq(users.email, input.email)).limit(1);
+  // Unknown email and wrong password cost the same: both verify against a hash.
+  const hash = user?.passwordHash ?? (await dummyPasswordHash(c.var.config.passwordHashIterations));
+  const ok = await verifyPassword(input.password, hash);
+  if (!user || !user.passwordHash || !ok) throw new ApiError("invalid_credentials", "The email or password is wrong.");
+  const session = await openSession(c, user.id);
+  const statements = [...session.statements];
+  if (needsRehash(user.passwordHash, c.var.config.passwordHashIterations)) {
+    statements.push(c.var.db.update(users).set({ passwordHash: await hashPassword(input.password, c.var.config.passwordHashIterations) }).where(eq(users.id, user.id)));
+  }
+  await c.var.db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+  return tokenPair(c, user, session.sessionId, session.refreshToken);
+}
+
+const refreshFailed = () => new ApiError("unauthenticated", "The refresh token is invalid or expired; sign in again.");
+
+export async function refresh(c: Ctx, presented: string): Promise<TokenPair> {
+  if (!presented.startsWith("rt_")) throw refreshFailed();
+  const hash = await sha256Hex(presented);
+  const [row] = await c.var.db
+    .select({
+      sessionId: refreshTokens.sessionId,
+      usedAt: refreshTokens.usedAt,
+      tokenExpiresAt: refreshTokens.expiresAt,
+      sessionRevokedAt: sessions.revokedAt,
+      sessionExpiresAt: sql<number>`${sessions.expiresAt}`.as("session_expires_at"),
+      user: users,
+    })
+    .from(refreshTokens)
+    .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
+    .innerJoin(users, eq(users.id, sessions.userId))
+    .where(eq(refreshTokens.tokenHash, hash))
+    .limit(1);
+  const now = Date.now();
+  if (!row || row.sessionRevokedAt !== null || row.tokenExpiresAt <= now || row.sessionExpiresAt <= now) throw refreshFailed();
+  if (row.usedAt !== null) {
+    await revokeSessions(c, [row.sessionId]);
+    throw new ApiError("refresh_token_reused", "This refresh token was already used; the session has been ended as a precaution.");
+  }
+  const next = newSecret("rt");
+  // Mark-used and mint-next in one transaction; the insert only happens if this request is the
+  // one that flipped used_at, so two concurrent refreshes cannot both succeed.
+  const [, inserted] = await c.var.db.batch([
+    c.var.db.update(refreshTokens).set({ usedAt: now }).where(and(eq(refreshTokens.tokenHash, hash), isNull(refreshTokens.usedAt))),
+    c.var.db.run(
+      sql`insert into refresh_tokens (token_hash, session_id, created_at, expires_at) select ${await sha256Hex(next)}, ${row.sessionId}, ${now}, ${row.sessionExpiresAt} where changes() = 1`,
+    ),
+  ]);
+  if ((inserted as D1Result).meta.changes !== 1) {
+    await revokeSessions(c, [row.sessionId]);
+    throw new ApiError("refresh_token_reused", "This refresh token was already used; the session has been ended as a precaution.");
+  }
+  return tokenPair(c, row.user, row.sessionId, next);
+}
+
+/**
+ * Ends sessions at once: D1 stops their refresh tokens, KV stops their access tokens on the
+ * very next request (the one KV read every authenticated request makes).
+ */
+export async function revokeSessions(c: Ctx, sessionIds: string[]): Promise<void> {
+  if (sessionIds.length === 0) return;
+  const now = Date.now();
+  for (let i = 0; i < sessionIds.length; i += 90) {
+    await c.var.db.update(sessions).set({ revokedAt: now }).where(and(inArray(sessions.id, sessionIds.slice(i, i + 90)), isNull(sessions.revokedAt)));
+  }
+  await Promise.all(
+    sessionIds.map((sid) => {
+      const { key, ttl } = kvKeys.revokedSession(sid, c.var.config.accessTokenTtlSeconds);
+      return c.var.kv.put(key, "1", { expirationTtl: ttl });
+    }),
+  );
+}
+
+/** Active sessions of a user, optionally all but one. */
+export async function activeSessionIds(c: Ctx, userId: string, except?: string): Promise<string[]> {
+  const rows = await c.var.db
+    .select({ id: sessions.id })
+    .from(sessions)
+    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), sql`${sessions.expiresAt} > ${Date.now()}`));
+  return rows.map((r) => r.id).filter((id) => id !== except);
+}
+
+export async function verifyEmail(c: Ctx, token: string): Promise<void> {
+  const invalid = () => new ApiError("invalid_token", "The verification token is invalid, used or expired.");
+  if (!token.startsWith("vfy_")) throw invalid();
+  const now = Date.now();
+  const hash = await sha256Hex(token);
+  const [used] = await c.var.db
+    .update(emailTokens)
+    .set({ usedAt: now })
+    .where(and(eq(emailTokens.tokenHash, hash), isNull(emailTokens.usedAt), sql`${emailTokens.expiresAt} > ${now}`))
+    .returning({ userId: emailTokens.userId, email: emailTokens.email });
+  if (!used) throw invalid();
+  // Only verifies the address the token was sent to; an email changed since stays unverified.
+  const updated = await c.var.db
+    .update(users)
+    .set({ emailVerifiedAt: now, updatedAt: now })
+    .where(and(eq(users.id, used.userId), eq(users.email, used.email)))
+    .returning({ id: users.id });
+  if (updated.length === 0) throw invalid();
+}

@@ -1,0 +1,163 @@
+import { and, asc, eq, sql, type SQL } from "drizzle-orm";
+import type { Ctx } from "../../env";
+import { members, organizations, users } from "../../db/schema";
+import { ApiError } from "../../lib/errors";
+import { compileFilter, parseFilter, type FilterField } from "../../lib/filter";
+import { newId } from "../../lib/ids";
+import { decodePageToken, finishPage } from "../../lib/pagination";
+import type { OrgAccess } from "../../lib/permissions";
+import { isUniqueViolation } from "../auth/auth.service";
+import { serializeOrganization, type OrganizationJson } from "./organizations.schemas";
+
+export function slugify(name: string): string {
+  const s = name
+    .normalize("NFKD")
+    .replace(/[\u0300-\u036f]/g, "")
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 56)
+    .replace(/-+$/g, "");
+  return s || "org";
+}
+
+const randomSuffix = () => Math.random().toString(36).slice(2, 8).padEnd(6, "0");
+
+const orgColumns = {
+  id: organizations.id,
+  name: organizations.name,
+  slug: organizations.slug,
+  description: organizations.description,
+  logoDataUri: organizations.logoDataUri,
+  active: organizations.active,
+  ownerId: organizations.ownerId,
+  memberCount: organizations.memberCount,
+  createdAt: organizations.createdAt,
+  updatedAt: organizations.updatedAt,
+};
+
+const ownerOf = (r: { ownerId: string | null; ownerName: string | null; ownerEmail: string | null }) =>
+  r.ownerId && r.ownerName !== null && r.ownerEmail !== null ? { id: r.ownerId, displayName: r.ownerName, email: r.ownerEmail } : null;
+
+export async function createOrganization(
+  c: Ctx,
+  userId: string,
+  input: { name: string; slug?: string; description?: string; logo_data_uri?: string },
+): Promise<OrganizationJson> {
+  const db = c.var.db;
+  // A derived slug that collides gets a random suffix; an explicit one is the caller's choice: 409.
+  for (let attempt = 0; attempt < 4; attempt++) {
+    const slug = input.slug ?? (attempt === 0 ? slugify(input.name) : `${slugify(input.name)}-${randomSuffix()}`);
+    const id = newId("organization");
+    const now = Date.now();
+    try {
+      // Organization, its first admin (copied from the user row) and the read-back: one round trip.
+      const [, added, rows] = await db.batch([
+        db.insert(organizations).values({
+          id,
+          name: input.name,
+          slug,
+          description: input.description ?? null,
+          logoDataUri: input.logo_data_uri ?? null,
+          ownerId: userId,
+          memberCount: 1,
+          createdAt: now,
+          updatedAt: now,
+        }),
+        db.run(
+          sql`insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at)
+              select ${id}, id, 'user', 'admin', display_name, lower(display_name), email, ${now} from users where id = ${userId}`,
+        ),
+        db
+          .select({ ...orgColumns, ownerName: users.displayName, ownerEmail: users.email })
+          .from(organizations)
+          .leftJoin(users, eq(users.id, organizations.ownerId))
+          .where(eq(organizations.id, id)),
+      ]);
+      if ((added as D1Result).meta.changes !== 1) {
+        // The user vanished mid-request (deleted in parallel); undo the orphan.
+        await db.delete(organizations).where(eq(organizations.id, id));
+        throw new ApiError("unauthenticated", "The account no longer exists.");
+      }
+      const row = rows[0]!;
+      return serializeOrganization(row, ownerOf(row));
+    } catch (err) {
+      if (isUniqueViolation(err, "organizations.slug")) {
+        if (input.slug) throw new ApiError("slug_taken", `The slug \`${input.slug}\` is taken.`);
+        continue;
+      }
+      throw err;
+    }
+  }
+  throw new ApiError("conflict", "Could not find a free slug; pass one explicitly.");
+}
+
+export async function updateOrganization(
+  c: Ctx,
+  access: OrgAccess,
+  input: { name?: string; slug?: string; description?: string | null; logo_data_uri?: string | null; active?: boolean },
+): Promise<OrganizationJson> {
+  const org = access.organization;
+  // An inactive organization is read-only; the one write it takes is being switched back on.
+  if (!org.active && input.active !== true) {
+    throw new ApiError("organization_inactive", "The organization is inactive and read-only; send {\"active\": true} to reactivate it.");
+  }
+  const patch: Partial<typeof organizations.$inferInsert> = { updatedAt: Date.now() };
+  if (input.name !== undefined) patch.name = input.name;
+  if (input.slug !== undefined) patch.slug = input.slug;
+  if (input.description !== undefined) patch.description = input.description;
+  if (input.logo_data_uri !== undefined) patch.logoDataUri = input.logo_data_uri;
+  if (input.active !== undefined) patch.active = input.active;
+  try {
+    const [row] = await c.var.db.update(organizations).set(patch).where(eq(organizations.id, org.id)).returning(orgColumns);
+    if (!row) throw new ApiError("not_found", "The organization does not exist.");
+    return serializeOrganization(row, access.owner);
+  } catch (err) {
+    if (isUniqueViolation(err, "organizations.slug")) throw new ApiError("slug_taken", `The slug \`${input.slug}\` is taken.`);
+    throw err;
+  }
+}
+
+/** Everything of the organization goes with it through ON DELETE CASCADE; members' other organizations are untouched. */
+export async function deleteOrganization(c: Ctx, orgId: string): Promise<void> {
+  await c.var.db.delete(organizations).where(eq(organizations.id, orgId));
+}
+
+const MY_ORG_FILTER: Record<string, FilterField> = {
+  name: { kind: "string", column: organizations.name },
+  role: { kind: "string", column: members.role, ops: ["=", "!="] },
+};
+
+/**
+ * A user's organizations, oldest membership first by organization id. Keyset on the
+ * (member_id, organization_id) index: a page reads O(page_size) rows whatever the count.
+ */
+export async function listUserOrganizations(
+  c: Ctx,
+  userId: string,
+  q: { page_size: number; page_token?: string; filter?: string; active_only?: boolean },
+) {
+  const fingerprint = `user-orgs|${userId}|${q.active_only ? 1 : 0}|${q.filter ?? ""}`;
+  const conds: (SQL | undefined)[] = [eq(members.memberId, userId)];
+  if (q.active_only) conds.push(eq(organizations.active, true));
+  if (q.filter) conds.push(compileFilter(parseFilter(q.filter), MY_ORG_FILTER));
+  if (q.page_token) {
+    const [after] = await decodePageToken(c.var.config.hmacSecret, fingerprint, q.page_token, 1);
+    if (typeof after !== "string") throw new ApiError("invalid_page_token");
+    conds.push(sql`${members.organizationId} > ${after}`);
+  }
+  const rows = await c.var.db
+    .select({ ...orgColumns, role: members.role, ownerName: users.displayName, ownerEmail: users.email })
+    .from(members)
+    .innerJoin(organizations, eq(organizations.id, members.organizationId))
+    .leftJoin(users, eq(users.id, organizations.ownerId))
+    .where(and(...conds))
+    .orderBy(asc(members.organizationId))
+    .limit(q.page_size + 1);
+  const page = await finishPage(c.var.config.hmacSecret, fingerprint, rows, q.page_size, (r) => [r.id]);
+  return {
+    items: page.rows.map((r) => ({ organization: serializeOrganization(r, ownerOf(r)), role: r.role })),
+    next_page_token: page.nextPageToken,
+  };
+}
+

@@ -1,0 +1,148 @@
+import { and, eq, inArray, sql } from "drizzle-orm";
+import type { BatchItem } from "drizzle-orm/batch";
+import type { Ctx } from "../../env";
+import { members, organizations, users } from "../../db/schema";
+import type { Actor } from "../../lib/actor";
+import { hashPassword, verifyPassword } from "../../lib/crypto";
+import { ApiError, notFound, validationError } from "../../lib/errors";
+import { isId } from "../../lib/ids";
+import { passwordProblem } from "../../lib/password-policy";
+import { enqueueOutbox } from "../../queue/outbox";
+import { activeSessionIds, isUniqueViolation, revokeSessions, verificationEmail } from "../auth/auth.service";
+import { serializeUser, type UserJson } from "./users.schemas";
+
+type UserRow = typeof users.$inferSelect;
+
+const accountGone = () => new ApiError("unauthenticated", "The account behind this credential no longer exists.");
+
+/** A platform administrator: a verified email listed in PLATFORM_ADMIN_EMAILS. */
+function isPlatformAdmin(c: Ctx, user: UserRow): boolean {
+  // Verified only: otherwise anyone could sign up with an admin's address before the admin does.
+  return user.emailVerifiedAt !== null && c.var.config.platformAdminEmails.includes(user.email);
+}
+
+export async function getUserRow(c: Ctx, userId: string): Promise<UserRow | undefined> {
+  const [row] = await c.var.db.select().from(users).where(eq(users.id, userId)).limit(1);
+  return row;
+}
+
+export async function getSelf(c: Ctx, userId: string): Promise<UserJson> {
+  const row = await getUserRow(c, userId);
+  if (!row) throw accountGone();
+  return serializeUser(row);
+}
+
+/**
+ * The caller and the target in one read; only the user themself or a platform administrator
+ * gets past this, and a refusal comes before any existence check so it reveals nothing.
+ */
+export async function resolveUserTarget(c: Ctx, actor: Actor, targetId: string): Promise<{ caller: UserRow; target: UserRow; byAdmin: boolean }> {
+  if (actor.kind === "service_account") throw new ApiError("forbidden", "Service account keys cannot manage user accounts.");
+  const ids = actor.userId === targetId || !isId("user", targetId) ? [actor.userId] : [actor.userId, targetId];
+  const rows = await c.var.db.select().from(users).where(inArray(users.id, ids));
+  const caller = rows.find((r) => r.id === actor.userId);
+  if (!caller) throw accountGone();
+  if (targetId === caller.id) return { caller, target: caller, byAdmin: false };
+  if (!isPlatformAdmin(c, caller)) throw new ApiError("forbidden", "Only platform administrators may manage other users.");
+  const target = rows.find((r) => r.id === targetId);
+  if (!target) throw notFound("user");
+  return { caller, target, byAdmin: true };
+}
+
+export async function updateUser(
+  c: Ctx,
+  opts: {
+    target: UserRow;
+    byAdmin: boolean;
+    currentSessionId?: string;
+    input: { display_name?: string; email?: string; old_password?: string; new_password?: string };
+  },
+): Promise<UserJson> {
+  const { target, byAdmin, input } = opts;
+  const emailChanges = input.email !== undefined && input.email !== target.email;
+  // Changing the password or the email of one's own account re-proves knowledge of the password.
+  const needsOldPassword = !byAdmin && target.passwordHash !== null && (input.new_password !== undefined || emailChanges);
+  if (needsOldPassword) {
+    if (!input.old_password) throw validationError([{ path: "old_password", message: "is required to change the password or email" }]);
+    if (!(await verifyPassword(input.old_password, target.passwordHash!))) {
+      throw validationError([{ path: "old_password", message: "is incorrect" }]);
+    }
+  }
+  if (input.new_password !== undefined) {
+    const problem = passwordProblem(input.new_password, input.email ?? target.email);
+    if (problem) throw validationError([{ path: "new_password", message: problem }]);
+  }
+  const now = Date.now();
+  const patch: Partial<UserRow> = { updatedAt: now };
+  if (input.display_name !== undefined) patch.displayName = input.display_name;
+  if (emailChanges) {
+    patch.email = input.email;
+    patch.emailVerifiedAt = null;
+  }
+  if (input.new_password !== undefined) patch.passwordHash = await hashPassword(input.new_password, c.var.config.passwordHashIterations);
+
+  const db = c.var.db;
+  const statements: BatchItem<"sqlite">[] = [db.update(users).set(patch).where(eq(users.id, target.id))];
+  if (patch.displayName !== undefined || emailChanges) {
+    // Members rows carry copies of name and email for cheap listing and search.
+    const memberPatch: Partial<typeof members.$inferInsert> = {};
+    if (patch.displayName !== undefined) {
+      memberPatch.displayName = patch.displayName;
+      memberPatch.nameKey = patch.displayName.toLowerCase();
+    }
+    if (emailChanges) memberPatch.email = input.email!;
+    statements.push(db.update(members).set(memberPatch).where(eq(members.memberId, target.id)));
+  }
+  let outboxId: string | undefined;
+  if (emailChanges) {
+    const verify = await verificationEmail(c, { id: target.id, email: input.email!, displayName: patch.displayName ?? target.displayName });
+    statements.push(...verify.statements);
+    outboxId = verify.outboxId;
+  }
+  try {
+    await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+  } catch (err) {
+    if (isUniqueViolation(err, "users.email")) throw new ApiError("email_taken", "Another account uses this email.");
+    throw err;
+  }
+  if (outboxId) await enqueueOutbox(c.env, [outboxId], c.executionCtx);
+  if (input.new_password !== undefined) {
+    // Every other session ends, access and refresh alike; the caller's own stays.
+    await revokeSessions(c, await activeSessionIds(c, target.id, byAdmin ? undefined : opts.currentSessionId));
+  }
+  return serializeUser({ ...target, ...patch });
+}
+
+/**
+ * Deletes the account. An organization it is the last admin of (with anyone else in it) blocks
+ * the deletion with 409 last_admin; organizations it is the only member of go with it.
+ */
+export async function deleteUser(c: Ctx, userId: string): Promise<void> {
+  const db = c.var.db;
+  const adminOf = await db
+    .select({
+      organizationId: members.organizationId,
+      memberCount: organizations.memberCount,
+      admins: sql<number>`(select count(*) from members m2 where m2.organization_id = ${members.organizationId} and m2.role = 'admin')`,
+    })
+    .from(members)
+    .innerJoin(organizations, eq(organizations.id, members.organizationId))
+    .where(and(eq(members.memberId, userId), eq(members.role, "admin")));
+  const blocking = adminOf.filter((o) => o.admins <= 1 && o.memberCount > 1).map((o) => o.organizationId);
+  if (blocking.length > 0) {
+    throw new ApiError("last_admin", "The account is the last admin of organizations that have other members; promote another admin or delete those organizations first.", {
+      extra: { organization_ids: blocking },
+    });
+  }
+  const solo = adminOf.filter((o) => o.memberCount <= 1).map((o) => o.organizationId);
+  await revokeSessions(c, await activeSessionIds(c, userId));
+  const statements: BatchItem<"sqlite">[] = [];
+  if (solo.length > 0) statements.push(db.delete(organizations).where(inArray(organizations.id, solo)));
+  statements.push(
+    db.run(sql`update organizations set member_count = member_count - 1 where id in (select organization_id from members where member_id = ${userId})`),
+    db.delete(members).where(eq(members.memberId, userId)),
+    // Sessions, refresh tokens, PATs and email tokens go by ON DELETE CASCADE.
+    db.delete(users).where(eq(users.id, userId)),
+  );
+  await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+}
