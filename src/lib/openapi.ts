@@ -6,6 +6,9 @@ import { ERROR_CODES, validationError, zodIssues, type ErrorCode } from "./error
 
 export { z };
 
+// A missing field reads "is required" rather than "expected string, received undefined".
+z.config({ customError: (issue) => (issue.input === undefined && issue.code === "invalid_type" ? "is required" : undefined) });
+
 export const ProblemSchema = z
   .object({
     type: z.string(),

@@ -1,4 +1,6 @@
+import { env } from "cloudflare:workers";
 import { expect } from "vitest";
+import { newId } from "../../src/lib/ids";
 import { post } from "./client";
 
 let counter = 0;
@@ -34,4 +36,51 @@ export async function createPat(user: { accessToken: string }, scopes: string[],
   const res = await post("/v1/me/tokens", { name: `pat ${unique("")}`, scopes, ...extra }, { token: user.accessToken });
   expect(res.status, res.text).toBe(201);
   return res.body as { id: string; token: string; [k: string]: unknown };
+}
+
+/**
+ * Direct seeding through the real D1 binding, for states the API under test cannot create yet
+ * or would create too slowly (hundreds of rows).
+ */
+
+export async function addMemberDirect(orgId: string, user: { id: string; email: string; displayName: string }, role = "user") {
+  const now = Date.now();
+  await env.DB.batch([
+    env.DB.prepare(
+      "insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at) values (?, ?, 'user', ?, ?, ?, ?, ?)",
+    ).bind(orgId, user.id, role, user.displayName, user.displayName.toLowerCase(), user.email, now),
+    env.DB.prepare("update organizations set member_count = member_count + 1 where id = ?").bind(orgId),
+  ]);
+}
+
+/** Creates `count` organizations owned by `userId`, who is admin of each; returns their ids in creation order. */
+export async function seedOrganizations(user: { id: string; email: string; displayName: string }, count: number, namePrefix = "Seeded"): Promise<string[]> {
+  const ids: string[] = [];
+  const base = Date.now() - count;
+  const stmts: D1PreparedStatement[] = [];
+  for (let i = 0; i < count; i++) {
+    const id = newId("organization", base + i);
+    ids.push(id);
+    const now = base + i;
+    stmts.push(
+      env.DB.prepare("insert into organizations (id, name, slug, owner_id, member_count, created_at, updated_at) values (?, ?, ?, ?, 1, ?, ?)").bind(
+        id,
+        `${namePrefix} ${String(i).padStart(4, "0")}`,
+        `${namePrefix.toLowerCase()}-${id.slice(4).toLowerCase()}`,
+        user.id,
+        now,
+        now,
+      ),
+      env.DB.prepare(
+        "insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at) values (?, ?, 'user', 'admin', ?, ?, ?, ?)",
+      ).bind(id, user.id, user.displayName, user.displayName.toLowerCase(), user.email, now),
+    );
+  }
+  for (let i = 0; i < stmts.length; i += 200) await env.DB.batch(stmts.slice(i, i + 200));
+  return ids;
+}
+
+/** Marks a user's email verified (the email round trip is tested on its own). */
+export async function verifyUserDirect(userId: string) {
+  await env.DB.prepare("update users set email_verified_at = ? where id = ?").bind(Date.now(), userId).run();
 }

@@ -146,9 +146,10 @@ export async function refresh(c: Ctx, presented: string): Promise<TokenPair> {
   // one that flipped used_at, so two concurrent refreshes cannot both succeed.
   const [, inserted] = await c.var.db.batch([
     c.var.db.update(refreshTokens).set({ usedAt: now }).where(and(eq(refreshTokens.tokenHash, hash), isNull(refreshTokens.usedAt))),
-    c.var.db.run(
-      sql`insert into refresh_tokens (token_hash, session_id, created_at, expires_at) select ${await sha256Hex(next)}, ${row.sessionId}, ${now}, ${row.sessionExpiresAt} where changes() = 1`,
-    ),
+    // Columns in table order: token_hash, session_id, created_at, expires_at, used_at.
+    c.var.db
+      .insert(refreshTokens)
+      .select(sql`select ${await sha256Hex(next)}, ${row.sessionId}, ${now}, ${row.sessionExpiresAt}, null where changes() = 1`),
   ]);
   if ((inserted as D1Result).meta.changes !== 1) {
     await revokeSessions(c, [row.sessionId]);

@@ -64,10 +64,8 @@ export async function createOrganization(
           createdAt: now,
           updatedAt: now,
         }),
-        db.run(
-          sql`insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at)
-              select ${id}, id, 'user', 'admin', display_name, lower(display_name), email, ${now} from users where id = ${userId}`,
-        ),
+        // Columns in table order: organization_id, member_id, type, role, display_name, name_key, email, joined_at.
+        db.insert(members).select(sql`select ${id}, id, 'user', 'admin', display_name, lower(display_name), email, ${now} from users where id = ${userId}`),
         db
           .select({ ...orgColumns, ownerName: users.displayName, ownerEmail: users.email })
           .from(organizations)

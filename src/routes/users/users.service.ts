@@ -139,7 +139,10 @@ export async function deleteUser(c: Ctx, userId: string): Promise<void> {
   const statements: BatchItem<"sqlite">[] = [];
   if (solo.length > 0) statements.push(db.delete(organizations).where(inArray(organizations.id, solo)));
   statements.push(
-    db.run(sql`update organizations set member_count = member_count - 1 where id in (select organization_id from members where member_id = ${userId})`),
+    db
+      .update(organizations)
+      .set({ memberCount: sql`${organizations.memberCount} - 1` })
+      .where(inArray(organizations.id, db.select({ id: members.organizationId }).from(members).where(eq(members.memberId, userId)))),
     db.delete(members).where(eq(members.memberId, userId)),
     // Sessions, refresh tokens, PATs and email tokens go by ON DELETE CASCADE.
     db.delete(users).where(eq(users.id, userId)),
