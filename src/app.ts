@@ -1,7 +1,7 @@
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import type { AppEnv } from "./env";
-import { ApiError, problemResponse, toApiError } from "./lib/errors";
+import { ApiError, problemResponse, rootMessage, toApiError } from "./lib/errors";
 import { createRouter, type Router } from "./lib/openapi";
 import { requestContext } from "./middleware/request-context";
 import { systemRoutes, mountDocs } from "./routes/system/system.routes";
@@ -61,8 +61,8 @@ export function createApp() {
   app.onError((err, c) => {
     const apiError = toApiError(err);
     if (apiError.status >= 500) {
-      // The stack and message only; request bodies and headers (which may hold secrets) never.
-      console.error(JSON.stringify({ level: "error", request_id: c.get("requestId"), error: String(err), stack: err instanceof Error ? err.stack : undefined }));
+      // The root cause only: never request bodies, headers or query parameters, which may hold secrets.
+      console.error(JSON.stringify({ level: "error", request_id: c.get("requestId"), method: c.req.method, path: c.req.routePath, error: rootMessage(err) }));
     }
     return problemResponse(c, apiError);
   });

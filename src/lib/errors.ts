@@ -82,15 +82,20 @@ export function validationError(issues: FieldError[], detail = "One or more fiel
 }
 
 /** Maps every zod issue to `{path, message}` so the client sees each bad field at once. */
-export function zodIssues(error: ZodError, prefix?: string): FieldError[] {
-  return error.issues.map((issue) => {
-    const parts = issue.path.map(String);
-    if (issue.code === "unrecognized_keys") {
-      // Unknown fields are rejected, named one by one.
-      return { path: [prefix, ...parts].filter(Boolean).join("."), message: issue.message };
+export function zodIssues(error: ZodError): FieldError[] {
+  const out: FieldError[] = [];
+  const wrongType = new Set<string>();
+  for (const issue of error.issues) {
+    const path = issue.path.map(String).join(".") || "(root)";
+    // A value of the wrong type gets one message; checks meant for the right type add only noise.
+    if (wrongType.has(path)) continue;
+    if (issue.code === "invalid_type") {
+      wrongType.add(path);
+      for (let i = out.length - 1; i >= 0; i--) if (out[i]!.path === path) out.splice(i, 1);
     }
-    return { path: [prefix, ...parts].filter(Boolean).join(".") || "(root)", message: issue.message };
-  });
+    out.push({ path, message: issue.message });
+  }
+  return out;
 }
 
 export function problemBody(err: ApiError, requestId: string) {
@@ -113,6 +118,21 @@ export function problemResponse(c: Context, err: ApiError): Response {
     ...err.headers,
   });
   return res;
+}
+
+/**
+ * The innermost message of an error chain. Drizzle wraps driver errors as "Failed query: <sql>
+ * params: <values>"; the values may be secrets' hashes, so logs and checks use the root cause.
+ */
+export function rootMessage(err: unknown): string {
+  let e: unknown = err;
+  for (let i = 0; i < 5 && e instanceof Error && e.cause !== undefined; i++) e = e.cause;
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** True when a write failed on the unique constraint of `table.column`. */
+export function isUniqueViolation(err: unknown, column: string): boolean {
+  return rootMessage(err).includes(`UNIQUE constraint failed: ${column}`);
 }
 
 /** Turns anything thrown into an ApiError; unknown errors become a 500 that leaks nothing. */

@@ -81,7 +81,8 @@ export function parseFilter(input: string): FilterTerm[] {
   for (;;) {
     ws();
     if (i >= s.length) break;
-    if (s.startsWith("AND", i) && /\s/.test(s[i + 3] ?? "")) {
+    // AND followed by a space, or ending the input (then expectTerm reports the missing term).
+    if (s.startsWith("AND", i) && (i + 3 === s.length || /\s/.test(s[i + 3]!))) {
       i += 3;
       expectTerm();
       continue;

@@ -40,15 +40,31 @@ function encodeTime(ms: number): string {
   return out;
 }
 
-function encodeRandom(chars: number): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(chars));
-  let out = "";
-  for (const b of bytes) out += ALPHABET[b & 31];
-  return out;
+// Within one millisecond the random part is incremented instead of redrawn, so ids minted by
+// one isolate stay in creation order (ULID's monotonic mode).
+let lastTime = -1;
+let lastRandom: number[] = [];
+
+function nextRandom(now: number): string {
+  if (now === lastTime) {
+    for (let i = lastRandom.length - 1; i >= 0; i--) {
+      if (lastRandom[i]! < 31) {
+        lastRandom[i]! += 1;
+        break;
+      }
+      lastRandom[i] = 0;
+    }
+  } else {
+    lastTime = now;
+    lastRandom = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b & 31);
+    // Leave headroom so increments within the millisecond never wrap.
+    lastRandom[0] = lastRandom[0]! & 15;
+  }
+  return lastRandom.map((d) => ALPHABET[d]).join("");
 }
 
 export function newId(kind: IdKind, now = Date.now()): string {
-  return `${ID_PREFIXES[kind]}_${encodeTime(now)}${encodeRandom(16)}`;
+  return `${ID_PREFIXES[kind]}_${encodeTime(now)}${nextRandom(now)}`;
 }
 
 const patterns = new Map<IdKind, RegExp>();

@@ -8,6 +8,7 @@ import { verifyAccessToken } from "../lib/jwt";
 import { kvKeys } from "../lib/kv-keys";
 import type { Scope } from "../lib/permissions";
 import { personalAccessTokens } from "../db/schema";
+import { backgroundDb } from "../queue/outbox";
 
 /** last_used_at is written at most once a minute per token, never on every request. */
 const LAST_USED_RESOLUTION_MS = 60_000;
@@ -68,12 +69,16 @@ async function authenticatePat(c: Context<AppEnv>, token: string): Promise<Actor
     throw unauthenticated("The personal access token is invalid, revoked or expired.");
   }
   if (row.lastUsedAt === null || now - row.lastUsedAt >= LAST_USED_RESOLUTION_MS) {
-    const db = c.var.db;
+    // After the response and off the request's cost report: bookkeeping, not the caller's work.
     c.executionCtx.waitUntil(
-      db.update(personalAccessTokens).set({ lastUsedAt: now }).where(eq(personalAccessTokens.id, row.id)).then(
-        () => undefined,
-        () => undefined,
-      ),
+      backgroundDb(c.env)
+        .update(personalAccessTokens)
+        .set({ lastUsedAt: now })
+        .where(eq(personalAccessTokens.id, row.id))
+        .then(
+          () => undefined,
+          () => undefined,
+        ),
     );
   }
   return { kind: "pat", userId: row.userId, tokenId: row.id, scopes: row.scopes as Scope[] };

@@ -3,7 +3,7 @@ import type { BatchItem } from "drizzle-orm/batch";
 import type { Ctx } from "../../env";
 import { emailTokens, refreshTokens, sessions, users } from "../../db/schema";
 import { dummyPasswordHash, hashPassword, needsRehash, newSecret, sha256Hex, verifyPassword } from "../../lib/crypto";
-import { ApiError } from "../../lib/errors";
+import { ApiError, isUniqueViolation } from "../../lib/errors";
 import { newId } from "../../lib/ids";
 import { signAccessToken } from "../../lib/jwt";
 import { kvKeys } from "../../lib/kv-keys";
@@ -73,9 +73,6 @@ export async function verificationEmail(c: Ctx, user: { id: string; email: strin
   ];
   return { outboxId: mail.id, statements };
 }
-
-const isUniqueViolation = (err: unknown, column: string) => String((err as Error)?.message ?? err).includes(`UNIQUE constraint failed: ${column}`);
-export { isUniqueViolation };
 
 export async function signup(c: Ctx, input: { email: string; password: string; display_name: string }): Promise<TokenPair> {
   const now = Date.now();
@@ -168,6 +165,11 @@ export async function revokeSessions(c: Ctx, sessionIds: string[]): Promise<void
   for (let i = 0; i < sessionIds.length; i += 90) {
     await c.var.db.update(sessions).set({ revokedAt: now }).where(and(inArray(sessions.id, sessionIds.slice(i, i + 90)), isNull(sessions.revokedAt)));
   }
+  await revokeAccessTokens(c, sessionIds);
+}
+
+/** The KV half of revocation alone, for sessions whose D1 rows are already gone (deleted accounts). */
+export async function revokeAccessTokens(c: Ctx, sessionIds: string[]): Promise<void> {
   await Promise.all(
     sessionIds.map((sid) => {
       const { key, ttl } = kvKeys.revokedSession(sid, c.var.config.accessTokenTtlSeconds);

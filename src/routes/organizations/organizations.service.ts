@@ -1,12 +1,11 @@
 import { and, asc, eq, sql, type SQL } from "drizzle-orm";
 import type { Ctx } from "../../env";
 import { members, organizations, users } from "../../db/schema";
-import { ApiError } from "../../lib/errors";
+import { ApiError, isUniqueViolation } from "../../lib/errors";
 import { compileFilter, parseFilter, type FilterField } from "../../lib/filter";
 import { newId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
 import type { OrgAccess } from "../../lib/permissions";
-import { isUniqueViolation } from "../auth/auth.service";
 import { serializeOrganization, type OrganizationJson } from "./organizations.schemas";
 
 export function slugify(name: string): string {

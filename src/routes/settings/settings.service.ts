@@ -1,9 +1,9 @@
-import { and, eq, inArray } from "drizzle-orm";
+import { and, eq, inArray, sql } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { Ctx } from "../../env";
-import { organizationSecrets, organizationSettings } from "../../db/schema";
+import { organizationSecrets, organizationSettings, organizations } from "../../db/schema";
 import { encryptString } from "../../lib/crypto";
-import { ApiError } from "../../lib/errors";
+import { ApiError, rootMessage } from "../../lib/errors";
 import { iso } from "../../lib/time";
 import { MAX_SECRETS } from "./settings.schemas";
 
@@ -36,19 +36,20 @@ export async function getSettings(c: Ctx, orgId: string) {
   return shape(settings, secrets);
 }
 
+/** Marker of the limit guard's deliberate SQL error (SQLite has no RAISE outside triggers). */
+const SECRET_LIMIT_MARKER = "org_secret_limit_exceeded";
+
+const tooManySecrets = () =>
+  new ApiError("validation_failed", `An organization may store at most ${MAX_SECRETS} secrets.`, {
+    errors: [{ path: "secrets", message: `at most ${MAX_SECRETS} secrets in total` }],
+  });
+
 export async function putSettings(c: Ctx, orgId: string, input: { settings?: Record<string, unknown>; secrets?: Record<string, string | null> }) {
   const db = c.var.db;
   const now = Date.now();
   const entries = Object.entries(input.secrets ?? {});
   const toSet = entries.filter((e): e is [string, string] => e[1] !== null);
   const toDelete = entries.filter(([, v]) => v === null).map(([k]) => k);
-  if (toSet.length > 0) {
-    const existing = await db.select({ name: organizationSecrets.name }).from(organizationSecrets).where(eq(organizationSecrets.organizationId, orgId));
-    const names = new Set(existing.map((r) => r.name));
-    for (const n of toDelete) names.delete(n);
-    for (const [n] of toSet) names.add(n);
-    if (names.size > MAX_SECRETS) throw new ApiError("validation_failed", `An organization may store at most ${MAX_SECRETS} secrets.`, { errors: [{ path: "secrets", message: `at most ${MAX_SECRETS} secrets in total` }] });
-  }
   const writes: BatchItem<"sqlite">[] = [];
   if (input.settings !== undefined) {
     writes.push(
@@ -70,8 +71,26 @@ export async function putSettings(c: Ctx, orgId: string, input: { settings?: Rec
   if (toDelete.length > 0) {
     writes.push(db.delete(organizationSecrets).where(and(eq(organizationSecrets.organizationId, orgId), inArray(organizationSecrets.name, toDelete))));
   }
-  // Writes and the read-back in one transaction and one round trip.
-  const results = await db.batch([...writes, ...readStatements(c, orgId)] as unknown as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+  if (toSet.length > 0) {
+    // The limit is checked inside the batch, after its own writes: a count read beforehand
+    // would let two concurrent PUTs each pass and together exceed it. When the count is over,
+    // json_extract with an invalid path fails the statement, and D1 rolls back the whole batch.
+    const count = sql`(select count(*) from ${organizationSecrets} where ${organizationSecrets.organizationId} = ${orgId})`;
+    writes.push(
+      db
+        .select({ overLimit: sql`case when ${count} > ${MAX_SECRETS} then json_extract('{}', ${SECRET_LIMIT_MARKER} || ${count}) end` })
+        .from(organizations)
+        .where(eq(organizations.id, orgId)),
+    );
+  }
+  // Writes, the limit guard and the read-back in one transaction and one round trip.
+  let results: unknown[];
+  try {
+    results = await db.batch([...writes, ...readStatements(c, orgId)] as unknown as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+  } catch (err) {
+    if (rootMessage(err).includes(SECRET_LIMIT_MARKER)) throw tooManySecrets();
+    throw err;
+  }
   const settingsRows = results[results.length - 2] as (typeof organizationSettings.$inferSelect)[];
   const secretRows = results[results.length - 1] as { name: string; updatedAt: number }[];
   return shape(settingsRows, secretRows);

@@ -1,14 +1,14 @@
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, eq, inArray, isNull, sql } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { Ctx } from "../../env";
-import { members, organizations, users } from "../../db/schema";
+import { members, organizations, sessions, users } from "../../db/schema";
 import type { Actor } from "../../lib/actor";
 import { hashPassword, verifyPassword } from "../../lib/crypto";
-import { ApiError, notFound, validationError } from "../../lib/errors";
+import { ApiError, isUniqueViolation, notFound, validationError } from "../../lib/errors";
 import { isId } from "../../lib/ids";
 import { passwordProblem } from "../../lib/password-policy";
 import { enqueueOutbox } from "../../queue/outbox";
-import { activeSessionIds, isUniqueViolation, revokeSessions, verificationEmail } from "../auth/auth.service";
+import { activeSessionIds, revokeAccessTokens, revokeSessions, verificationEmail } from "../auth/auth.service";
 import { serializeUser, type UserJson } from "./users.schemas";
 
 type UserRow = typeof users.$inferSelect;
@@ -72,9 +72,12 @@ export async function updateUser(
     const problem = passwordProblem(input.new_password, input.email ?? target.email);
     if (problem) throw validationError([{ path: "new_password", message: problem }]);
   }
+  const nameChanges = input.display_name !== undefined && input.display_name !== target.displayName;
+  // A PATCH that changes nothing writes nothing: updated_at keeps meaning "last real change".
+  if (!nameChanges && !emailChanges && input.new_password === undefined) return serializeUser(target);
   const now = Date.now();
   const patch: Partial<UserRow> = { updatedAt: now };
-  if (input.display_name !== undefined) patch.displayName = input.display_name;
+  if (nameChanges) patch.displayName = input.display_name;
   if (emailChanges) {
     patch.email = input.email;
     patch.emailVerifiedAt = null;
@@ -114,38 +117,62 @@ export async function updateUser(
 }
 
 /**
+ * Organizations where `userId` is the only admin while someone else is still a member: deleting
+ * the account would leave them without an admin.
+ */
+const lastAdminOrgIds = (userId: string) => sql`select m.organization_id from members m
+  where m.member_id = ${userId} and m.role = 'admin'
+    and exists (select 1 from members o where o.organization_id = m.organization_id and o.member_id <> ${userId})
+    and not exists (select 1 from members a where a.organization_id = m.organization_id and a.role = 'admin' and a.member_id <> ${userId})`;
+
+const lastAdmin = (organizationIds: string[]) =>
+  new ApiError("last_admin", "The account is the last admin of organizations that have other members; promote another admin or delete those organizations first.", {
+    extra: { organization_ids: organizationIds },
+  });
+
+/**
  * Deletes the account. An organization it is the last admin of (with anyone else in it) blocks
  * the deletion with 409 last_admin; organizations it is the only member of go with it.
+ *
+ * The last-admin rule is checked inside the one batch that deletes, by every statement, never
+ * read first and written later: two admins of one organization deleting themselves at once
+ * must not both pass a check made before either deletion.
  */
 export async function deleteUser(c: Ctx, userId: string): Promise<void> {
   const db = c.var.db;
-  const adminOf = await db
-    .select({
-      organizationId: members.organizationId,
-      memberCount: organizations.memberCount,
-      admins: sql<number>`(select count(*) from members m2 where m2.organization_id = ${members.organizationId} and m2.role = 'admin')`,
-    })
-    .from(members)
-    .innerJoin(organizations, eq(organizations.id, members.organizationId))
-    .where(and(eq(members.memberId, userId), eq(members.role, "admin")));
-  const blocking = adminOf.filter((o) => o.admins <= 1 && o.memberCount > 1).map((o) => o.organizationId);
-  if (blocking.length > 0) {
-    throw new ApiError("last_admin", "The account is the last admin of organizations that have other members; promote another admin or delete those organizations first.", {
-      extra: { organization_ids: blocking },
-    });
-  }
-  const solo = adminOf.filter((o) => o.memberCount <= 1).map((o) => o.organizationId);
-  await revokeSessions(c, await activeSessionIds(c, userId));
-  const statements: BatchItem<"sqlite">[] = [];
-  if (solo.length > 0) statements.push(db.delete(organizations).where(inArray(organizations.id, solo)));
-  statements.push(
+  const allowed = sql`not exists (${lastAdminOrgIds(userId)})`;
+  const myOrgIds = db.select({ id: members.organizationId }).from(members).where(eq(members.memberId, userId));
+  const [sessionRows, , , , deleted] = await db.batch([
+    // Read in the same transaction as the delete, so a session opened meanwhile is not missed.
+    db.select({ id: sessions.id }).from(sessions).where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt))),
+    // Organizations with no other member go with the account (their rows cascade).
+    db
+      .delete(organizations)
+      .where(
+        and(
+          inArray(organizations.id, myOrgIds),
+          sql`not exists (select 1 from members o where o.organization_id = ${organizations.id} and o.member_id <> ${userId})`,
+          allowed,
+        ),
+      ),
     db
       .update(organizations)
       .set({ memberCount: sql`${organizations.memberCount} - 1` })
-      .where(inArray(organizations.id, db.select({ id: members.organizationId }).from(members).where(eq(members.memberId, userId)))),
-    db.delete(members).where(eq(members.memberId, userId)),
-    // Sessions, refresh tokens, PATs and email tokens go by ON DELETE CASCADE.
-    db.delete(users).where(eq(users.id, userId)),
-  );
-  await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+      .where(and(inArray(organizations.id, myOrgIds), allowed)),
+    db.delete(members).where(and(eq(members.memberId, userId), allowed)),
+    // Only once every membership is gone; sessions, refresh tokens, PATs and email tokens cascade.
+    db
+      .delete(users)
+      .where(and(eq(users.id, userId), sql`not exists (select 1 from members where member_id = ${userId})`))
+      .returning({ id: users.id }),
+  ]);
+  if (deleted.length === 0) {
+    const blocking = (await db.all<{ organization_id: string }>(lastAdminOrgIds(userId))).map((r) => r.organization_id);
+    if (blocking.length > 0) throw lastAdmin(blocking);
+    // Deleted by a concurrent request: the outcome the caller asked for.
+    if (!(await getUserRow(c, userId))) return;
+    throw new ApiError("conflict", "The account changed while it was being deleted; retry.");
+  }
+  // The D1 rows are gone; KV stops the sessions' access tokens on their very next request.
+  await revokeAccessTokens(c, sessionRows.map((r) => r.id));
 }

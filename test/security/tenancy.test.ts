@@ -1,0 +1,128 @@
+import { describe, expect, it, beforeAll } from "vitest";
+import { createApp } from "../../src/app";
+import { BUILT_IN_ROLES, SCOPES, SCOPE_GRANTS, type Permission } from "../../src/lib/permissions";
+import { api } from "../helpers/client";
+import { addMemberDirect, createOrg, createPat, createUser, type TestUser } from "../helpers/factories";
+import { fillPath, operations, type Operation } from "../helpers/openapi";
+
+/**
+ * The routes anyone may call without a credential. A new public route must be added here on
+ * purpose; any other new route must carry an authorization rule or these tests fail.
+ */
+const PUBLIC_ROUTES = [
+  "GET /healthz",
+  "GET /.well-known/jwks.json",
+  "POST /v1/auth/signup",
+  "POST /v1/auth/login",
+  "POST /v1/auth/refresh",
+  "POST /v1/auth/verify-email",
+  "GET /v1/dev/emails",
+].sort();
+
+/** The two routes that describe the API rather than being part of it. */
+const DOCUMENT_ROUTES = ["GET /openapi.json", "GET /docs"];
+
+const key = (o: { method: string; path: string }) => `${o.method} ${o.path}`;
+
+describe("security", () => {
+  it("every registered route is documented with an authorization rule", async () => {
+    const app = createApp();
+    const registered = [
+      ...new Set(
+        app.routes.filter((r) => r.method !== "ALL").map((r) => `${r.method} ${r.path.replace(/:([A-Za-z0-9_]+)/g, "{$1}")}`),
+      ),
+    ].filter((r) => !DOCUMENT_ROUTES.includes(r));
+    const documented = new Map((await operations()).map((o) => [key(o), o]));
+    const undocumented = registered.filter((r) => !documented.has(r));
+    expect(undocumented, "routes registered outside defineRoute() have no authorization rule").toEqual([]);
+    for (const [k, o] of documented) {
+      expect(["public", "any", "user", "session", "org"], k).toContain(o.auth?.kind);
+      if (o.auth.kind === "org") expect(o.auth.permission, k).toBeTruthy();
+    }
+  });
+
+  it("only the listed routes are public", async () => {
+    const publicOps = (await operations()).filter((o) => o.auth.kind === "public").map(key).sort();
+    expect(publicOps).toEqual(PUBLIC_ROUTES);
+  });
+
+  describe("per route", async () => {
+    const ops = (await operations()).filter((o) => o.auth.kind !== "public");
+    let admin: TestUser;
+    let lowest: TestUser;
+    let outsider: TestUser;
+    let orgId: string;
+    const patsByScope = new Map<string, string>();
+
+    beforeAll(async () => {
+      [admin, lowest, outsider] = await Promise.all([createUser(), createUser(), createUser()]);
+      orgId = (await createOrg(admin)).id;
+      await createOrg(outsider);
+      await addMemberDirect(orgId, lowest, "user");
+      for (const scope of SCOPES) patsByScope.set(scope, (await createPat(admin, [scope])).token);
+      patsByScope.set("*", (await createPat(admin, [...SCOPES])).token);
+    });
+
+    const call = (o: Operation, token?: string) => api(o.method, fillPath(o.path, orgId), { token, body: o.op.requestBody ? {} : undefined });
+
+    it.each(ops.map((o) => [key(o), o] as const))("%s: anonymous → 401", async (_, o) => {
+      const res = await call(o);
+      expect(res.status, res.text).toBe(401);
+      expect(res.body.code).toBe("unauthenticated");
+      expect(res.headers.get("www-authenticate")).toContain("Bearer");
+    });
+
+    const orgOps = ops.filter((o) => o.auth.kind === "org");
+
+    it.each(orgOps.map((o) => [key(o), o] as const))("%s: member of another organization → 404", async (_, o) => {
+      const res = await call(o, outsider.accessToken);
+      expect(res.status, res.text).toBe(404);
+      expect(res.body.code).toBe("not_found");
+    });
+
+    it.each(orgOps.map((o) => [key(o), o] as const))("%s: malformed or unknown organization id → 404", async (_, o) => {
+      for (const bad of ["nope", "org_00000000000000000000000000"]) {
+        const res = await api(o.method, fillPath(o.path, bad), { token: admin.accessToken, body: o.op.requestBody ? {} : undefined });
+        expect(res.status, res.text).toBe(404);
+      }
+    });
+
+    const userLacks = (p: string) => !(BUILT_IN_ROLES.user.permissions as readonly string[]).includes(p);
+    const deniedToLowest = orgOps.filter((o) => userLacks(o.auth.permission!));
+
+    it("every write is denied to the lowest role", () => {
+      const writesAllowedToUser = orgOps.filter((o) => o.method !== "GET" && !userLacks(o.auth.permission!)).map(key);
+      // Writes the `user` role may make by design (projects) are listed here as they arrive.
+      expect(writesAllowedToUser).toEqual([]);
+    });
+
+    it.each(deniedToLowest.map((o) => [key(o), o] as const))("%s: lowest role → 403", async (_, o) => {
+      const res = await call(o, lowest.accessToken);
+      expect(res.status, res.text).toBe(403);
+      expect(res.body.code).toBe("forbidden");
+    });
+
+    it.each(orgOps.map((o) => [key(o), o] as const))("%s: token without the scope → 403 insufficient_scope", async (_, o) => {
+      const lacking = SCOPES.find((s) => !(SCOPE_GRANTS[s] as readonly string[]).includes(o.auth.permission as Permission))!;
+      const res = await call(o, patsByScope.get(lacking));
+      expect(res.status, res.text).toBe(403);
+      expect(res.body.code).toBe("insufficient_scope");
+      expect(o.auth.scope).toBe(res.body.required_scope);
+    });
+
+    const scopedUserOps = ops.filter((o) => o.auth.kind === "user" && o.auth.scope);
+    it.each(scopedUserOps.map((o) => [key(o), o] as const))("%s: token without the scope → 403 insufficient_scope", async (_, o) => {
+      const lacking = SCOPES.find((s) => s !== o.auth.scope && s !== o.auth.scope!.replace(":read", ":write"))!;
+      const res = await call(o, patsByScope.get(lacking));
+      expect(res.status, res.text).toBe(403);
+      expect(res.body.code).toBe("insufficient_scope");
+    });
+
+    const sessionOps = ops.filter((o) => o.auth.kind === "session");
+    it.each(sessionOps.map((o) => [key(o), o] as const))("%s: any token instead of a session → 403", async (_, o) => {
+      const res = await call(o, patsByScope.get("*"));
+      expect(res.status, res.text).toBe(403);
+      expect(res.body.code).toBe("forbidden");
+    });
+  });
+});
