@@ -65,7 +65,7 @@ CREATE TABLE `members` (
 	`role` text NOT NULL,
 	`display_name` text NOT NULL,
 	`name_key` text NOT NULL,
-	`email` text,
+	`email` text DEFAULT '' NOT NULL,
 	`joined_at` integer NOT NULL,
 	PRIMARY KEY(`organization_id`, `member_id`),
 	FOREIGN KEY (`organization_id`) REFERENCES `organizations`(`id`) ON UPDATE no action ON DELETE cascade
@@ -75,7 +75,8 @@ CREATE INDEX `members_member_idx` ON `members` (`member_id`,`organization_id`);-
 CREATE INDEX `members_org_joined_idx` ON `members` (`organization_id`,`joined_at`,`member_id`);--> statement-breakpoint
 CREATE INDEX `members_org_name_idx` ON `members` (`organization_id`,`name_key`,`member_id`);--> statement-breakpoint
 CREATE INDEX `members_org_email_idx` ON `members` (`organization_id`,`email`,`member_id`);--> statement-breakpoint
-CREATE INDEX `members_org_role_idx` ON `members` (`organization_id`,`role`);--> statement-breakpoint
+CREATE INDEX `members_org_role_idx` ON `members` (`organization_id`,`role`,`joined_at`,`member_id`);--> statement-breakpoint
+CREATE INDEX `members_org_type_idx` ON `members` (`organization_id`,`type`,`joined_at`,`member_id`);--> statement-breakpoint
 CREATE TABLE `organization_secrets` (
 	`organization_id` text NOT NULL,
 	`name` text NOT NULL,
@@ -101,6 +102,8 @@ CREATE TABLE `organizations` (
 	`active` integer DEFAULT true NOT NULL,
 	`owner_id` text,
 	`member_count` integer DEFAULT 0 NOT NULL,
+	`user_member_count` integer DEFAULT 0 NOT NULL,
+	`pending_invitation_count` integer DEFAULT 0 NOT NULL,
 	`support_team_access` integer DEFAULT false NOT NULL,
 	`sso_admin_bypass` integer DEFAULT true NOT NULL,
 	`created_at` integer NOT NULL,
@@ -149,4 +152,29 @@ CREATE TABLE `outbox` (
 );
 --> statement-breakpoint
 CREATE INDEX `outbox_status_idx` ON `outbox` (`status`,`created_at`);--> statement-breakpoint
-CREATE INDEX `outbox_subject_idx` ON `outbox` (`subject_id`);
+CREATE INDEX `outbox_subject_idx` ON `outbox` (`subject_id`);--> statement-breakpoint
+CREATE TABLE `service_account_keys` (
+	`id` text PRIMARY KEY NOT NULL,
+	`service_account_id` text NOT NULL,
+	`key_hash` text NOT NULL,
+	`key_prefix` text NOT NULL,
+	`created_at` integer NOT NULL,
+	`expires_at` integer,
+	FOREIGN KEY (`service_account_id`) REFERENCES `service_accounts`(`id`) ON UPDATE no action ON DELETE cascade
+);
+--> statement-breakpoint
+CREATE UNIQUE INDEX `service_account_keys_hash_idx` ON `service_account_keys` (`key_hash`);--> statement-breakpoint
+CREATE INDEX `service_account_keys_sa_idx` ON `service_account_keys` (`service_account_id`);--> statement-breakpoint
+CREATE TABLE `service_accounts` (
+	`id` text PRIMARY KEY NOT NULL,
+	`organization_id` text NOT NULL,
+	`name` text NOT NULL,
+	`scopes` text NOT NULL,
+	`created_by` text,
+	`last_used_at` integer,
+	`created_at` integer NOT NULL,
+	`updated_at` integer NOT NULL,
+	FOREIGN KEY (`organization_id`) REFERENCES `organizations`(`id`) ON UPDATE no action ON DELETE cascade
+);
+--> statement-breakpoint
+CREATE INDEX `service_accounts_org_idx` ON `service_accounts` (`organization_id`,`id`);

@@ -11,11 +11,25 @@ import { userRoutes } from "./routes/users/users.routes";
 import { organizationRoutes } from "./routes/organizations/organizations.routes";
 import { settingsRoutes } from "./routes/settings/settings.routes";
 import { devRoutes } from "./routes/dev/dev.routes";
+import { memberRoutes } from "./routes/members/members.routes";
+import { roleRoutes } from "./routes/roles/roles.routes";
+import { serviceAccountRoutes } from "./routes/service-accounts/service-accounts.routes";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 /** The route table: every router the API serves, in one place. */
-const ROUTERS: Router[] = [systemRoutes, authRoutes, meRoutes, userRoutes, organizationRoutes, settingsRoutes, devRoutes];
+const ROUTERS: Router[] = [
+  systemRoutes,
+  authRoutes,
+  meRoutes,
+  userRoutes,
+  organizationRoutes,
+  settingsRoutes,
+  memberRoutes,
+  roleRoutes,
+  serviceAccountRoutes,
+  devRoutes,
+];
 
 export function createApp() {
   const app = createRouter();

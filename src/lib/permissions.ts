@@ -116,5 +116,6 @@ export interface OrgAccess {
   owner: { id: string; displayName: string; email: string } | null;
   role: string;
   memberType: "user" | "service_account";
+  /** Effective permissions: the role's, narrowed by the token's scopes when there is a token. */
   permissions: Set<Permission>;
 }

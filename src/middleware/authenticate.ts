@@ -7,7 +7,7 @@ import { ApiError } from "../lib/errors";
 import { verifyAccessToken } from "../lib/jwt";
 import { kvKeys } from "../lib/kv-keys";
 import type { Scope } from "../lib/permissions";
-import { personalAccessTokens } from "../db/schema";
+import { personalAccessTokens, serviceAccountKeys, serviceAccounts } from "../db/schema";
 import { backgroundDb } from "../queue/outbox";
 
 /** last_used_at is written at most once a minute per token, never on every request. */
@@ -84,7 +84,35 @@ async function authenticatePat(c: Context<AppEnv>, token: string): Promise<Actor
   return { kind: "pat", userId: row.userId, tokenId: row.id, scopes: row.scopes as Scope[] };
 }
 
-// Service account keys arrive with the members issue; until then they are never valid.
-async function authenticateServiceAccountKey(_c: Context<AppEnv>, _token: string): Promise<Actor> {
-  throw unauthenticated("The service account key is invalid or revoked.");
+async function authenticateServiceAccountKey(c: Context<AppEnv>, token: string): Promise<Actor> {
+  const hash = await sha256Hex(token);
+  const [row] = await c.var.db
+    .select({
+      keyId: serviceAccountKeys.id,
+      expiresAt: serviceAccountKeys.expiresAt,
+      serviceAccountId: serviceAccounts.id,
+      organizationId: serviceAccounts.organizationId,
+      scopes: serviceAccounts.scopes,
+      lastUsedAt: serviceAccounts.lastUsedAt,
+    })
+    .from(serviceAccountKeys)
+    .innerJoin(serviceAccounts, eq(serviceAccounts.id, serviceAccountKeys.serviceAccountId))
+    .where(eq(serviceAccountKeys.keyHash, hash))
+    .limit(1);
+  const now = Date.now();
+  // A rotated-out key works until the end of its grace period, not a moment longer.
+  if (!row || (row.expiresAt !== null && row.expiresAt <= now)) throw unauthenticated("The service account key is invalid, rotated or revoked.");
+  if (row.lastUsedAt === null || now - row.lastUsedAt >= LAST_USED_RESOLUTION_MS) {
+    c.executionCtx.waitUntil(
+      backgroundDb(c.env)
+        .update(serviceAccounts)
+        .set({ lastUsedAt: now })
+        .where(eq(serviceAccounts.id, row.serviceAccountId))
+        .then(
+          () => undefined,
+          () => undefined,
+        ),
+    );
+  }
+  return { kind: "service_account", serviceAccountId: row.serviceAccountId, organizationId: row.organizationId, keyId: row.keyId, scopes: row.scopes as Scope[] };
 }

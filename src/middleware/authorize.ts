@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { and, eq } from "drizzle-orm";
 import type { AppEnv } from "../env";
-import { memberIdOf, type Actor } from "../lib/actor";
+import { actorScopes, memberIdOf, type Actor } from "../lib/actor";
 import { ApiError, notFound } from "../lib/errors";
 import { isId } from "../lib/ids";
 import { rolePermissions, scopeFor, scopesAllow, type OrgAccess, type Permission, type Scope } from "../lib/permissions";
@@ -21,8 +21,12 @@ export type AuthRule =
   | { kind: "user"; scope?: Scope }
   /** An interactive session (access token) only: account-level changes no token may make. */
   | { kind: "session" }
-  /** A member (or service account) of the path's `{org_id}` holding `permission`, narrowed by scopes. */
-  | { kind: "org"; permission: Permission; allowInactive?: boolean };
+  /**
+   * A member (or service account) of the path's `{org_id}` holding `permission`, narrowed by
+   * scopes. With `selfParam`, a caller whose own id is in that path parameter needs only to be a
+   * member (leaving an organization); the scope is still required.
+   */
+  | { kind: "org"; permission: Permission; allowInactive?: boolean; selfParam?: string };
 
 export function describeRule(rule: AuthRule) {
   if (rule.kind === "org") {
@@ -74,7 +78,8 @@ export function authorize(rule: AuthRule): MiddlewareHandler<AppEnv> {
         const access = await loadOrgAccess(c, orgId, actor);
         // Not a member and no such organization look the same from outside.
         if (!access) throw notFound("organization");
-        if (!access.permissions.has(rule.permission)) {
+        const self = rule.selfParam !== undefined && c.req.param(rule.selfParam) === memberIdOf(actor);
+        if (!self && !access.permissions.has(rule.permission)) {
           throw new ApiError("forbidden", `Your role \`${access.role}\` lacks the \`${rule.permission}\` permission.`, {
             extra: { required_permission: rule.permission },
           });
@@ -125,11 +130,15 @@ async function loadOrgAccess(c: Context<AppEnv>, orgId: string, actor: Actor): P
     .where(eq(organizations.id, orgId))
     .limit(1);
   if (!row) return null;
+  const fromRole = rolePermissions(row.role, row.customPermissions);
+  const scopes = actorScopes(actor);
+  // What the caller can actually do here: the role's permissions, narrowed by a token's scopes.
+  const permissions = scopes ? new Set([...fromRole].filter((p) => scopesAllow(scopes, p))) : fromRole;
   return {
     organization: row.organization,
     owner: row.organization.ownerId && row.ownerName && row.ownerEmail ? { id: row.organization.ownerId, displayName: row.ownerName, email: row.ownerEmail } : null,
     role: row.role,
     memberType: row.memberType,
-    permissions: rolePermissions(row.role, row.customPermissions),
+    permissions,
   };
 }

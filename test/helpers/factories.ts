@@ -49,7 +49,7 @@ export async function addMemberDirect(orgId: string, user: { id: string; email: 
     env.DB.prepare(
       "insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at) values (?, ?, 'user', ?, ?, ?, ?, ?)",
     ).bind(orgId, user.id, role, user.displayName, user.displayName.toLowerCase(), user.email, now),
-    env.DB.prepare("update organizations set member_count = member_count + 1 where id = ?").bind(orgId),
+    env.DB.prepare("update organizations set member_count = member_count + 1, user_member_count = user_member_count + 1 where id = ?").bind(orgId),
   ]);
 }
 
@@ -63,7 +63,7 @@ export async function seedOrganizations(user: { id: string; email: string; displ
     ids.push(id);
     const now = base + i;
     stmts.push(
-      env.DB.prepare("insert into organizations (id, name, slug, owner_id, member_count, created_at, updated_at) values (?, ?, ?, ?, 1, ?, ?)").bind(
+      env.DB.prepare("insert into organizations (id, name, slug, owner_id, member_count, user_member_count, created_at, updated_at) values (?, ?, ?, ?, 1, 1, ?, ?)").bind(
         id,
         `${namePrefix} ${String(i).padStart(4, "0")}`,
         `${namePrefix.toLowerCase()}-${id.slice(4).toLowerCase()}`,

@@ -1,3 +1,4 @@
 export * from "./identity";
 export * from "./organizations";
 export * from "./email";
+export * from "./service-accounts";

@@ -11,8 +11,12 @@ export const organizations = sqliteTable("organizations", {
   logoDataUri: text("logo_data_uri"),
   active: bool("active").notNull().default(true),
   ownerId: text("owner_id").references(() => users.id, { onDelete: "set null" }),
-  // Maintained in the same batch as every membership insert/delete, so reads are O(1).
+  // Counters maintained in the same batch as every membership or invitation change, so
+  // neither a read nor a seat check ever counts rows: count(*) reads the whole organization.
   memberCount: integer("member_count").notNull().default(0),
+  /** Human members: with pending invitations, what the seat limit counts. */
+  userMemberCount: integer("user_member_count").notNull().default(0),
+  pendingInvitationCount: integer("pending_invitation_count").notNull().default(0),
   supportTeamAccess: bool("support_team_access").notNull().default(false),
   ssoAdminBypass: bool("sso_admin_bypass").notNull().default(true),
   ...timestamps,
@@ -36,7 +40,8 @@ export const members = sqliteTable(
     displayName: text("display_name").notNull(),
     // Lower-cased copy of display_name: the key of case-insensitive ordering and prefix search.
     nameKey: text("name_key").notNull(),
-    email: text("email"),
+    // '' for service accounts: keyset comparisons must never meet NULL.
+    email: text("email").notNull().default(""),
     joinedAt: ms("joined_at").notNull(),
   },
   (t) => [
@@ -45,7 +50,9 @@ export const members = sqliteTable(
     index("members_org_joined_idx").on(t.organizationId, t.joinedAt, t.memberId),
     index("members_org_name_idx").on(t.organizationId, t.nameKey, t.memberId),
     index("members_org_email_idx").on(t.organizationId, t.email, t.memberId),
-    index("members_org_role_idx").on(t.organizationId, t.role),
+    // Filtered lists in the default order read only matching rows.
+    index("members_org_role_idx").on(t.organizationId, t.role, t.joinedAt, t.memberId),
+    index("members_org_type_idx").on(t.organizationId, t.type, t.joinedAt, t.memberId),
   ],
 );
 

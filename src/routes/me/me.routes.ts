@@ -4,6 +4,8 @@ import { createRouter, defineRoute, jsonBody, jsonResponse, noContent, pathParam
 import { PageQuery, pageOf } from "../../lib/pagination";
 import { MyOrganizationSchema } from "../organizations/organizations.schemas";
 import { listUserOrganizations } from "../organizations/organizations.service";
+import { ServiceAccountSchema } from "../service-accounts/service-accounts.schemas";
+import { getServiceAccount } from "../service-accounts/service-accounts.service";
 import { UserSchema, UserUpdateInput } from "../users/users.schemas";
 import { deleteUser, getSelf, getUserRow, updateUser } from "../users/users.service";
 import { CreatedTokenSchema, TokenCreateInput, TokenSchema } from "./tokens.schemas";
@@ -34,12 +36,13 @@ meRoutes.openapi(
     method: "get",
     path: "/v1/me",
     tags: ["Me"],
-    summary: "The signed-in user",
-    responses: { 200: jsonResponse(UserSchema, "The caller's account.") },
+    summary: "The caller",
+    description: "The user behind an access token or PAT; for a service account key, the service account (its id starts `sa_`).",
+    responses: { 200: jsonResponse(z.union([UserSchema, ServiceAccountSchema]), "The caller's account.") },
   }),
   async (c) => {
     const actor = c.var.actor!;
-    if (actor.kind === "service_account") throw new ApiError("forbidden", "Service account keys have no user account.");
+    if (actor.kind === "service_account") return c.json(await getServiceAccount(c, actor.organizationId, actor.serviceAccountId), 200);
     return c.json(await getSelf(c, actor.userId), 200);
   },
 );

@@ -1,7 +1,7 @@
 import { and, asc, eq, sql, type SQL } from "drizzle-orm";
 import type { Ctx } from "../../env";
 import { members, organizations, users } from "../../db/schema";
-import { ApiError, isUniqueViolation } from "../../lib/errors";
+import { ApiError, isUniqueViolation, rootMessage } from "../../lib/errors";
 import { compileFilter, parseFilter, type FilterField } from "../../lib/filter";
 import { newId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
@@ -44,49 +44,54 @@ export async function createOrganization(
   input: { name: string; slug?: string; description?: string; logo_data_uri?: string },
 ): Promise<OrganizationJson> {
   const db = c.var.db;
+  const [user] = await db.select({ displayName: users.displayName, email: users.email }).from(users).where(eq(users.id, userId)).limit(1);
+  if (!user) throw new ApiError("unauthenticated", "The account no longer exists.");
   // A derived slug that collides gets a random suffix; an explicit one is the caller's choice: 409.
   for (let attempt = 0; attempt < 4; attempt++) {
     const slug = input.slug ?? (attempt === 0 ? slugify(input.name) : `${slugify(input.name)}-${randomSuffix()}`);
-    const id = newId("organization");
     const now = Date.now();
+    const org = {
+      id: newId("organization"),
+      name: input.name,
+      slug,
+      description: input.description ?? null,
+      logoDataUri: input.logo_data_uri ?? null,
+      active: true,
+      ownerId: userId,
+      memberCount: 1,
+      userMemberCount: 1,
+      createdAt: now,
+      updatedAt: now,
+    };
     try {
-      // Organization, its first admin (copied from the user row) and the read-back: one round trip.
-      const [, added, rows] = await db.batch([
-        db.insert(organizations).values({
-          id,
-          name: input.name,
-          slug,
-          description: input.description ?? null,
-          logoDataUri: input.logo_data_uri ?? null,
-          ownerId: userId,
-          memberCount: 1,
-          createdAt: now,
-          updatedAt: now,
-        }),
-        // Columns in table order: organization_id, member_id, type, role, display_name, name_key, email, joined_at.
-        db.insert(members).select(sql`select ${id}, id, 'user', 'admin', display_name, lower(display_name), email, ${now} from users where id = ${userId}`),
-        db
-          .select({ ...orgColumns, ownerName: users.displayName, ownerEmail: users.email })
-          .from(organizations)
-          .leftJoin(users, eq(users.id, organizations.ownerId))
-          .where(eq(organizations.id, id)),
-      ]);
-      if ((added as D1Result).meta.changes !== 1) {
-        // The user vanished mid-request (deleted in parallel); undo the orphan.
-        await db.delete(organizations).where(eq(organizations.id, id));
-        throw new ApiError("unauthenticated", "The account no longer exists.");
-      }
-      const row = rows[0]!;
-      return serializeOrganization(row, ownerOf(row));
+      // The organization and its first admin land together.
+      await db.batch([db.insert(organizations).values(org), db.insert(members).values(memberValues(org.id, { id: userId, ...user }, "admin", now))]);
+      return serializeOrganization(org, { id: userId, ...user });
     } catch (err) {
       if (isUniqueViolation(err, "organizations.slug")) {
         if (input.slug) throw new ApiError("slug_taken", `The slug \`${input.slug}\` is taken.`);
         continue;
       }
+      // The account was deleted between the read and the write.
+      if (rootMessage(err).includes("FOREIGN KEY constraint failed")) throw new ApiError("unauthenticated", "The account no longer exists.");
       throw err;
     }
   }
   throw new ApiError("conflict", "Could not find a free slug; pass one explicitly.");
+}
+
+/** A human member row; the name key is lower-cased here, in one place, for search and ordering. */
+export function memberValues(orgId: string, user: { id: string; displayName: string; email: string }, role: string, joinedAt: number): typeof members.$inferInsert {
+  return {
+    organizationId: orgId,
+    memberId: user.id,
+    type: "user",
+    role,
+    displayName: user.displayName,
+    nameKey: user.displayName.toLowerCase(),
+    email: user.email,
+    joinedAt,
+  };
 }
 
 export async function updateOrganization(

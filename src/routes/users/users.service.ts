@@ -157,7 +157,7 @@ export async function deleteUser(c: Ctx, userId: string): Promise<void> {
       ),
     db
       .update(organizations)
-      .set({ memberCount: sql`${organizations.memberCount} - 1` })
+      .set({ memberCount: sql`${organizations.memberCount} - 1`, userMemberCount: sql`${organizations.userMemberCount} - 1` })
       .where(and(inArray(organizations.id, myOrgIds), allowed)),
     db.delete(members).where(and(eq(members.memberId, userId), allowed)),
     // Only once every membership is gone; sessions, refresh tokens, PATs and email tokens cascade.

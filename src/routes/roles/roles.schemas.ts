@@ -1,0 +1,37 @@
+import { z } from "../../lib/openapi";
+import { PERMISSIONS } from "../../lib/permissions";
+
+export const CUSTOM_ROLE_NAME = /^[a-z][a-z0-9_-]{1,39}$/;
+
+const PermissionList = z
+  .array(z.enum(PERMISSIONS))
+  .max(PERMISSIONS.length)
+  .refine((p) => new Set(p).size === p.length, "must not repeat a permission");
+
+export const RoleCreateInput = z
+  .object({
+    name: z.string().regex(CUSTOM_ROLE_NAME, "must match ^[a-z][a-z0-9_-]{1,39}$"),
+    description: z.string().trim().max(500).optional(),
+    permissions: PermissionList,
+  })
+  .openapi("RoleCreate");
+
+export const RoleUpdateInput = z
+  .object({
+    name: z.string().regex(CUSTOM_ROLE_NAME, "must match ^[a-z][a-z0-9_-]{1,39}$").optional(),
+    description: z.string().trim().max(500).nullable().optional(),
+    permissions: PermissionList.optional(),
+  })
+  .openapi("RoleUpdate");
+
+export const RoleSchema = z
+  .object({
+    id: z.string().openapi({ description: "`rol_…` for custom roles; the name itself for built-in ones." }),
+    name: z.string(),
+    description: z.string().nullable(),
+    permissions: z.array(z.string()),
+    built_in: z.boolean(),
+    created_at: z.string().nullable(),
+    updated_at: z.string().nullable(),
+  })
+  .openapi("Role");
