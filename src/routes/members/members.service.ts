@@ -49,6 +49,8 @@ export async function listMembers(c: Ctx, orgId: string, q: { page_size: number;
   const terms = q.filter ? parseFilter(q.filter) : [];
   const searches = terms.filter((t) => t.field === "search");
   if (searches.length > 1) throw new ApiError("invalid_filter", "`search` may appear once.");
+  // Checked here, not in the search path alone: with an order_by an empty prefix would match everyone.
+  if (searches[0] && searches[0].value === "") throw new ApiError("invalid_filter", "`search` needs at least one character.");
   const where = compileFilter(terms, MEMBER_FILTER);
   const fingerprint = `members|${orgId}|${q.filter ?? ""}|${q.order_by ?? ""}`;
   if (searches[0] && !q.order_by?.trim()) {
@@ -78,8 +80,15 @@ export async function listMembers(c: Ctx, orgId: string, q: { page_size: number;
 /**
  * `search:"p"` in match order: the members whose name starts with p, merged with those whose
  * email starts with p but whose name does not (so nobody appears twice), ordered by the matched
- * text. Each half is one bounded index range, so a page reads about page_size rows, not every
- * match.
+ * text.
+ *
+ * Cost: one compound SELECT whose ORDER BY + LIMIT SQLite runs as a streaming merge of two index
+ * ranges (members_org_name_idx, members_org_email_idx), so it stops after page_size + 1 rows.
+ * Wrapping each half in its own `order by … limit` subquery would materialise both halves
+ * (twice the rows read). After a page token the row-value comparison is each range's only lower
+ * bound: with `>= p` beside it SQLite starts the range at p and walks every earlier match.
+ * Known limit: a member whose name and email both start with p is skipped, not excluded, by the
+ * email range, so prefixes that many members match both ways read those rows too.
  */
 async function searchPage(
   c: Ctx,
@@ -90,28 +99,26 @@ async function searchPage(
   q: { page_size: number; page_token?: string },
 ) {
   const p = String(term.value).toLowerCase();
-  if (p === "") throw new ApiError("invalid_filter", "`search` needs at least one character.");
-  let afterName: SQL = sql`1 = 1`;
-  let afterEmail: SQL = sql`1 = 1`;
+  const end = prefixEnd(p);
+  // Every page token's k starts with p (it is signed with this very filter), so `> (k, id)`
+  // implies `>= p`.
+  let nameFrom: SQL = sql`${members.nameKey} >= ${p}`;
+  let emailFrom: SQL = sql`${members.email} >= ${p}`;
   if (q.page_token) {
     const [k, id] = await decodePageToken(c.var.config.hmacSecret, fingerprint, q.page_token, 2);
-    afterName = sql`(${members.nameKey}, ${members.memberId}) > (${k}, ${id})`;
-    afterEmail = sql`(${members.email}, ${members.memberId}) > (${k}, ${id})`;
+    nameFrom = sql`(${members.nameKey}, ${members.memberId}) > (${k}, ${id})`;
+    emailFrom = sql`(${members.email}, ${members.memberId}) > (${k}, ${id})`;
   }
   const extra = rest ?? sql`1 = 1`;
   const limit = q.page_size + 1;
   const cols = sql`${members.memberId} as member_id, ${members.type} as type, ${members.role} as role, ${members.displayName} as display_name, ${members.nameKey} as name_key, ${members.email} as email, ${members.joinedAt} as joined_at`;
   const rows = await c.var.db.all<{ member_id: string; type: "user" | "service_account"; role: string; display_name: string; name_key: string; email: string; joined_at: number; k: string }>(sql`
-    select * from (
-      select ${cols}, ${members.nameKey} as k from ${members}
-      where ${members.organizationId} = ${orgId} and ${members.nameKey} >= ${p} and ${members.nameKey} < ${prefixEnd(p)} and ${extra} and ${afterName}
-      order by ${members.nameKey}, ${members.memberId} limit ${limit})
+    select ${cols}, ${members.nameKey} as k from ${members}
+    where ${members.organizationId} = ${orgId} and ${nameFrom} and ${members.nameKey} < ${end} and ${extra}
     union all
-    select * from (
-      select ${cols}, ${members.email} as k from ${members}
-      where ${members.organizationId} = ${orgId} and ${members.email} >= ${p} and ${members.email} < ${prefixEnd(p)}
-        and not (${members.nameKey} >= ${p} and ${members.nameKey} < ${prefixEnd(p)}) and ${extra} and ${afterEmail}
-      order by ${members.email}, ${members.memberId} limit ${limit})
+    select ${cols}, ${members.email} as k from ${members}
+    where ${members.organizationId} = ${orgId} and ${emailFrom} and ${members.email} < ${end}
+      and not (${members.nameKey} >= ${p} and ${members.nameKey} < ${end}) and ${extra}
     order by k, member_id limit ${limit}`);
   const page = await finishPage(c.var.config.hmacSecret, fingerprint, rows, q.page_size, (r) => [r.k, r.member_id]);
   return {
@@ -151,7 +158,9 @@ export const seatLimitReached = (seats: number) =>
 
 /**
  * Adds an existing user directly. The seat check and the insert are one conditional statement,
- * and the counters move in the same batch only if the row went in.
+ * and the counters move in the same batch only if the row went in. An existing member is let
+ * through the seat check so that the primary key answers `already_member`, even in a full
+ * organization (the batch then fails as a whole, counters included).
  */
 export async function addMember(c: Ctx, access: OrgAccess, input: { email: string; role: string }) {
   const orgId = access.organization.id;
@@ -169,7 +178,8 @@ export async function addMember(c: Ctx, access: OrgAccess, input: { email: strin
     const [ins] = await db.batch([
       db.insert(members).select(
         sql`select ${v.organizationId}, ${v.memberId}, ${v.type}, ${v.role}, ${v.displayName}, ${v.nameKey}, ${v.email}, ${v.joinedAt}
-            where (select user_member_count + pending_invitation_count from organizations where id = ${orgId}) < ${seats}`,
+            where (select user_member_count + pending_invitation_count from organizations where id = ${orgId}) < ${seats}
+               or exists (select 1 from members m where m.organization_id = ${orgId} and m.member_id = ${v.memberId})`,
       ),
       db
         .update(organizations)

@@ -83,8 +83,9 @@ export async function listRoles(c: Ctx, orgId: string, q: { page_size: number; p
   const fingerprint = `roles|${orgId}`;
   let after: string | undefined;
   if (q.page_token) after = String((await decodePageToken(c.var.config.hmacSecret, fingerprint, q.page_token, 1))[0]);
-  const builtIns = after === undefined ? BUILT_IN_LIST : BUILT_IN_LIST.slice(BUILT_IN_LIST.findIndex((r) => r.id === after) + 1);
   const inBuiltIns = after === undefined || isBuiltInRole(after);
+  // After a custom role's cursor every built-in has been served already.
+  const builtIns = after === undefined ? BUILT_IN_LIST : inBuiltIns ? BUILT_IN_LIST.slice(BUILT_IN_LIST.findIndex((r) => r.id === after) + 1) : [];
   const items: RoleJson[] = builtIns.slice(0, q.page_size + 1);
   if (items.length <= q.page_size) {
     const rows = await c.var.db

@@ -55,7 +55,7 @@ serviceAccountRoutes.openapi(
     path: "/v1/organizations/{org_id}/service-accounts/{service_account_id}",
     tags: ["Service accounts"],
     summary: "Delete a service account",
-    description: "Its keys stop working on their very next request.",
+    description: "Its keys stop working on their very next request. The caller must hold every permission of the account's role (403 otherwise).",
     request: { params: SaParams },
     responses: { 204: noContent },
     errors: ["not_found", "last_admin"],
@@ -72,13 +72,14 @@ serviceAccountRoutes.openapi(
     path: "/v1/organizations/{org_id}/service-accounts/{service_account_id}/rotate-key",
     tags: ["Service accounts"],
     summary: "Rotate the key",
-    description: "Returns a new key once. The old key stops at once, or after `grace_seconds` (≤ 86400) when given.",
+    description:
+      "Returns a new key once. The old key stops at once, or after `grace_seconds` (≤ 86400) when given. The caller must hold every permission of the account's role (403 otherwise): the new key carries them.",
     request: { params: SaParams, body: { ...jsonBody(RotateKeyInput), required: false } },
     responses: { 200: jsonResponse(ServiceAccountWithKeySchema, "The account and its new key, once.") },
     errors: ["not_found"],
   }),
   async (c) => {
     const { grace_seconds } = c.req.valid("json");
-    return c.json(await rotateServiceAccountKey(c, c.var.access.organization.id, c.req.valid("param").service_account_id, grace_seconds), 200);
+    return c.json(await rotateServiceAccountKey(c, c.var.access, c.req.valid("param").service_account_id, grace_seconds), 200);
   },
 );

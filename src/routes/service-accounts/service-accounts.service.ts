@@ -6,9 +6,9 @@ import { newSecret, sha256Hex } from "../../lib/crypto";
 import { ApiError, notFound } from "../../lib/errors";
 import { isId, newId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
-import { SCOPES, type OrgAccess, type Scope } from "../../lib/permissions";
+import { SCOPES, type OrgAccess, type Permission, type Scope } from "../../lib/permissions";
 import { keepsAnotherAdmin } from "../members/last-admin";
-import { requireAssignableRole } from "../roles/roles.service";
+import { assertWithinCaller, permissionsOfRoles, requireAssignableRole } from "../roles/roles.service";
 import { serializeServiceAccount, type ServiceAccountView } from "./service-accounts.schemas";
 
 const KEY_PREFIX_LENGTH = 8;
@@ -86,6 +86,17 @@ export async function getServiceAccount(c: Ctx, orgId: string, id: string) {
 }
 
 /**
+ * Rotating an account's key hands its powers to the caller, and deleting it is managing a member:
+ * both need every permission of the account's role, like assigning that role would. The account
+ * itself may always rotate its own key or remove itself: that grants it nothing new.
+ */
+async function assertMayManage(c: Ctx, access: OrgAccess, id: string, role: string, what: string) {
+  if (memberIdOf(c.var.actor!) === id) return;
+  const granted = (await permissionsOfRoles(c, access.organization.id, [role])).get(role) ?? new Set<Permission>();
+  assertWithinCaller(access.permissions, granted, what);
+}
+
+/**
  * Deletes the account, its keys (cascade) and its membership together; its key fails on the very
  * next request. An admin service account that is the organization's last admin stays (409).
  */
@@ -93,6 +104,13 @@ export async function deleteServiceAccount(c: Ctx, access: OrgAccess, id: string
   const orgId = access.organization.id;
   if (!isId("serviceAccount", id)) throw notFound("service account");
   const db = c.var.db;
+  const [member] = await db
+    .select({ role: members.role })
+    .from(members)
+    .where(and(eq(members.organizationId, orgId), eq(members.memberId, id), eq(members.type, "service_account")))
+    .limit(1);
+  if (!member) throw notFound("service account");
+  await assertMayManage(c, access, id, member.role, `delete a service account whose role is \`${member.role}\``);
   const [removed, , deleted] = await db.batch([
     db
       .delete(members)
@@ -122,8 +140,10 @@ export async function deleteServiceAccount(c: Ctx, access: OrgAccess, id: string
  * A new key, shown once. Without a grace period the old keys are deleted in the same batch;
  * with one they expire at its end (never later than any earlier expiry).
  */
-export async function rotateServiceAccountKey(c: Ctx, orgId: string, id: string, graceSeconds: number | undefined) {
+export async function rotateServiceAccountKey(c: Ctx, access: OrgAccess, id: string, graceSeconds: number | undefined) {
+  const orgId = access.organization.id;
   const view = await findView(c, orgId, id);
+  await assertMayManage(c, access, id, view.role, `rotate the key of a service account whose role is \`${view.role}\``);
   const now = Date.now();
   const { key, row } = await newKey(id, now);
   const db = c.var.db;
