@@ -22,6 +22,8 @@ export default defineConfig(async () => {
       cloudflareTest({
         wrangler: { configPath: "./wrangler.toml" },
         miniflare: {
+          // Cloudflare's simulated send_email binding, for the `cloudflare` email provider's tests.
+          email: { send_email: [{ name: "SEND_EMAIL" }] },
           bindings: {
             TEST_MIGRATIONS: migrations,
             ...(await testSecrets()),

@@ -177,4 +177,31 @@ CREATE TABLE `service_accounts` (
 	FOREIGN KEY (`organization_id`) REFERENCES `organizations`(`id`) ON UPDATE no action ON DELETE cascade
 );
 --> statement-breakpoint
-CREATE INDEX `service_accounts_org_idx` ON `service_accounts` (`organization_id`,`id`);
+CREATE INDEX `service_accounts_org_idx` ON `service_accounts` (`organization_id`,`id`);--> statement-breakpoint
+CREATE TABLE `invitations` (
+	`id` text PRIMARY KEY NOT NULL,
+	`organization_id` text NOT NULL,
+	`email` text NOT NULL,
+	`role` text NOT NULL,
+	`message` text,
+	`project_ids` text NOT NULL,
+	`status` text NOT NULL,
+	`token_hash` text NOT NULL,
+	`invited_by_id` text,
+	`invited_by_name` text NOT NULL,
+	`outbox_id` text,
+	`email_status` text,
+	`expires_at` integer NOT NULL,
+	`accepted_at` integer,
+	`accepted_by` text,
+	`created_at` integer NOT NULL,
+	`updated_at` integer NOT NULL,
+	FOREIGN KEY (`organization_id`) REFERENCES `organizations`(`id`) ON UPDATE no action ON DELETE cascade
+);
+--> statement-breakpoint
+CREATE UNIQUE INDEX `invitations_token_idx` ON `invitations` (`token_hash`);--> statement-breakpoint
+CREATE UNIQUE INDEX `invitations_pending_email_idx` ON `invitations` (`organization_id`,`email`) WHERE status = 'pending';--> statement-breakpoint
+CREATE INDEX `invitations_org_status_idx` ON `invitations` (`organization_id`,`status`,`id`);--> statement-breakpoint
+CREATE INDEX `invitations_org_id_idx` ON `invitations` (`organization_id`,`id`);--> statement-breakpoint
+CREATE INDEX `invitations_expiry_idx` ON `invitations` (`status`,`expires_at`);--> statement-breakpoint
+CREATE INDEX `invitations_outbox_idx` ON `invitations` (`outbox_id`);

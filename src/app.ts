@@ -11,6 +11,7 @@ import { userRoutes } from "./routes/users/users.routes";
 import { organizationRoutes } from "./routes/organizations/organizations.routes";
 import { settingsRoutes } from "./routes/settings/settings.routes";
 import { devRoutes } from "./routes/dev/dev.routes";
+import { invitationRoutes } from "./routes/invitations/invitations.routes";
 import { memberRoutes } from "./routes/members/members.routes";
 import { roleRoutes } from "./routes/roles/roles.routes";
 import { serviceAccountRoutes } from "./routes/service-accounts/service-accounts.routes";
@@ -28,6 +29,7 @@ const ROUTERS: Router[] = [
   memberRoutes,
   roleRoutes,
   serviceAccountRoutes,
+  invitationRoutes,
   devRoutes,
 ];
 

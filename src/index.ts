@@ -1,7 +1,7 @@
 import { createApp } from "./app";
 import type { Bindings } from "./env";
 import { handleEmailBatch } from "./queue/consumer";
-import { redeliverStuckOutbox } from "./queue/outbox";
+import { runScheduled } from "./scheduled";
 
 const app = createApp();
 
@@ -9,6 +9,6 @@ export default {
   fetch: app.fetch,
   queue: (batch, env, ctx) => handleEmailBatch(batch, env, ctx),
   scheduled: (_controller, env, ctx) => {
-    ctx.waitUntil(redeliverStuckOutbox(env));
+    ctx.waitUntil(runScheduled(env));
   },
 } satisfies ExportedHandler<Bindings>;

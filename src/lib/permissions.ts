@@ -116,6 +116,8 @@ export interface OrgAccess {
   owner: { id: string; displayName: string; email: string } | null;
   role: string;
   memberType: "user" | "service_account";
+  /** The caller's display name in this organization. */
+  memberName: string;
   /** Effective permissions: the role's, narrowed by the token's scopes when there is a token. */
   permissions: Set<Permission>;
 }

@@ -1,12 +1,13 @@
 import type { Context, MiddlewareHandler } from "hono";
-import { and, eq } from "drizzle-orm";
+import { and, eq, sql, type SQL } from "drizzle-orm";
+import type { Db } from "../db/client";
 import type { AppEnv } from "../env";
 import { actorScopes, memberIdOf, type Actor } from "../lib/actor";
 import { ApiError, notFound } from "../lib/errors";
 import { isId } from "../lib/ids";
 import { rolePermissions, scopeFor, scopesAllow, type OrgAccess, type Permission, type Scope } from "../lib/permissions";
 import { members, organizations, roles, users } from "../db/schema";
-import { authenticate } from "./authenticate";
+import { actorFromCredential, authenticate, credentialMemberId, credentialQuery, pendingStoredCredential } from "./authenticate";
 
 /**
  * Who may call a route. Every route declares one; the tenancy test reads these from the
@@ -57,6 +58,10 @@ export async function requireActor(c: Context<AppEnv>): Promise<Actor> {
 export function authorize(rule: AuthRule): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     if (rule.kind === "public") return next();
+    if (rule.kind === "org") {
+      await authorizeOrg(c, rule);
+      return next();
+    }
     const actor = await requireActor(c);
     switch (rule.kind) {
       case "any":
@@ -68,40 +73,56 @@ export function authorize(rule: AuthRule): MiddlewareHandler<AppEnv> {
         if (actor.kind === "service_account") throw new ApiError("forbidden", "Service account keys cannot use this route.");
         if (actor.kind === "pat" && rule.scope && !hasScope(actor.scopes, rule.scope)) throw insufficientScope(rule.scope);
         break;
-      case "org": {
-        // Scopes are checked before the database: a token that can never pass costs no query.
-        if (actor.kind !== "session" && !scopesAllow(actor.scopes, rule.permission)) {
-          throw insufficientScope(scopeFor(rule.permission));
-        }
-        const orgId = c.req.param("org_id");
-        if (!orgId || !isId("organization", orgId)) throw notFound("organization");
-        const access = await loadOrgAccess(c, orgId, actor);
-        // Not a member and no such organization look the same from outside.
-        if (!access) throw notFound("organization");
-        const self = rule.selfParam !== undefined && c.req.param(rule.selfParam) === memberIdOf(actor);
-        if (!self && !access.permissions.has(rule.permission)) {
-          throw new ApiError("forbidden", `Your role \`${access.role}\` lacks the \`${rule.permission}\` permission.`, {
-            extra: { required_permission: rule.permission },
-          });
-        }
-        const isWrite = !["GET", "HEAD", "OPTIONS"].includes(c.req.method);
-        if (isWrite && !access.organization.active && !rule.allowInactive) {
-          throw new ApiError("organization_inactive", "The organization is inactive and read-only; reactivate it with PATCH {\"active\": true}.");
-        }
-        c.set("access", access);
-        break;
-      }
     }
     return next();
   };
+}
+
+async function authorizeOrg(c: Context<AppEnv>, rule: Extract<AuthRule, { kind: "org" }>): Promise<void> {
+  const db = c.var.db;
+  const orgId = c.req.param("org_id");
+  const validOrgId = !!orgId && isId("organization", orgId);
+  // A PAT or service account key is read in the same batch as the membership: one round trip
+  // for both, so token callers cost what sessions cost.
+  const pending = validOrgId ? await pendingStoredCredential(c) : null;
+  let actor: Actor;
+  let row: AccessRow | undefined;
+  if (pending) {
+    const [credentialRows, accessRows] = await db.batch([credentialQuery(db, pending), accessQuery(db, orgId!, credentialMemberId(pending))]);
+    actor = actorFromCredential(c, pending, credentialRows[0]);
+    row = accessRows[0];
+  } else {
+    actor = await requireActor(c);
+  }
+  // Scopes are checked before the database when the actor is known: a token that can never
+  // pass costs no further query.
+  if (actor.kind !== "session" && !scopesAllow(actor.scopes, rule.permission)) {
+    throw insufficientScope(scopeFor(rule.permission));
+  }
+  if (!validOrgId) throw notFound("organization");
+  if (!pending) [row] = await accessQuery(db, orgId!, memberIdOf(actor));
+  // Not a member and no such organization look the same from outside.
+  if (!row) throw notFound("organization");
+  const access = toOrgAccess(row, actor);
+  const self = rule.selfParam !== undefined && c.req.param(rule.selfParam) === memberIdOf(actor);
+  if (!self && !access.permissions.has(rule.permission)) {
+    throw new ApiError("forbidden", `Your role \`${access.role}\` lacks the \`${rule.permission}\` permission.`, {
+      extra: { required_permission: rule.permission },
+    });
+  }
+  const isWrite = !["GET", "HEAD", "OPTIONS"].includes(c.req.method);
+  if (isWrite && !access.organization.active && !rule.allowInactive) {
+    throw new ApiError("organization_inactive", "The organization is inactive and read-only; reactivate it with PATCH {\"active\": true}.");
+  }
+  c.set("access", access);
 }
 
 /**
  * The organization, the caller's membership and role permissions, and the owner, in one
  * round trip. A caller who is not a member gets null, exactly like a missing organization.
  */
-async function loadOrgAccess(c: Context<AppEnv>, orgId: string, actor: Actor): Promise<OrgAccess | null> {
-  const [row] = await c.var.db
+function accessQuery(db: Db, orgId: string, memberId: string | SQL) {
+  return db
     .select({
       organization: {
         id: organizations.id,
@@ -119,17 +140,23 @@ async function loadOrgAccess(c: Context<AppEnv>, orgId: string, actor: Actor): P
       },
       role: members.role,
       memberType: members.type,
+      // Aliased: the owner's display_name is selected too.
+      memberName: sql<string>`${members.displayName}`.as("member_display_name"),
       customPermissions: roles.permissions,
       ownerName: users.displayName,
       ownerEmail: users.email,
     })
     .from(organizations)
-    .innerJoin(members, and(eq(members.organizationId, organizations.id), eq(members.memberId, memberIdOf(actor))))
+    .innerJoin(members, and(eq(members.organizationId, organizations.id), eq(members.memberId, memberId)))
     .leftJoin(roles, and(eq(roles.organizationId, organizations.id), eq(roles.name, members.role)))
     .leftJoin(users, eq(users.id, organizations.ownerId))
     .where(eq(organizations.id, orgId))
     .limit(1);
-  if (!row) return null;
+}
+
+type AccessRow = Awaited<ReturnType<typeof accessQuery>>[number];
+
+function toOrgAccess(row: AccessRow, actor: Actor): OrgAccess {
   const fromRole = rolePermissions(row.role, row.customPermissions);
   const scopes = actorScopes(actor);
   // What the caller can actually do here: the role's permissions, narrowed by a token's scopes.
@@ -139,6 +166,7 @@ async function loadOrgAccess(c: Context<AppEnv>, orgId: string, actor: Actor): P
     owner: row.organization.ownerId && row.ownerName && row.ownerEmail ? { id: row.organization.ownerId, displayName: row.ownerName, email: row.ownerEmail } : null,
     role: row.role,
     memberType: row.memberType,
+    memberName: row.memberName,
     permissions,
   };
 }

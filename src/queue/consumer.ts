@@ -1,6 +1,6 @@
 import { and, eq, ne, sql } from "drizzle-orm";
 import { createDb } from "../db/client";
-import { outbox } from "../db/schema";
+import { invitations, outbox } from "../db/schema";
 import type { Bindings } from "../env";
 import { loadConfig } from "../env";
 import { decryptString } from "../lib/crypto";
@@ -48,8 +48,21 @@ async function deliver(env: Bindings, outboxId: string): Promise<void> {
   const config = loadConfig(env);
   const db = createDb(env.DB);
   const [row] = await db.select().from(outbox).where(eq(outbox.id, outboxId)).limit(1);
-  // Already sent (a redelivery) or gone with its organization: nothing to do.
+  // Already sent (a redelivery) or gone: nothing to do.
   if (!row || row.status === "sent" || row.status === "failed") return;
+  if (row.template === "invitation") {
+    // An invitation canceled, accepted, deleted or re-sent since: its link no longer works, so
+    // this email must not go out.
+    const [live] = await db
+      .select({ id: invitations.id })
+      .from(invitations)
+      .where(and(eq(invitations.outboxId, row.id), eq(invitations.status, "pending")))
+      .limit(1);
+    if (!live) {
+      await db.update(outbox).set({ status: "failed", lastError: "superseded: the invitation is no longer pending with this email", updatedAt: Date.now() }).where(eq(outbox.id, row.id));
+      return;
+    }
+  }
   const { sealed = {}, ...payload } = row.payload as Record<string, unknown> & { sealed?: Record<string, string> };
   const secrets: Record<string, string> = {};
   for (const [k, v] of Object.entries(sealed)) secrets[k] = await decryptString(config.encryptionKey, v, `outbox:${row.id}:${k}`);
@@ -57,10 +70,14 @@ async function deliver(env: Bindings, outboxId: string): Promise<void> {
   if (!render) throw new ProviderError(`unknown template ${row.template}`, false);
   const email = render({ ...payload, ...secrets, app_base_url: config.appBaseUrl });
   await PROVIDERS[config.emailProvider]({ ...email, to: row.recipient, from: config.emailFrom, idempotencyKey: row.id }, env, config);
-  await db
-    .update(outbox)
-    .set({ status: "sent", sentAt: Date.now(), updatedAt: Date.now(), attempts: sql`${outbox.attempts} + 1`, lastError: null })
-    .where(and(eq(outbox.id, row.id), ne(outbox.status, "sent")));
+  const now = Date.now();
+  await db.batch([
+    db
+      .update(outbox)
+      .set({ status: "sent", sentAt: now, updatedAt: now, attempts: sql`${outbox.attempts} + 1`, lastError: null })
+      .where(and(eq(outbox.id, row.id), ne(outbox.status, "sent"))),
+    db.update(invitations).set({ emailStatus: "sent" }).where(eq(invitations.outboxId, row.id)),
+  ]);
 }
 
 async function recordAttempt(env: Bindings, outboxId: string, error: string) {
@@ -71,9 +88,13 @@ async function recordAttempt(env: Bindings, outboxId: string, error: string) {
 }
 
 async function markFailed(env: Bindings, outboxId: string, error: string) {
-  await createDb(env.DB)
-    .update(outbox)
-    // Keep the provider's last error if there is one: it says more than "gave up".
-    .set({ status: "failed", lastError: sql`coalesce(${outbox.lastError}, ${error.slice(0, 500)})`, updatedAt: Date.now() })
-    .where(and(eq(outbox.id, outboxId), ne(outbox.status, "sent")));
+  const db = createDb(env.DB);
+  await db.batch([
+    db
+      .update(outbox)
+      // Keep the provider's last error if there is one: it says more than "gave up".
+      .set({ status: "failed", lastError: sql`coalesce(${outbox.lastError}, ${error.slice(0, 500)})`, updatedAt: Date.now() })
+      .where(and(eq(outbox.id, outboxId), ne(outbox.status, "sent"))),
+    db.update(invitations).set({ emailStatus: "failed" }).where(and(eq(invitations.outboxId, outboxId), ne(invitations.emailStatus, "sent"))),
+  ]);
 }

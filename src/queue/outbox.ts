@@ -1,4 +1,4 @@
-import { and, eq, inArray, lt } from "drizzle-orm";
+import { and, eq, inArray, lt, sql, type SQL } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import { createDb, type Db } from "../db/client";
 import { outbox } from "../db/schema";
@@ -19,22 +19,29 @@ export const STUCK_AFTER_MS = 60_000;
 export async function outboxInsert(
   db: Db,
   config: Config,
-  input: { template: TemplateName; recipient: string; payload: Record<string, unknown>; secrets?: Record<string, string>; subjectId?: string },
+  input: {
+    template: TemplateName;
+    recipient: string;
+    payload: Record<string, unknown>;
+    secrets?: Record<string, string>;
+    subjectId?: string | SQL;
+    /** Write the row only if this holds when the batch reaches it (e.g. the invitation went in). */
+    onlyIf?: SQL;
+    id?: string;
+  },
 ): Promise<{ id: string; statement: BatchItem<"sqlite"> }> {
-  const id = newId("outbox");
+  const id = input.id ?? newId("outbox");
   const now = Date.now();
   const sealed: Record<string, string> = {};
   for (const [k, v] of Object.entries(input.secrets ?? {})) sealed[k] = await encryptString(config.encryptionKey, v, `outbox:${id}:${k}`);
-  const statement = db.insert(outbox).values({
-    id,
-    template: input.template,
-    recipient: input.recipient,
-    payload: { ...input.payload, sealed },
-    status: "pending",
-    subjectId: input.subjectId ?? null,
-    createdAt: now,
-    updatedAt: now,
-  });
+  const payload = JSON.stringify({ ...input.payload, sealed });
+  const subject = input.subjectId ?? null;
+  // Columns in table order: id, template, recipient, payload, status, attempts, last_error, subject_id, created_at, updated_at, sent_at.
+  const statement = db
+    .insert(outbox)
+    .select(
+      sql`select ${id}, ${input.template}, ${input.recipient}, ${payload}, 'pending', 0, null, ${subject}, ${now}, ${now}, null where ${input.onlyIf ?? sql`1 = 1`}`,
+    );
   return { id, statement };
 }
 

@@ -60,10 +60,27 @@ const resendProvider: Provider = async (email, _env, config) => {
   }
 };
 
+/** Cloudflare Email Service through the `send_email` binding named SEND_EMAIL. */
+async function cloudflareProvider(email: OutgoingEmail, env: Bindings): Promise<void> {
+  if (!env.SEND_EMAIL) throw new ProviderError("EMAIL_PROVIDER=cloudflare needs a [[send_email]] binding named SEND_EMAIL", false);
+  try {
+    const named = /^\s*(.*?)\s*<([^>]+)>\s*$/.exec(email.from);
+    await env.SEND_EMAIL.send({
+      from: named ? { name: named[1]!, email: named[2]! } : email.from,
+      to: email.to,
+      subject: email.subject,
+      text: email.text,
+      html: email.html,
+      headers: { "X-Idempotency-Key": email.idempotencyKey },
+    });
+  } catch (err) {
+    // The binding does not say which failures are permanent; retry them all, the DLQ ends it.
+    throw new ProviderError(`send_email failed: ${String(err)}`, true);
+  }
+}
+
 export const PROVIDERS: Record<Config["emailProvider"], Provider> = {
   outbox: outboxProvider,
   resend: resendProvider,
-  cloudflare: async () => {
-    throw new ProviderError("the cloudflare provider needs the SEND_EMAIL binding (issue 4)", false);
-  },
+  cloudflare: cloudflareProvider,
 };

@@ -29,6 +29,22 @@ export const templates = {
       ),
     };
   },
+  invitation(p: { organization_name: string; inviter_name: string; role: string; message: string | null; token: string; app_base_url: string }): RenderedEmail {
+    const url = link(p.app_base_url, "/invitations/accept", p.token);
+    const subject = `${p.inviter_name} invited you to join ${p.organization_name}`;
+    const quoted = p.message ? `\n\n${p.inviter_name} wrote:\n> ${p.message.replace(/\n/g, "\n> ")}` : "";
+    return {
+      // Header injection: a name cannot carry a line break into the subject.
+      subject: subject.replace(/[\r\n]+/g, " ").slice(0, 200),
+      text: `${p.inviter_name} invited you to join ${p.organization_name} as ${p.role}.${quoted}\n\nAccept the invitation:\n${url}\n\nIf you did not expect this, ignore this email.\n`,
+      html: layout(
+        subject,
+        `<p>${escapeHtml(p.inviter_name)} invited you to join <strong>${escapeHtml(p.organization_name)}</strong> as ${escapeHtml(p.role)}.</p>` +
+          (p.message ? `<blockquote style="border-left:3px solid #ccc;margin:0;padding-left:12px;white-space:pre-wrap">${escapeHtml(p.message)}</blockquote>` : "") +
+          `<p><a href="${escapeHtml(url)}">Accept the invitation</a></p><p>If you did not expect this, ignore this email.</p>`,
+      ),
+    };
+  },
 } as const;
 
 export type TemplateName = keyof typeof templates;

@@ -17,6 +17,8 @@ const PUBLIC_ROUTES = [
   "POST /v1/auth/refresh",
   "POST /v1/auth/verify-email",
   "GET /v1/dev/emails",
+  "GET /v1/invitations/{token}",
+  "POST /v1/invitations/{token}/accept",
 ].sort();
 
 /** The two routes that describe the API rather than being part of it. */
@@ -52,13 +54,18 @@ describe("security", () => {
     let lowest: TestUser;
     let outsider: TestUser;
     let orgId: string;
+    let foreignKey: string;
     const patsByScope = new Map<string, string>();
 
     beforeAll(async () => {
       [admin, lowest, outsider] = await Promise.all([createUser(), createUser(), createUser()]);
       orgId = (await createOrg(admin)).id;
-      await createOrg(outsider);
+      const outsiderOrg = await createOrg(outsider);
       await addMemberDirect(orgId, lowest, "user");
+      // An all-powerful service account, of another organization.
+      const sa = await api("POST", `/v1/organizations/${outsiderOrg.id}/service-accounts`, { token: outsider.accessToken, body: { name: "robot", role: "admin" } });
+      expect(sa.status, sa.text).toBe(201);
+      foreignKey = sa.body.key;
       for (const scope of SCOPES) patsByScope.set(scope, (await createPat(admin, [scope])).token);
       patsByScope.set("*", (await createPat(admin, [...SCOPES])).token);
     });
@@ -78,6 +85,19 @@ describe("security", () => {
       const res = await call(o, outsider.accessToken);
       expect(res.status, res.text).toBe(404);
       expect(res.body.code).toBe("not_found");
+    });
+
+    it.each(orgOps.map((o) => [key(o), o] as const))("%s: service account key of another organization → 404", async (_, o) => {
+      const res = await call(o, foreignKey);
+      expect(res.status, res.text).toBe(404);
+      expect(res.body.code).toBe("not_found");
+    });
+
+    const userOnlyOps = ops.filter((o) => o.auth.kind === "user" || o.auth.kind === "session");
+    it.each(userOnlyOps.map((o) => [key(o), o] as const))("%s: service account key → 403", async (_, o) => {
+      const res = await call(o, foreignKey);
+      expect(res.status, res.text).toBe(403);
+      expect(res.body.code).toBe("forbidden");
     });
 
     it.each(orgOps.map((o) => [key(o), o] as const))("%s: malformed or unknown organization id → 404", async (_, o) => {

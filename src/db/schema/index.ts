@@ -2,3 +2,4 @@ export * from "./identity";
 export * from "./organizations";
 export * from "./email";
 export * from "./service-accounts";
+export * from "./invitations";

@@ -25,7 +25,7 @@ export interface TokenPair {
 type UserRow = typeof users.$inferSelect;
 
 /** Statements that open a session (the refresh-token family) with its first refresh token. */
-async function openSession(c: Ctx, userId: string) {
+export async function openSession(c: Ctx, userId: string) {
   const now = Date.now();
   const sessionId = newId("session");
   const refreshToken = newSecret("rt");
@@ -44,7 +44,7 @@ async function openSession(c: Ctx, userId: string) {
   return { sessionId, refreshToken, statements };
 }
 
-async function tokenPair(c: Ctx, user: UserRow, sessionId: string, refreshToken: string): Promise<TokenPair> {
+export async function tokenPair(c: Ctx, user: UserRow, sessionId: string, refreshToken: string): Promise<TokenPair> {
   const access = await signAccessToken(c.var.config.jwtSigningKeys, { sub: user.id, sid: sessionId }, c.var.config.accessTokenTtlSeconds);
   return { user: serializeUser(user), access_token: access.token, refresh_token: refreshToken, token_type: "Bearer", expires_in: access.expiresIn };
 }

@@ -1,0 +1,134 @@
+import { and, eq, sql } from "drizzle-orm";
+import type { BatchItem } from "drizzle-orm/batch";
+import type { Ctx } from "../../env";
+import { invitations, members, organizations, users } from "../../db/schema";
+import { hashPassword } from "../../lib/crypto";
+import { ApiError, isUniqueViolation, notFound, rootMessage, validationError } from "../../lib/errors";
+import { newId } from "../../lib/ids";
+import { authenticate } from "../../middleware/authenticate";
+import { openSession, tokenPair } from "../auth/auth.service";
+import { serializeMember } from "../members/members.schemas";
+import { memberValues } from "../organizations/organizations.service";
+import { serializeUser } from "../users/users.schemas";
+import { effectiveStatus } from "./invitations.schemas";
+import { invitationByToken } from "./invitations.service";
+
+const gone = () => new ApiError("invitation_not_pending", "The invitation was already used, canceled, or has expired; ask for a new one.");
+
+/** Public preview: 404 for anything but a live pending invitation, so a used link reveals nothing. */
+export async function previewInvitation(c: Ctx, token: string) {
+  const found = await invitationByToken(c, token);
+  if (!found || effectiveStatus(found.invitation) !== "pending") throw notFound("invitation");
+  const inv = found.invitation;
+  return {
+    organization: { id: inv.organizationId, name: found.orgName, logo_data_uri: found.orgLogo },
+    inviter_display_name: inv.invitedByName,
+    email: inv.email,
+    role: inv.role,
+    expires_at: new Date(inv.expiresAt).toISOString(),
+  };
+}
+
+/**
+ * Statements that turn the pending invitation into a membership, to follow (in the same batch)
+ * a statement whose success they depend on. The invitation flips only while pending and
+ * unexpired, so of two concurrent accepts exactly one changes it; everything after is guarded
+ * by that flip. A user who is somehow already a member keeps their membership.
+ */
+function acceptStatements(c: Ctx, inv: { id: string; organizationId: string; role: string }, user: { id: string; displayName: string; email: string }, now: number): BatchItem<"sqlite">[] {
+  const db = c.var.db;
+  const m = memberValues(inv.organizationId, user, inv.role, now);
+  const accepted = sql`exists (select 1 from invitations where id = ${inv.id} and status = 'accepted' and accepted_by = ${user.id} and accepted_at = ${now})`;
+  return [
+    db
+      .update(invitations)
+      .set({ status: "accepted", acceptedAt: now, acceptedBy: user.id, updatedAt: now })
+      .where(and(eq(invitations.id, inv.id), eq(invitations.status, "pending"), sql`${invitations.expiresAt} > ${now}`)),
+    db
+      .update(organizations)
+      .set({ pendingInvitationCount: sql`${organizations.pendingInvitationCount} - 1` })
+      .where(and(eq(organizations.id, inv.organizationId), sql`changes() = 1`)),
+    db
+      .insert(members)
+      .select(sql`select ${m.organizationId}, ${m.memberId}, ${m.type}, ${m.role}, ${m.displayName}, ${m.nameKey}, ${m.email}, ${m.joinedAt} where ${accepted}`)
+      .onConflictDoNothing(),
+    db
+      .update(organizations)
+      .set({ memberCount: sql`${organizations.memberCount} + 1`, userMemberCount: sql`${organizations.userMemberCount} + 1` })
+      .where(and(eq(organizations.id, inv.organizationId), sql`changes() = 1`)),
+    // Following the emailed link proves the address.
+    db
+      .update(users)
+      .set({ emailVerifiedAt: sql`coalesce(${users.emailVerifiedAt}, ${now})` })
+      .where(and(eq(users.id, user.id), accepted)),
+    db.select().from(invitations).where(eq(invitations.id, inv.id)),
+  ];
+}
+
+export async function acceptInvitation(c: Ctx, token: string, body: { display_name?: string; password?: string }) {
+  const found = await invitationByToken(c, token);
+  if (!found) throw notFound("invitation");
+  const inv = found.invitation;
+  if (effectiveStatus(inv) !== "pending") throw gone();
+  const organization = { id: inv.organizationId, name: found.orgName };
+  const now = Date.now();
+  const db = c.var.db;
+  const actor = await authenticate(c);
+
+  if (actor) {
+    if (actor.kind !== "session") throw new ApiError("forbidden", "Accept an invitation while signed in (an access token), not with a token or key.");
+    const [user] = await db.select().from(users).where(eq(users.id, actor.userId)).limit(1);
+    if (!user) throw new ApiError("unauthenticated", "The account no longer exists.");
+    if (user.email !== inv.email) {
+      throw new ApiError("invitation_email_mismatch", "This invitation was sent to another email address; sign in as that user.");
+    }
+    const results = await db.batch(acceptStatements(c, inv, user, now) as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+    const after = (results[results.length - 1] as (typeof inv)[])[0];
+    if (!after || after.acceptedBy !== user.id || after.acceptedAt !== now) throw gone();
+    const [member] = await db.select().from(members).where(and(eq(members.organizationId, inv.organizationId), eq(members.memberId, user.id)));
+    return { status: 200 as const, body: { organization, member: serializeMember(member!), user: serializeUser({ ...user, emailVerifiedAt: user.emailVerifiedAt ?? now }) } };
+  }
+
+  // Not signed in: the invitation creates the account (its email counts as verified) and joins.
+  const missing = [
+    ...(body.display_name === undefined ? [{ path: "display_name", message: "is required" }] : []),
+    ...(body.password === undefined ? [{ path: "password", message: "is required" }] : []),
+  ];
+  if (missing.length > 0) throw validationError(missing, "Sign in as the invited user, or send display_name and password to create the account.");
+  const user = {
+    id: newId("user"),
+    email: inv.email,
+    displayName: body.display_name!,
+    passwordHash: await hashPassword(body.password!, c.var.config.passwordHashIterations),
+    emailVerifiedAt: now,
+    createdAt: now,
+    updatedAt: now,
+  };
+  const session = await openSession(c, user.id);
+  // The account exists only if the invitation was still pending: if a concurrent accept won, the
+  // user insert is skipped and the session insert fails its foreign key, rolling everything back.
+  const statements: BatchItem<"sqlite">[] = [
+    db
+      .insert(users)
+      .select(
+        sql`select ${user.id}, ${user.email}, ${user.displayName}, ${user.passwordHash}, ${user.emailVerifiedAt}, ${now}, ${now}
+            where exists (select 1 from invitations where id = ${inv.id} and status = 'pending' and expires_at > ${now})`,
+      ),
+    ...acceptStatements(c, inv, user, now),
+    ...session.statements,
+  ];
+  try {
+    await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+  } catch (err) {
+    if (isUniqueViolation(err, "users.email")) {
+      throw new ApiError("email_taken", "An account with this email exists; sign in and accept the invitation while signed in.");
+    }
+    if (rootMessage(err).includes("FOREIGN KEY constraint failed")) throw gone();
+    throw err;
+  }
+  const pair = await tokenPair(c, user, session.sessionId, session.refreshToken);
+  return {
+    status: 201 as const,
+    body: { organization, member: serializeMember({ memberId: user.id, type: "user", role: inv.role, displayName: user.displayName, email: user.email, joinedAt: now }), ...pair },
+  };
+}

@@ -1,0 +1,132 @@
+import { z } from "../../lib/openapi";
+import { PageQuery } from "../../lib/pagination";
+import { iso, isoOrNull } from "../../lib/time";
+import { MemberSchema, RoleNameInput } from "../members/members.schemas";
+import { DisplayNameInput, EmailInput, PasswordInput, UserSchema } from "../users/users.schemas";
+import { INVITATION_STATUSES, type invitations } from "../../db/schema";
+
+const ProjectId = z.string().regex(/^prj_[0-9A-HJKMNP-TV-Z]{26}$/, "must be a project id (prj_…)");
+
+export const InvitationCreateInput = z
+  .object({
+    email: EmailInput,
+    role: RoleNameInput.default("user"),
+    message: z.string().trim().max(2000, "must be at most 2000 characters").optional(),
+    project_ids: z
+      .array(ProjectId)
+      .max(100)
+      .refine((p) => new Set(p).size === p.length, "must not repeat a project")
+      .default([])
+      .openapi({ description: "Private projects to grant on acceptance (kept for the projects feature)." }),
+    send_email: z.boolean().default(true),
+    combine_pending: z.boolean().default(false).openapi({ description: "Refresh an existing pending invitation for this email instead of refusing (200)." }),
+    expires_in_days: z.number().int().min(1).max(30).default(7),
+  })
+  .openapi("InvitationCreate");
+
+export type InvitationCreate = z.infer<typeof InvitationCreateInput>;
+
+export const InvitationBatchInput = z
+  .object({
+    invitations: z
+      .array(z.record(z.string(), z.unknown()))
+      .min(1, "must hold at least one invitation")
+      .max(100, "must hold at most 100 invitations")
+      .openapi({ description: "1–100 rows of the same shape as a single invitation; each row is validated and created on its own." }),
+  })
+  .openapi("InvitationBatch");
+
+export const InvitationSchema = z
+  .object({
+    id: z.string().openapi({ example: "inv_01JD6Q5W8ZK3H0V8N6C2Y4T1RB" }),
+    email: z.string(),
+    role: z.string(),
+    status: z.enum(INVITATION_STATUSES),
+    message: z.string().nullable(),
+    project_ids: z.array(z.string()),
+    invited_by: z.object({ id: z.string().nullable(), display_name: z.string() }),
+    email_status: z.enum(["queued", "sent", "failed"]).nullable().openapi({ description: "Null when no email was requested." }),
+    expires_at: z.string(),
+    created_at: z.string(),
+    accepted_at: z.string().nullable(),
+    accept_url: z.string().optional().openapi({ description: "Only when created or resent with send_email=false: the link to hand over yourself, shown once." }),
+  })
+  .openapi("Invitation");
+
+export type InvitationRow = typeof invitations.$inferSelect;
+
+/** A pending invitation past its expiry reads as expired even before the cron sweeps it. */
+export function effectiveStatus(row: Pick<InvitationRow, "status" | "expiresAt">, now = Date.now()) {
+  return row.status === "pending" && row.expiresAt <= now ? "expired" : row.status;
+}
+
+export function serializeInvitation(row: InvitationRow, acceptUrl?: string) {
+  return {
+    id: row.id,
+    email: row.email,
+    role: row.role,
+    status: effectiveStatus(row),
+    message: row.message,
+    project_ids: row.projectIds,
+    invited_by: { id: row.invitedById, display_name: row.invitedByName },
+    email_status: row.emailStatus,
+    expires_at: iso(row.expiresAt),
+    created_at: iso(row.createdAt),
+    accepted_at: isoOrNull(row.acceptedAt),
+    ...(acceptUrl ? { accept_url: acceptUrl } : {}),
+  };
+}
+
+export const BatchResultSchema = z
+  .object({
+    results: z.array(
+      z.object({
+        email: z.string().nullable(),
+        status: z.enum(["created", "combined", "error"]),
+        invitation: InvitationSchema.optional(),
+        error: z.object({ code: z.string(), detail: z.string(), errors: z.array(z.object({ path: z.string(), message: z.string() })) }).optional(),
+      }),
+    ),
+  })
+  .openapi("InvitationBatchResult");
+
+export const InvitationListQuery = PageQuery.extend({
+  status: z
+    .enum(INVITATION_STATUSES)
+    .optional()
+    .openapi({ param: { name: "status", in: "query" }, description: "Only invitations in this status; omitted: all." }),
+});
+
+export const ResendInput = z
+  .object({ expires_in_days: z.number().int().min(1).max(30).default(7), send_email: z.boolean().default(true) })
+  .openapi("InvitationResend");
+
+export const PreviewSchema = z
+  .object({
+    organization: z.object({ id: z.string(), name: z.string(), logo_data_uri: z.string().nullable() }),
+    inviter_display_name: z.string(),
+    email: z.string(),
+    role: z.string(),
+    expires_at: z.string(),
+  })
+  .openapi("InvitationPreview");
+
+export const AcceptInput = z
+  .object({
+    display_name: DisplayNameInput.optional(),
+    password: PasswordInput.optional(),
+  })
+  .openapi("InvitationAccept", { description: "Empty when signed in as the invited user; otherwise the new account's name and password." });
+
+export const AcceptResultSchema = z
+  .object({
+    organization: z.object({ id: z.string(), name: z.string() }),
+    member: MemberSchema,
+    user: UserSchema,
+    access_token: z.string().optional(),
+    refresh_token: z.string().optional(),
+    token_type: z.literal("Bearer").optional(),
+    expires_in: z.number().int().optional(),
+  })
+  .openapi("InvitationAcceptResult");
+
