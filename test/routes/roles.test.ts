@@ -454,6 +454,21 @@ describe("errors", () => {
     expectProblem(await del(`${rolesPath(org.id)}/${role.id}`, { token: admin.accessToken }), 409, "role_in_use");
   });
 
+  it("DELETE of a role promised by a pending invitation → 409 role_in_use; a rename carries the invitation along", async () => {
+    const { admin, org } = await adminAndOrg();
+    const role = await createRole(admin, org.id, { permissions: ["organization:read"] });
+    const inv = await post(`/v1/organizations/${org.id}/invitations`, { email: `${unique("inv")}@example.com`, role: role.name, send_email: false }, { token: admin.accessToken });
+    expect(inv.status, inv.text).toBe(201);
+    expectProblem(await del(`${rolesPath(org.id)}/${role.id}`, { token: admin.accessToken }), 409, "role_in_use");
+    const renamed = roleName();
+    expect((await patch(`${rolesPath(org.id)}/${role.id}`, { name: renamed }, { token: admin.accessToken })).status).toBe(200);
+    const after = await get(`/v1/organizations/${org.id}/invitations/${inv.body.id}`, { token: admin.accessToken });
+    expect(after.body.role).toBe(renamed);
+    // Once the invitation is canceled nothing holds the role any more.
+    expect((await post(`/v1/organizations/${org.id}/invitations/${inv.body.id}/cancel`, {}, { token: admin.accessToken })).status).toBe(200);
+    expect((await del(`${rolesPath(org.id)}/${role.id}`, { token: admin.accessToken })).status).toBe(204);
+  });
+
   it("the built-in `user` role cannot create, change or delete roles (403)", async () => {
     const { admin, org } = await adminAndOrg();
     const role = await createRole(admin, org.id);

@@ -1,6 +1,6 @@
 import { and, asc, eq, gt, inArray, sql } from "drizzle-orm";
 import type { Ctx } from "../../env";
-import { members, roles } from "../../db/schema";
+import { invitations, members, roles } from "../../db/schema";
 import { ApiError, isUniqueViolation, notFound } from "../../lib/errors";
 import { isId, newId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
@@ -154,6 +154,11 @@ export async function updateRole(
       await db.batch([
         db.update(roles).set(patch).where(eq(roles.id, current.id)),
         db.update(members).set({ role: patch.name }).where(and(eq(members.organizationId, orgId), eq(members.role, current.name))),
+        // Pending invitations name the role too; accepting one later must land in the renamed role.
+        db
+          .update(invitations)
+          .set({ role: patch.name })
+          .where(and(eq(invitations.organizationId, orgId), eq(invitations.status, "pending"), eq(invitations.role, current.name))),
       ]);
     } else {
       await db.update(roles).set(patch).where(eq(roles.id, current.id));
@@ -165,7 +170,7 @@ export async function updateRole(
   return serializeRole({ ...current, ...patch });
 }
 
-/** A role still assigned to anyone is not deleted: one conditional statement, no read-then-write. */
+/** A role still assigned to anyone (or promised by a pending invitation) is not deleted: one conditional statement, no read-then-write. */
 export async function deleteRole(c: Ctx, orgId: string, callerPermissions: Set<Permission>, roleId: string) {
   if (isBuiltInRole(roleId)) throw builtInImmutable();
   const current = await customRole(c, orgId, roleId);
@@ -176,8 +181,9 @@ export async function deleteRole(c: Ctx, orgId: string, callerPermissions: Set<P
       and(
         eq(roles.id, current.id),
         sql`not exists (select 1 from ${members} where ${members.organizationId} = ${orgId} and ${members.role} = ${current.name})`,
+        sql`not exists (select 1 from ${invitations} where ${invitations.organizationId} = ${orgId} and ${invitations.status} = 'pending' and ${invitations.role} = ${current.name})`,
       ),
     )
     .returning({ id: roles.id });
-  if (deleted.length === 0) throw new ApiError("role_in_use", `The role \`${current.name}\` is assigned to members; give them another role first.`);
+  if (deleted.length === 0) throw new ApiError("role_in_use", `The role \`${current.name}\` is assigned to members or pending invitations; give them another role first.`);
 }
