@@ -32,8 +32,9 @@ export async function previewInvitation(c: Ctx, token: string) {
 /**
  * Statements that turn the pending invitation into a membership, to follow (in the same batch)
  * a statement whose success they depend on. The invitation flips only while pending and
- * unexpired, so of two concurrent accepts exactly one changes it; everything after is guarded
- * by that flip. A user who is somehow already a member keeps their membership.
+ * unexpired, so of two concurrent accepts exactly one changes it (the first statement returns
+ * its row); everything after is guarded by that flip. A user who is somehow already a member
+ * keeps their membership.
  */
 function acceptStatements(c: Ctx, inv: { id: string; organizationId: string; role: string }, user: { id: string; displayName: string; email: string }, now: number): BatchItem<"sqlite">[] {
   const db = c.var.db;
@@ -43,7 +44,8 @@ function acceptStatements(c: Ctx, inv: { id: string; organizationId: string; rol
     db
       .update(invitations)
       .set({ status: "accepted", acceptedAt: now, acceptedBy: user.id, updatedAt: now })
-      .where(and(eq(invitations.id, inv.id), eq(invitations.status, "pending"), sql`${invitations.expiresAt} > ${now}`)),
+      .where(and(eq(invitations.id, inv.id), eq(invitations.status, "pending"), sql`${invitations.expiresAt} > ${now}`))
+      .returning({ id: invitations.id }),
     db
       .update(organizations)
       .set({ pendingInvitationCount: sql`${organizations.pendingInvitationCount} - 1` })
@@ -61,7 +63,6 @@ function acceptStatements(c: Ctx, inv: { id: string; organizationId: string; rol
       .update(users)
       .set({ emailVerifiedAt: sql`coalesce(${users.emailVerifiedAt}, ${now})` })
       .where(and(eq(users.id, user.id), accepted)),
-    db.select().from(invitations).where(eq(invitations.id, inv.id)),
   ];
 }
 
@@ -70,6 +71,8 @@ export async function acceptInvitation(c: Ctx, token: string, body: { display_na
   if (!found) throw notFound("invitation");
   const inv = found.invitation;
   if (effectiveStatus(inv) !== "pending") throw gone();
+  // An inactive organization is read-only; joining it is a write like any other.
+  if (!found.orgActive) throw new ApiError("organization_inactive", "The organization is inactive; it takes no new members until an admin reactivates it.");
   const organization = { id: inv.organizationId, name: found.orgName };
   const now = Date.now();
   const db = c.var.db;
@@ -82,10 +85,15 @@ export async function acceptInvitation(c: Ctx, token: string, body: { display_na
     if (user.email !== inv.email) {
       throw new ApiError("invitation_email_mismatch", "This invitation was sent to another email address; sign in as that user.");
     }
-    const results = await db.batch(acceptStatements(c, inv, user, now) as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
-    const after = (results[results.length - 1] as (typeof inv)[])[0];
-    if (!after || after.acceptedBy !== user.id || after.acceptedAt !== now) throw gone();
-    const [member] = await db.select().from(members).where(and(eq(members.organizationId, inv.organizationId), eq(members.memberId, user.id)));
+    const statements: BatchItem<"sqlite">[] = [
+      ...acceptStatements(c, inv, user, now),
+      db.select().from(members).where(and(eq(members.organizationId, inv.organizationId), eq(members.memberId, user.id))),
+    ];
+    const results = await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+    // Only the flip's own row count tells the winner: two requests of one user can share `now`
+    // (workerd's clock stands still between I/O), so "accepted by me at now" matches both.
+    if ((results[0] as unknown[]).length !== 1) throw gone();
+    const member = (results[results.length - 1] as (typeof members.$inferSelect)[])[0];
     return { status: 200 as const, body: { organization, member: serializeMember(member!), user: serializeUser({ ...user, emailVerifiedAt: user.emailVerifiedAt ?? now }) } };
   }
 

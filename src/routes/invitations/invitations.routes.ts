@@ -132,13 +132,13 @@ invitationRoutes.openapi(
     tags: ["Invitations"],
     summary: "Accept an invitation",
     description:
-      "Signed in (access token) as the invited email: 200, you become a member with the invited role. Not signed in, with `{display_name, password}`: 201, the account is created (its email counts as verified), joins, and gets a token pair. Another user's session: 403 `invitation_email_mismatch`. Used, canceled or expired: 410 `invitation_not_pending`. Single use: of two concurrent accepts exactly one wins.",
+      "Signed in (access token) as the invited email: 200, you become a member with the invited role. Not signed in, with `{display_name, password}`: 201, the account is created (its email counts as verified), joins, and gets a token pair. Another user's session: 403 `invitation_email_mismatch`. Used, canceled or expired: 410 `invitation_not_pending`. An inactive organization: 409 `organization_inactive`. Single use: of two concurrent accepts exactly one wins.",
     request: { params: TokenParams, body: { ...jsonBody(AcceptInput), required: false } },
     responses: {
       200: jsonResponse(AcceptResultSchema, "Joined as the signed-in user."),
       201: jsonResponse(AcceptResultSchema, "Account created and joined, with a token pair."),
     },
-    errors: ["not_found", "invitation_not_pending", "invitation_email_mismatch", "email_taken", "unauthenticated"],
+    errors: ["not_found", "invitation_not_pending", "invitation_email_mismatch", "email_taken", "unauthenticated", "forbidden", "organization_inactive"],
   }),
   async (c) => {
     const result = await acceptInvitation(c, c.req.valid("param").token, c.req.valid("json") ?? {});

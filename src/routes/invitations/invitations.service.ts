@@ -1,4 +1,4 @@
-import { and, desc, eq, lt, or, sql, type SQL } from "drizzle-orm";
+import { and, desc, eq, lt, sql, type SQL } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { Ctx } from "../../env";
 import { invitations, members, organizations } from "../../db/schema";
@@ -13,7 +13,7 @@ import { enqueueOutbox, outboxInsert } from "../../queue/outbox";
 import { link } from "../../queue/templates";
 import { seatLimit, seatLimitReached } from "../members/members.service";
 import { assertWithinCaller, permissionsOfRoles } from "../roles/roles.service";
-import { InvitationCreateInput, serializeInvitation, type InvitationCreate, type InvitationRow } from "./invitations.schemas";
+import { InvitationCreateInput, effectiveStatus, serializeInvitation, type InvitationCreate, type InvitationRow } from "./invitations.schemas";
 
 export const acceptUrl = (c: Ctx, token: string) => link(c.var.config.appBaseUrl, "/invitations/accept", token);
 
@@ -44,10 +44,17 @@ export async function createInvitations(c: Ctx, access: OrgAccess, rawRows: unkn
   const seats = seatLimit(c);
   const results: (BatchResult | undefined)[] = new Array(rawRows.length);
   const parsed: { index: number; row: InvitationCreate }[] = [];
+  const seen = new Set<string>();
   rawRows.forEach((raw, index) => {
     const r = InvitationCreateInput.safeParse(raw);
-    if (r.success) parsed.push({ index, row: r.data });
-    else {
+    if (r.success && seen.has(r.data.email)) {
+      // A second row for one email would refresh (or be refused by) the first row's invitation
+      // inside the same batch, leaving the first row's result and link wrong.
+      results[index] = { email: r.data.email, status: "error", error: rowError("validation_failed", "This email appears earlier in the batch.", [{ path: "email", message: "appears earlier in this batch" }]) };
+    } else if (r.success) {
+      seen.add(r.data.email);
+      parsed.push({ index, row: r.data });
+    } else {
       const email = typeof (raw as { email?: unknown })?.email === "string" ? ((raw as { email: string }).email.trim().toLowerCase() || null) : null;
       results[index] = { email, status: "error", error: rowError("validation_failed", "The invitation is not valid.", zodIssues(r.error)) };
     }
@@ -110,8 +117,10 @@ export async function createInvitations(c: Ctx, access: OrgAccess, rawRows: unkn
             message: row.message === undefined ? sql`${invitations.message}` : row.message,
             projectIds: sql`(select json_group_array(value) from (select value from json_each(${invitations.projectIds}) union select value from json_each(${JSON.stringify(row.project_ids)})))`,
             expiresAt,
-            outboxId: outboxId ?? sql`${invitations.outboxId}`,
-            emailStatus: emailStatus ?? sql`${invitations.emailStatus}`,
+            // The old email carries the old token, dead from here on: unlinking it keeps the
+            // consumer from sending it if it is still on its way (as resend does).
+            outboxId,
+            emailStatus,
             updatedAt: now,
           })
           .where(and(eq(invitations.organizationId, orgId), eq(invitations.email, row.email), eq(invitations.status, "pending"))),
@@ -194,23 +203,37 @@ export async function getInvitation(c: Ctx, orgId: string, id: string) {
   return serializeInvitation(await findInvitation(c, orgId, id));
 }
 
-/** Newest first; `status` uses the (organization_id, status, id) index. */
+/**
+ * Newest first. Every branch walks the (organization_id, status, id) or (organization_id, id)
+ * index in id order, so a page reads about page_size rows whatever the organization's size.
+ * `+expires_at` keeps SQLite off the global (status, expires_at) index, which would read every
+ * organization's pending invitations and sort them. `expired` also looks for pending rows past
+ * their expiry that the cron has not swept yet, among the organization's pending invitations:
+ * those hold seats, so that part is bounded by the seats, not by the organization's history.
+ */
 export async function listInvitations(c: Ctx, orgId: string, q: { page_size: number; page_token?: string; status?: InvitationRow["status"] }) {
   const fingerprint = `invitations|${orgId}|${q.status ?? ""}`;
   const now = Date.now();
-  const conds: (SQL | undefined)[] = [eq(invitations.organizationId, orgId)];
-  if (q.status === "pending") conds.push(eq(invitations.status, "pending"), sql`${invitations.expiresAt} > ${now}`);
-  else if (q.status === "expired") conds.push(or(eq(invitations.status, "expired"), and(eq(invitations.status, "pending"), sql`${invitations.expiresAt} <= ${now}`)));
-  else if (q.status) conds.push(eq(invitations.status, q.status));
-  if (q.page_token) conds.push(lt(invitations.id, String((await decodePageToken(c.var.config.hmacSecret, fingerprint, q.page_token, 1))[0])));
-  const rows = await c.var.db
-    .select()
-    .from(invitations)
-    .where(and(...conds))
-    .orderBy(desc(invitations.id))
-    .limit(q.page_size + 1);
-  const page = await finishPage(c.var.config.hmacSecret, fingerprint, rows, q.page_size, (r) => [r.id]);
-  return { items: page.rows.map((r) => serializeInvitation(r)), next_page_token: page.nextPageToken };
+  const db = c.var.db;
+  const after = q.page_token ? String((await decodePageToken(c.var.config.hmacSecret, fingerprint, q.page_token, 1))[0]) : undefined;
+  const page = (...conds: SQL[]) =>
+    db
+      .select()
+      .from(invitations)
+      .where(and(eq(invitations.organizationId, orgId), ...conds, after === undefined ? undefined : lt(invitations.id, after)))
+      .orderBy(desc(invitations.id))
+      .limit(q.page_size + 1);
+  const live = sql`+${invitations.expiresAt} > ${now}`;
+  const lapsed = sql`+${invitations.expiresAt} <= ${now}`;
+  let rows: InvitationRow[];
+  if (q.status === "expired") {
+    const [swept, unswept] = await db.batch([page(eq(invitations.status, "expired")), page(eq(invitations.status, "pending"), lapsed)]);
+    rows = [...swept, ...unswept].sort((a, b) => (a.id < b.id ? 1 : -1)).slice(0, q.page_size + 1);
+  } else if (q.status === "pending") rows = await page(eq(invitations.status, "pending"), live);
+  else if (q.status) rows = await page(eq(invitations.status, q.status));
+  else rows = await page();
+  const result = await finishPage(c.var.config.hmacSecret, fingerprint, rows, q.page_size, (r) => [r.id]);
+  return { items: result.rows.map((r) => serializeInvitation(r)), next_page_token: result.nextPageToken };
 }
 
 const notPending = (row: InvitationRow) =>
@@ -224,7 +247,8 @@ export async function cancelInvitation(c: Ctx, orgId: string, id: string) {
     db
       .update(invitations)
       .set({ status: "canceled", updatedAt: now })
-      .where(and(eq(invitations.id, current.id), eq(invitations.status, "pending")))
+      // Past its expiry it reads as expired, so it answers like one whether or not the cron swept it.
+      .where(and(eq(invitations.id, current.id), eq(invitations.status, "pending"), sql`${invitations.expiresAt} > ${now}`))
       .returning(),
     db
       .update(organizations)
@@ -239,9 +263,9 @@ export async function cancelInvitation(c: Ctx, orgId: string, id: string) {
 export async function resendInvitation(c: Ctx, access: OrgAccess, id: string, input: { expires_in_days: number; send_email: boolean }) {
   const orgId = access.organization.id;
   const current = await findInvitation(c, orgId, id);
-  if (current.status !== "pending") throw notPending(current);
-  const db = c.var.db;
   const now = Date.now();
+  if (effectiveStatus(current, now) !== "pending") throw notPending(current);
+  const db = c.var.db;
   const token = newSecret("inv");
   const tokenHash = await sha256Hex(token);
   const mail = input.send_email
@@ -264,7 +288,7 @@ export async function resendInvitation(c: Ctx, access: OrgAccess, id: string, in
         emailStatus: mail ? "queued" : null,
         updatedAt: now,
       })
-      .where(and(eq(invitations.id, current.id), eq(invitations.status, "pending"))),
+      .where(and(eq(invitations.id, current.id), eq(invitations.status, "pending"), sql`${invitations.expiresAt} > ${now}`)),
   ];
   if (mail) statements.push(mail.statement);
   statements.push(db.select().from(invitations).where(eq(invitations.tokenHash, tokenHash)));
