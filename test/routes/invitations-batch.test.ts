@@ -75,6 +75,7 @@ describe("seat limit", () => {
     await invite(admin.accessToken, org.id, { send_email: false }, { env: seats });
     const full = await post(invitationsPath(org.id), { email: uniqueEmail() }, { token: admin.accessToken, env: seats });
     expectProblem(full, 409, "seat_limit_reached");
+    expect(full.body.seats).toBe(3);
     // Canceling frees the seat.
     expect((await post(`${invitationPath(org.id, a.id)}/cancel`, undefined, { token: admin.accessToken, env: seats })).status).toBe(200);
     await invite(admin.accessToken, org.id, { send_email: false }, { env: seats });

@@ -2,6 +2,7 @@ import { ApiError } from "../../lib/errors";
 import { createRouter, defineRoute, jsonBody, jsonResponse, pathParam, z } from "../../lib/openapi";
 import { pageOf } from "../../lib/pagination";
 import { OrgParams } from "../organizations/organizations.routes";
+import { seatLimit, seatLimitReached } from "../members/members.service";
 import { acceptInvitation, previewInvitation } from "./accept.service";
 import {
   AcceptInput,
@@ -35,7 +36,11 @@ invitationRoutes.openapi(
   }),
   async (c) => {
     const [result] = await createInvitations(c, c.var.access, [c.req.valid("json")]);
-    if (result!.status === "error") throw new ApiError(result!.error.code, result!.error.detail, { errors: result!.error.errors });
+    if (result!.status === "error") {
+      // The same 409 body (with `seats`) as adding a member directly.
+      if (result!.error.code === "seat_limit_reached") throw seatLimitReached(seatLimit(c));
+      throw new ApiError(result!.error.code, result!.error.detail, { errors: result!.error.errors });
+    }
     return c.json(result!.invitation, result!.status === "created" ? 201 : 200);
   },
 );
