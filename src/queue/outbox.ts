@@ -1,4 +1,4 @@
-import { and, eq, inArray, lt, sql, type SQL } from "drizzle-orm";
+import { and, eq, lt, sql, type SQL } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import { createDb, type Db } from "../db/client";
 import { outbox } from "../db/schema";
@@ -64,8 +64,13 @@ export async function enqueueOutbox(env: Bindings, ids: string[], ctx?: { waitUn
   const mark = backgroundDb(env)
     .update(outbox)
     .set({ status: "queued", updatedAt: Date.now() })
-    .where(and(inArray(outbox.id, ids), eq(outbox.status, "pending")))
-    .then(() => undefined, () => undefined);
+    // One bound parameter for any number of ids: D1 refuses more than 100 per statement.
+    .where(and(sql`${outbox.id} in (select value from json_each(${JSON.stringify(ids)}))`, eq(outbox.status, "pending")))
+    .then(
+      () => undefined,
+      // Left pending, the rows are only re-enqueued by the cron; the consumer's idempotency makes that harmless.
+      (err) => console.error(JSON.stringify({ level: "warn", msg: "marking outbox rows queued failed", outbox_ids: ids, error: String(err) })),
+    );
   if (ctx) ctx.waitUntil(mark);
   else await mark;
   return true;

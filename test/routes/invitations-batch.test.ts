@@ -1,3 +1,4 @@
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { get, post } from "../helpers/client";
 import { addMemberDirect, createUser, uniqueEmail } from "../helpers/factories";
@@ -63,6 +64,26 @@ describe("happy", () => {
     expect(res.body.results.map((r: any) => r.email)).toEqual(rows.map((r) => r.email));
     expect(res.cost.queries).toBeLessThanOrEqual(4);
     expect((await orgCounters(org.id)).pending_invitation_count).toBe(100);
+  });
+
+  it("batch of 100 with emails: every outbox row is marked queued (one bound parameter for all ids)", async () => {
+    const { admin, org } = await adminAndOrg();
+    // A queue that accepts and holds the messages, as the real one does until its consumer runs:
+    // the local queue delivers too fast to see the `queued` state in between.
+    const held: unknown[] = [];
+    const holdingQueue = { holding: true, send: async (m: unknown) => void held.push(m), sendBatch: async (ms: unknown[]) => void held.push(...ms) } as unknown as Queue;
+    const rows = Array.from({ length: 100 }, () => ({ email: uniqueEmail("mail") }));
+    const res = await post(`${invitationsPath(org.id)}/batch`, { invitations: rows }, { token: admin.accessToken, env: { FREE_PLAN_SEATS: "1000", EMAIL_QUEUE: holdingQueue } });
+    expect(res.status, res.text).toBe(200);
+    expect(held).toHaveLength(100);
+    const ids = JSON.stringify(res.body.results.map((r: any) => r.invitation.id));
+    // Left `pending`, every row would be sent to the queue again by the cron a minute later.
+    const statuses = () =>
+      env.DB.prepare("select outbox.status as status, count(*) as n from outbox join invitations on invitations.outbox_id = outbox.id where invitations.id in (select value from json_each(?)) group by 1")
+        .bind(ids)
+        .all<{ status: string; n: number }>()
+        .then((r) => r.results);
+    expect(await eventually(statuses, (r) => r.length === 1 && r[0]!.status === "queued", "every outbox row to be marked queued")).toEqual([{ status: "queued", n: 100 }]);
   });
 });
 
