@@ -1,0 +1,59 @@
+/** What the runner needs of each system under test: where it listens, and its request for each route. */
+
+export type SystemKey = "ours" | "theirs";
+
+/**
+ * The operations compared. `size: true` routes depend on the organization and run once per size;
+ * the others touch only the caller and run once.
+ */
+export const ROUTES = [
+  { key: "healthz", title: "runtime ceiling (no auth, no D1)", size: false },
+  { key: "me", title: "who am I (session read)", size: false },
+  { key: "my-orgs", title: "my organizations", size: false },
+  { key: "login", title: "sign in (password hash)", size: false },
+  { key: "org", title: "get organization", size: true },
+  { key: "members", title: "members, first page of 50", size: true },
+  { key: "members-deep", title: "members, last page of 50", size: true },
+  { key: "members-search", title: 'members, search prefix "member 000"', size: true },
+  { key: "invite", title: "invite a new email", size: true },
+] as const;
+
+export type RouteKey = (typeof ROUTES)[number]["key"];
+
+export interface RequestSpec {
+  /** What this system calls the operation, for the report. */
+  label: string;
+  method: "GET" | "POST";
+  path: string;
+  headers: Record<string, string>;
+  /** A fixed body, or a function for a fresh one per request (e.g. a new email each time). */
+  body?: string | (() => string);
+}
+
+export interface System {
+  key: SystemKey;
+  name: string;
+  url: string;
+  /** The request for a route (with the organization of that size), or null when there is no equivalent. */
+  requestFor(route: RouteKey, size: number): RequestSpec | null;
+  /** Facts about the setup worth printing with the results (hash parameters, limits raised). */
+  notes: string[];
+  stop(): Promise<void>;
+}
+
+/** The seeded population, the same for both systems. */
+export const ADMIN = { email: "admin@bench.test", password: "correct horse battery staple", name: "Bench Admin" };
+export const PAGE_SIZE = 50;
+export const SEARCH_PREFIX = "member 000";
+
+/**
+ * Seeded member i (0-based) is "Member 000042" <m000042@bench.test>, as SQL over a column `i`; the
+ * organization of size N holds members 0..N-1 plus the admin.
+ */
+export const memberNameSql = (i: string) => `printf('Member %06d', ${i})`;
+export const memberEmailSql = (i: string) => `printf('m%06d@bench.test', ${i})`;
+
+/** `WITH RECURSIVE seq(i)` over 0..?1-1: rows generated inside SQLite, no bound parameter per row. */
+export const SEQUENCE_CTE = "with recursive seq(i) as (select 0 union all select i + 1 from seq where i + 1 < ?1)";
+
+export const formatCount = (n: number) => n.toLocaleString("en-US");
