@@ -20,7 +20,7 @@ const unauthenticated = (detail: string) =>
 /** A PAT or service account key whose row has not been read yet. */
 export type StoredCredential = { kind: "pat" | "sak"; hash: string };
 
-type Bearer = { kind: "none" } | { kind: "access"; token: string } | StoredCredential;
+export type Bearer = { kind: "none" } | { kind: "access"; token: string } | StoredCredential;
 
 async function readBearer(c: Context<AppEnv>): Promise<Bearer> {
   const header = c.req.header("authorization");
@@ -54,13 +54,13 @@ export async function authenticate(c: Context<AppEnv>): Promise<Actor | null> {
 }
 
 /**
- * The PAT or service account key in the header, unread, when the actor is not known yet: the
- * organization routes read it in the same D1 batch as the membership, saving a round trip.
+ * The credential in the header, not yet checked, when the actor is not known yet: organization
+ * routes check it alongside the membership read (a PAT or key in the same D1 batch, a session's
+ * revocation read concurrently with it), saving a round trip.
  */
-export async function pendingStoredCredential(c: Context<AppEnv>): Promise<StoredCredential | null> {
+export async function pendingCredential(c: Context<AppEnv>): Promise<Bearer | null> {
   if (c.get("actor") !== undefined) return null;
-  const bearer = await readBearer(c);
-  return bearer.kind === "pat" || bearer.kind === "sak" ? bearer : null;
+  return readBearer(c);
 }
 
 /** The member id a stored credential acts as, as SQL, for joining before the row is read. */
@@ -141,12 +141,23 @@ export function actorFromCredential(c: Context<AppEnv>, credential: StoredCreden
 }
 
 async function authenticateAccessToken(c: Context<AppEnv>, token: string): Promise<Actor> {
-  const config = c.var.config;
-  const claims = await verifyAccessToken(config.jwtSigningKeys, token);
+  const actor = await verifiedSession(c, token);
+  await assertSessionLive(c, actor);
+  return actor;
+}
+
+/** The session an access token names, from its signature alone (no I/O). */
+export async function verifiedSession(c: Context<AppEnv>, token: string): Promise<Extract<Actor, { kind: "session" }>> {
+  const claims = await verifyAccessToken(c.var.config.jwtSigningKeys, token);
   if (!claims) throw unauthenticated("The access token is invalid or expired.");
-  // The one KV read of an authenticated request: logout, password change and account deletion
-  // revoke the session here, effective on the very next request.
-  const revoked = await c.var.kv.get(kvKeys.revokedSession(claims.sid, config.accessTokenTtlSeconds).key);
-  if (revoked !== null) throw unauthenticated("The session has ended.");
   return { kind: "session", userId: claims.sub, sessionId: claims.sid, tokenExp: claims.exp };
+}
+
+/**
+ * The one KV read of an authenticated request: logout, password change and account deletion
+ * revoke the session here, effective on the very next request.
+ */
+export async function assertSessionLive(c: Context<AppEnv>, actor: Extract<Actor, { kind: "session" }>): Promise<void> {
+  const revoked = await c.var.kv.get(kvKeys.revokedSession(actor.sessionId, c.var.config.accessTokenTtlSeconds).key);
+  if (revoked !== null) throw unauthenticated("The session has ended.");
 }

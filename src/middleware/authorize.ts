@@ -7,7 +7,7 @@ import { ApiError, notFound } from "../lib/errors";
 import { isId } from "../lib/ids";
 import { rolePermissions, scopeFor, scopesAllow, type OrgAccess, type Permission, type Scope } from "../lib/permissions";
 import { members, organizations, roles, users } from "../db/schema";
-import { actorFromCredential, authenticate, credentialMemberId, credentialQuery, pendingStoredCredential } from "./authenticate";
+import { actorFromCredential, assertSessionLive, authenticate, credentialMemberId, credentialQuery, pendingCredential, verifiedSession } from "./authenticate";
 
 /**
  * Who may call a route. Every route declares one; the tenancy test reads these from the
@@ -82,15 +82,21 @@ async function authorizeOrg(c: Context<AppEnv>, rule: Extract<AuthRule, { kind: 
   const db = c.var.db;
   const orgId = c.req.param("org_id");
   const validOrgId = !!orgId && isId("organization", orgId);
-  // A PAT or service account key is read in the same batch as the membership: one round trip
-  // for both, so token callers cost what sessions cost.
-  const pending = validOrgId ? await pendingStoredCredential(c) : null;
+  // The credential is checked alongside the membership read: a PAT or service account key in the
+  // same D1 batch (one round trip for both), a session's revocation KV read concurrently with it.
+  const pending = validOrgId ? await pendingCredential(c) : null;
   let actor: Actor;
   let row: AccessRow | undefined;
-  if (pending) {
+  let loaded = false;
+  if (pending?.kind === "pat" || pending?.kind === "sak") {
     const [credentialRows, accessRows] = await db.batch([credentialQuery(db, pending), accessQuery(db, orgId!, credentialMemberId(pending))]);
     actor = actorFromCredential(c, pending, credentialRows[0]);
-    row = accessRows[0];
+    [row, loaded] = [accessRows[0], true];
+  } else if (pending?.kind === "access") {
+    const session = await verifiedSession(c, pending.token);
+    const [, accessRows] = await Promise.all([assertSessionLive(c, session), accessQuery(db, orgId!, session.userId)]);
+    c.set("actor", session);
+    [actor, row, loaded] = [session, accessRows[0], true];
   } else {
     actor = await requireActor(c);
   }
@@ -100,7 +106,7 @@ async function authorizeOrg(c: Context<AppEnv>, rule: Extract<AuthRule, { kind: 
     throw insufficientScope(scopeFor(rule.permission));
   }
   if (!validOrgId) throw notFound("organization");
-  if (!pending) [row] = await accessQuery(db, orgId!, memberIdOf(actor));
+  if (!loaded) [row] = await accessQuery(db, orgId!, memberIdOf(actor));
   // Not a member and no such organization look the same from outside.
   if (!row) throw notFound("organization");
   const access = toOrgAccess(row, actor);
