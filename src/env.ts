@@ -4,6 +4,7 @@ import type { Db, DbStats } from "./db/client";
 import type { KvStats } from "./lib/kv";
 import type { OrgAccess } from "./lib/permissions";
 import type { RateLimitState } from "./middleware/rate-limit";
+import type { OrgRule } from "./middleware/authorize";
 
 /** Bindings and vars as wrangler.toml and `.dev.vars` declare them. */
 export interface Bindings {
@@ -42,6 +43,8 @@ export interface Variables {
   kv: KVNamespace;
   actor: Actor | null;
   access: OrgAccess;
+  /** Set on `readInHandler` routes until the handler's `authorizedRead` has authorized the caller. */
+  deferredOrgRule: OrgRule | undefined;
   rateLimit: RateLimitState | undefined;
 }
 

@@ -1,5 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { and, eq, sql, type SQL } from "drizzle-orm";
+import type { BatchItem } from "drizzle-orm/batch";
 import type { Db } from "../db/client";
 import type { AppEnv } from "../env";
 import { actorScopes, memberIdOf, type Actor } from "../lib/actor";
@@ -27,7 +28,14 @@ export type AuthRule =
    * scopes. With `selfParam`, a caller whose own id is in that path parameter needs only to be a
    * member (leaving an organization); the scope is still required.
    */
-  | { kind: "org"; permission: Permission; allowInactive?: boolean; selfParam?: string };
+  | OrgRule;
+
+/**
+ * With `readInHandler`, the handler's main read joins the authorization read in one D1 round trip
+ * (see `authorizedRead`); the middleware only turns anonymous callers away. A handler that
+ * answers 2xx without calling `authorizedRead` fails loudly instead of serving unauthorized data.
+ */
+export type OrgRule = { kind: "org"; permission: Permission; allowInactive?: boolean; selfParam?: string; readInHandler?: boolean };
 
 export function describeRule(rule: AuthRule) {
   if (rule.kind === "org") {
@@ -58,6 +66,21 @@ export async function requireActor(c: Context<AppEnv>): Promise<Actor> {
 export function authorize(rule: AuthRule): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     if (rule.kind === "public") return next();
+    if (rule.kind === "org" && rule.readInHandler) {
+      // Anonymous callers are 401 before validation, as on every other route.
+      if ((await pendingCredential(c))?.kind === "none") await requireActor(c);
+      c.set("deferredOrgRule", rule);
+      await next();
+      if (c.get("deferredOrgRule")) {
+        // The handler stopped before its read (bad input, a malformed id): a caller who may not be
+        // here still gets 401/403/404 rather than that answer, as on every other route.
+        const failed = c.res.status >= 400;
+        await authorizeOrg(c, rule);
+        c.set("deferredOrgRule", undefined);
+        if (!failed) throw new Error(`${c.req.method} ${c.req.routePath} answered without calling authorizedRead`);
+      }
+      return;
+    }
     if (rule.kind === "org") {
       await authorizeOrg(c, rule);
       return next();
@@ -78,7 +101,26 @@ export function authorize(rule: AuthRule): MiddlewareHandler<AppEnv> {
   };
 }
 
-async function authorizeOrg(c: Context<AppEnv>, rule: Extract<AuthRule, { kind: "org" }>): Promise<void> {
+/**
+ * Runs a handler's read: on a `readInHandler` route in the same D1 batch as the authorization
+ * read (the result is returned only once the caller is authorized), elsewhere on its own.
+ */
+export async function authorizedRead<Q extends BatchItem<"sqlite">>(c: Context<AppEnv>, query: Q): Promise<Awaited<Q>> {
+  const rule = c.get("deferredOrgRule");
+  if (!rule) return (await query) as Awaited<Q>;
+  const [result] = await authorizeOrg(c, rule, [query]);
+  c.set("deferredOrgRule", undefined);
+  return result as Awaited<Q>;
+}
+
+/** The access read, followed by `extra` statements in the same batch; returns the extras' results. */
+async function accessBatch(db: Db, access: ReturnType<typeof accessQuery>, extra: BatchItem<"sqlite">[]): Promise<[AccessRow[], unknown[]]> {
+  if (extra.length === 0) return [await access, []];
+  const [rows, ...rest] = await db.batch([access, ...extra]);
+  return [rows as AccessRow[], rest];
+}
+
+async function authorizeOrg(c: Context<AppEnv>, rule: OrgRule, extra: BatchItem<"sqlite">[] = []): Promise<unknown[]> {
   const db = c.var.db;
   const orgId = c.req.param("org_id");
   const validOrgId = !!orgId && isId("organization", orgId);
@@ -86,17 +128,17 @@ async function authorizeOrg(c: Context<AppEnv>, rule: Extract<AuthRule, { kind: 
   // same D1 batch (one round trip for both), a session's revocation KV read concurrently with it.
   const pending = validOrgId ? await pendingCredential(c) : null;
   let actor: Actor;
-  let row: AccessRow | undefined;
-  let loaded = false;
+  let rows: AccessRow[] | undefined;
+  let extraResults: unknown[] = [];
   if (pending?.kind === "pat" || pending?.kind === "sak") {
-    const [credentialRows, accessRows] = await db.batch([credentialQuery(db, pending), accessQuery(db, orgId!, credentialMemberId(pending))]);
+    const [credentialRows, accessRows, ...rest] = await db.batch([credentialQuery(db, pending), accessQuery(db, orgId!, credentialMemberId(pending)), ...extra]);
     actor = actorFromCredential(c, pending, credentialRows[0]);
-    [row, loaded] = [accessRows[0], true];
+    [rows, extraResults] = [accessRows as AccessRow[], rest];
   } else if (pending?.kind === "access") {
     const session = await verifiedSession(c, pending.token);
-    const [, accessRows] = await Promise.all([assertSessionLive(c, session), accessQuery(db, orgId!, session.userId)]);
+    const [, [accessRows, rest]] = await Promise.all([assertSessionLive(c, session), accessBatch(db, accessQuery(db, orgId!, session.userId), extra)]);
     c.set("actor", session);
-    [actor, row, loaded] = [session, accessRows[0], true];
+    [actor, rows, extraResults] = [session, accessRows, rest];
   } else {
     actor = await requireActor(c);
   }
@@ -106,7 +148,8 @@ async function authorizeOrg(c: Context<AppEnv>, rule: Extract<AuthRule, { kind: 
     throw insufficientScope(scopeFor(rule.permission));
   }
   if (!validOrgId) throw notFound("organization");
-  if (!loaded) [row] = await accessQuery(db, orgId!, memberIdOf(actor));
+  if (!rows) [rows, extraResults] = await accessBatch(db, accessQuery(db, orgId!, memberIdOf(actor)), extra);
+  const row = rows[0];
   // Not a member and no such organization look the same from outside.
   if (!row) throw notFound("organization");
   const access = toOrgAccess(row, actor);
@@ -121,6 +164,7 @@ async function authorizeOrg(c: Context<AppEnv>, rule: Extract<AuthRule, { kind: 
     throw new ApiError("organization_inactive", "The organization is inactive and read-only; reactivate it with PATCH {\"active\": true}.");
   }
   c.set("access", access);
+  return extraResults;
 }
 
 /**

@@ -8,11 +8,12 @@ import { adminAndOrg, createServiceAccount, membersPath } from "./members-helper
 /**
  * §9: a list reads O(page_size) rows whatever the organization's size. One organization with
  * 5,000 seeded members (plus its creator); every page below must read at most page_size + 10 rows
- * in at most two D1 round trips and one KV read.
+ * in one D1 round trip (the issue allows two) and one KV read.
  */
 const MEMBERS = 5000;
 const PAGE = 50;
-const BUDGET = { rows: PAGE + 10, queries: 2, kvReads: 1 };
+// The issue allows 2 round trips; the page read shares the authorization batch, so it takes 1.
+const BUDGET = { rows: PAGE + 10, queries: 1, kvReads: 1 };
 
 const pad = (i: number) => String(i).padStart(5, "0");
 const nameOf = (i: number) => `Member ${pad(i)} Surname`;

@@ -59,7 +59,7 @@ invitationRoutes.openapi(
 );
 
 invitationRoutes.openapi(
-  defineRoute({ kind: "org", permission: "invitations:read" }, {
+  defineRoute({ kind: "org", permission: "invitations:read", readInHandler: true }, {
     method: "get",
     path: "/v1/organizations/{org_id}/invitations",
     tags: ["Invitations"],
@@ -69,11 +69,11 @@ invitationRoutes.openapi(
     responses: { 200: jsonResponse(pageOf(InvitationSchema), "A page of invitations.") },
     errors: ["invalid_page_token"],
   }),
-  async (c) => c.json(await listInvitations(c, c.var.access.organization.id, c.req.valid("query")), 200),
+  async (c) => c.json(await listInvitations(c, c.req.valid("param").org_id, c.req.valid("query")), 200),
 );
 
 invitationRoutes.openapi(
-  defineRoute({ kind: "org", permission: "invitations:read" }, {
+  defineRoute({ kind: "org", permission: "invitations:read", readInHandler: true }, {
     method: "get",
     path: "/v1/organizations/{org_id}/invitations/{invitation_id}",
     tags: ["Invitations"],
@@ -82,7 +82,7 @@ invitationRoutes.openapi(
     responses: { 200: jsonResponse(InvitationSchema, "The invitation.") },
     errors: ["not_found"],
   }),
-  async (c) => c.json(await getInvitation(c, c.var.access.organization.id, c.req.valid("param").invitation_id), 200),
+  async (c) => c.json(await getInvitation(c, c.req.valid("param").org_id, c.req.valid("param").invitation_id), 200),
 );
 
 invitationRoutes.openapi(

@@ -10,7 +10,7 @@ export const memberRoutes = createRouter();
 const MemberParams = OrgParams.extend({ user_id: pathParam("user_id") });
 
 memberRoutes.openapi(
-  defineRoute({ kind: "org", permission: "members:read" }, {
+  defineRoute({ kind: "org", permission: "members:read", readInHandler: true }, {
     method: "get",
     path: "/v1/organizations/{org_id}/members",
     tags: ["Members"],
@@ -21,7 +21,7 @@ memberRoutes.openapi(
     responses: { 200: jsonResponse(pageOf(MemberSchema), "A page of members.") },
     errors: ["invalid_filter", "invalid_order_by", "invalid_page_token"],
   }),
-  async (c) => c.json(await listMembers(c, c.var.access.organization.id, c.req.valid("query")), 200),
+  async (c) => c.json(await listMembers(c, c.req.valid("param").org_id, c.req.valid("query")), 200),
 );
 
 memberRoutes.openapi(
@@ -39,7 +39,7 @@ memberRoutes.openapi(
 );
 
 memberRoutes.openapi(
-  defineRoute({ kind: "org", permission: "members:read" }, {
+  defineRoute({ kind: "org", permission: "members:read", readInHandler: true }, {
     method: "get",
     path: "/v1/organizations/{org_id}/members/{user_id}",
     tags: ["Members"],
@@ -48,7 +48,7 @@ memberRoutes.openapi(
     responses: { 200: jsonResponse(MemberSchema, "The member.") },
     errors: ["not_found"],
   }),
-  async (c) => c.json(await getMember(c, c.var.access.organization.id, c.req.valid("param").user_id), 200),
+  async (c) => c.json(await getMember(c, c.req.valid("param").org_id, c.req.valid("param").user_id), 200),
 );
 
 memberRoutes.openapi(

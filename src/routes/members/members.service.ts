@@ -9,6 +9,7 @@ import type { OrgAccess, Permission } from "../../lib/permissions";
 import { memberValues } from "../organizations/organizations.service";
 import { assertWithinCaller, permissionsOfRoles, requireAssignableRole } from "../roles/roles.service";
 import { deleteServiceAccount } from "../service-accounts/service-accounts.service";
+import { authorizedRead } from "../../middleware/authorize";
 import { keepsAnotherAdmin } from "./last-admin";
 import { serializeMember, type MemberRow } from "./members.schemas";
 
@@ -66,12 +67,15 @@ export async function listMembers(c: Ctx, orgId: string, q: { page_size: number;
   keys.push({ column: members.memberId, desc: names[names.length - 1]!.desc });
   const conds: (SQL | undefined)[] = [eq(members.organizationId, orgId), where];
   if (q.page_token) conds.push(keysetAfter(keys, await decodePageToken(c.var.config.hmacSecret, fingerprint, q.page_token, keys.length)));
-  const rows = await c.var.db
-    .select(memberColumns)
-    .from(members)
-    .where(and(...conds))
-    .orderBy(...orderBy(keys))
-    .limit(q.page_size + 1);
+  const rows = await authorizedRead(
+    c,
+    c.var.db
+      .select(memberColumns)
+      .from(members)
+      .where(and(...conds))
+      .orderBy(...orderBy(keys))
+      .limit(q.page_size + 1),
+  );
   const keyOf = (r: (typeof rows)[number]): KeyValue[] => [...names.map((n) => (n.field === "display_name" ? r.nameKey : n.field === "email" ? r.email : r.joinedAt)), r.memberId];
   const page = await finishPage(c.var.config.hmacSecret, fingerprint, rows, q.page_size, keyOf);
   return { items: page.rows.map(serializeMember), next_page_token: page.nextPageToken };
@@ -110,34 +114,38 @@ async function searchPage(
     emailFrom = sql`(${members.email}, ${members.memberId}) > (${k}, ${id})`;
   }
   const extra = rest ?? sql`1 = 1`;
-  const limit = q.page_size + 1;
-  const cols = sql`${members.memberId} as member_id, ${members.type} as type, ${members.role} as role, ${members.displayName} as display_name, ${members.nameKey} as name_key, ${members.email} as email, ${members.joinedAt} as joined_at`;
-  const rows = await c.var.db.all<{ member_id: string; type: "user" | "service_account"; role: string; display_name: string; name_key: string; email: string; joined_at: number; k: string }>(sql`
-    select ${cols}, ${members.nameKey} as k from ${members}
-    where ${members.organizationId} = ${orgId} and ${nameFrom} and ${members.nameKey} < ${end} and ${extra}
-    union all
-    select ${cols}, ${members.email} as k from ${members}
-    where ${members.organizationId} = ${orgId} and ${emailFrom} and ${members.email} < ${end}
-      and not (${members.nameKey} >= ${p} and ${members.nameKey} < ${end}) and ${extra}
-    order by k, member_id limit ${limit}`);
-  const page = await finishPage(c.var.config.hmacSecret, fingerprint, rows, q.page_size, (r) => [r.k, r.member_id]);
-  return {
-    items: page.rows.map((r) =>
-      serializeMember({ memberId: r.member_id, type: r.type, role: r.role, displayName: r.display_name, email: r.email, joinedAt: r.joined_at }),
-    ),
-    next_page_token: page.nextPageToken,
-  };
+  const matching = (key: typeof members.nameKey | typeof members.email) =>
+    c.var.db
+      .select({ ...memberColumns, k: sql<string>`${key}`.as("k") })
+      .from(members);
+  const rows = await authorizedRead(
+    c,
+    matching(members.nameKey)
+      .where(and(eq(members.organizationId, orgId), nameFrom, sql`${members.nameKey} < ${end}`, extra))
+      .unionAll(
+        matching(members.email).where(
+          and(eq(members.organizationId, orgId), emailFrom, sql`${members.email} < ${end}`, sql`not (${members.nameKey} >= ${p} and ${members.nameKey} < ${end})`, extra),
+        ),
+      )
+      .orderBy(sql`k`, sql`member_id`)
+      .limit(q.page_size + 1),
+  );
+  const page = await finishPage(c.var.config.hmacSecret, fingerprint, rows, q.page_size, (r) => [r.k, r.memberId]);
+  return { items: page.rows.map(serializeMember), next_page_token: page.nextPageToken };
 }
 
 const isMemberId = (id: string) => isId("user", id) || isId("serviceAccount", id);
 
 async function findMember(c: Ctx, orgId: string, memberId: string): Promise<MemberRow & { nameKey: string }> {
   if (!isMemberId(memberId)) throw notFound("member");
-  const [row] = await c.var.db
-    .select(memberColumns)
-    .from(members)
-    .where(and(eq(members.organizationId, orgId), eq(members.memberId, memberId)))
-    .limit(1);
+  const [row] = await authorizedRead(
+    c,
+    c.var.db
+      .select(memberColumns)
+      .from(members)
+      .where(and(eq(members.organizationId, orgId), eq(members.memberId, memberId)))
+      .limit(1),
+  );
   if (!row) throw notFound("member");
   return row;
 }

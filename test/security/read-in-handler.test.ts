@@ -1,0 +1,90 @@
+import { env } from "cloudflare:workers";
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { createRouter, defineRoute, jsonResponse, z } from "../../src/lib/openapi";
+import { requestContext } from "../../src/middleware/request-context";
+import { del, get } from "../helpers/client";
+import { addMemberDirect, createOrg, createPat, createUser } from "../helpers/factories";
+
+/**
+ * Routes declared `readInHandler` authorize inside the handler's read (one D1 round trip). These
+ * tests hold them to the same answers as every other route when the handler stops early.
+ */
+describe("security", () => {
+  const badFilter = "?filter=" + encodeURIComponent("nonsense ~ 1");
+
+  async function setup() {
+    const [admin, outsider] = await Promise.all([createUser(), createUser()]);
+    const org = await createOrg(admin);
+    return { admin, outsider, org };
+  }
+
+  it("a member with bad input gets the validation error", async () => {
+    const { admin, org } = await setup();
+    const res = await get(`/v1/organizations/${org.id}/members${badFilter}`, { token: admin.accessToken });
+    expect(res.status, res.text).toBe(400);
+    expect(res.body.code).toBe("invalid_filter");
+  });
+
+  it("a non-member with bad input gets 404, not the validation error", async () => {
+    const { outsider, org } = await setup();
+    for (const path of [`members${badFilter}`, "members?page_size=0", "members/usr_not-an-id", "invitations?status=bogus", "invitations/inv_bogus"]) {
+      const res = await get(`/v1/organizations/${org.id}/${path}`, { token: outsider.accessToken });
+      expect(res.status, `${path}: ${res.text}`).toBe(404);
+      expect(res.body.detail, path).toMatch(/organization/i);
+    }
+  });
+
+  it("a deleted PAT with bad input gets 401; a PAT lacking the scope gets 403 insufficient_scope", async () => {
+    const { admin, org } = await setup();
+    const pat = await createPat(admin, ["organization_member:read"]);
+    expect((await del(`/v1/me/tokens/${pat.id}`, { token: admin.accessToken })).status).toBe(204);
+    const revoked = await get(`/v1/organizations/${org.id}/members${badFilter}`, { token: pat.token });
+    expect(revoked.status, revoked.text).toBe(401);
+    const narrow = await createPat(admin, ["organization:read"]);
+    const res = await get(`/v1/organizations/${org.id}/members${badFilter}`, { token: narrow.token });
+    expect(res.status, res.text).toBe(403);
+    expect(res.body.code).toBe("insufficient_scope");
+  });
+
+  it("a member lacking the permission gets 403 even when the read found nothing", async () => {
+    const { admin, org } = await setup();
+    const member = await createUser();
+    await addMemberDirect(org.id, member, "user");
+    const res = await get(`/v1/organizations/${org.id}/invitations/inv_01AAAAAAAAAAAAAAAAAAAAAAAA`, { token: member.accessToken });
+    expect(res.status, res.text).toBe(403);
+  });
+
+  it("the member list and a member take one D1 round trip with an access token, a PAT or a service account key", async () => {
+    const { admin, org } = await setup();
+    const pat = await createPat(admin, ["organization_member:read"]);
+    for (const token of [admin.accessToken, pat.token]) {
+      const list = await get(`/v1/organizations/${org.id}/members`, { token });
+      expect(list.status, list.text).toBe(200);
+      expect(list.cost.queries).toBe(1);
+      const one = await get(`/v1/organizations/${org.id}/members/${admin.id}`, { token });
+      expect(one.status, one.text).toBe(200);
+      expect(one.cost.queries).toBe(1);
+    }
+  });
+
+  it("a handler that answers without authorizedRead fails loudly instead of serving", async () => {
+    const app = createRouter();
+    app.use("*", requestContext);
+    app.openapi(
+      defineRoute({ kind: "org", permission: "members:read", readInHandler: true }, {
+        method: "get",
+        path: "/v1/organizations/{org_id}/forgetful",
+        request: { params: z.object({ org_id: z.string() }) },
+        responses: { 200: jsonResponse(z.object({ secret: z.string() }), "A route that forgets to authorize.") },
+      }),
+      (c) => c.json({ secret: "tenant data" }, 200),
+    );
+    const { admin, org } = await setup();
+    const ctx = createExecutionContext();
+    const res = await app.request(`/v1/organizations/${org.id}/forgetful`, { headers: { Authorization: `Bearer ${admin.accessToken}` } }, env, ctx);
+    await waitOnExecutionContext(ctx);
+    expect(res.status).toBe(500);
+    expect(await res.text()).not.toContain("tenant data");
+  });
+});
