@@ -106,11 +106,27 @@ export function authorize(rule: AuthRule): MiddlewareHandler<AppEnv> {
  * read (the result is returned only once the caller is authorized), elsewhere on its own.
  */
 export async function authorizedRead<Q extends BatchItem<"sqlite">>(c: Context<AppEnv>, query: Q): Promise<Awaited<Q>> {
+  const [result] = await authorizedReads(c, [query]);
+  return result;
+}
+
+/** `authorizedRead` for several statements, all in the one batch. */
+export async function authorizedReads<T extends readonly [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]>(c: Context<AppEnv>, queries: T): Promise<{ [K in keyof T]: Awaited<T[K]> }> {
+  type Results = { [K in keyof T]: Awaited<T[K]> };
   const rule = c.get("deferredOrgRule");
-  if (!rule) return (await query) as Awaited<Q>;
-  const [result] = await authorizeOrg(c, rule, [query]);
+  const list = [...queries] as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]];
+  if (!rule) return (list.length === 1 ? [await list[0]] : await c.var.db.batch(list)) as unknown as Results;
+  const results = await authorizeOrg(c, rule, list);
   c.set("deferredOrgRule", undefined);
-  return result as Awaited<Q>;
+  return results as unknown as Results;
+}
+
+/** For a `readInHandler` route's path that reads nothing else: authorizes on its own. */
+export async function authorizeWithoutRead(c: Context<AppEnv>): Promise<void> {
+  const rule = c.get("deferredOrgRule");
+  if (!rule) return;
+  await authorizeOrg(c, rule);
+  c.set("deferredOrgRule", undefined);
 }
 
 /** The access read, followed by `extra` statements in the same batch; returns the extras' results. */

@@ -62,7 +62,7 @@ describe("happy", () => {
     expect(res.status, res.text).toBe(200);
     expect(res.body.results.every((r: any) => r.status === "created")).toBe(true);
     expect(res.body.results.map((r: any) => r.email)).toEqual(rows.map((r) => r.email));
-    expect(res.cost.queries).toBeLessThanOrEqual(4);
+    expect(res.cost.queries).toBe(2);
     expect((await orgCounters(org.id)).pending_invitation_count).toBe(100);
   });
 
@@ -152,25 +152,25 @@ describe("errors", () => {
 });
 
 describe("cost", () => {
-  // One round trip authorizes (membership and credential in one batch), one writes everything in
-  // one batch, one reads back what landed; the queue send is not D1.
+  // One round trip authorizes (membership and credential in one batch), one writes everything and
+  // reads back what landed in one batch; the queue send is not D1.
   it("create, batch, get, list, cancel and resend take a small fixed number of round trips", async () => {
     const { admin, org } = await adminAndOrg();
     const token = admin.accessToken;
     const created = await post(invitationsPath(org.id), { email: uniqueEmail() }, { token });
     expect(created.status).toBe(201);
-    expect(created.cost.queries).toBe(3);
+    expect(created.cost.queries).toBe(2);
     expect(created.cost.rowsRead).toBeLessThanOrEqual(25);
     const quiet = await post(invitationsPath(org.id), { email: uniqueEmail(), send_email: false }, { token });
-    expect(quiet.cost.queries).toBe(3);
+    expect(quiet.cost.queries).toBe(2);
 
     const batch = await post(`${invitationsPath(org.id)}/batch`, { invitations: Array.from({ length: 5 }, () => ({ email: uniqueEmail() })) }, { token });
     expect(batch.body.results.every((r: any) => r.status === "created")).toBe(true);
-    expect(batch.cost.queries).toBe(3);
+    expect(batch.cost.queries).toBe(2);
     // A custom role costs one more read, once for the whole batch.
     const role = await createRole(admin, org.id, ["organization:read"]);
     const custom = await post(`${invitationsPath(org.id)}/batch`, { invitations: [{ email: uniqueEmail(), role: role.name }, { email: uniqueEmail(), role: role.name }] }, { token });
-    expect(custom.cost.queries).toBe(4);
+    expect(custom.cost.queries).toBe(3);
 
     const got = await get(invitationPath(org.id, created.body.id), { token });
     // Reads share the authorization batch: one round trip.
@@ -196,7 +196,7 @@ describe("cost", () => {
     const { admin, org } = await adminAndOrg();
     const rows = Array.from({ length: 60 }, () => ({ email: uniqueEmail("cost"), send_email: false }));
     const seeded = await post(`${invitationsPath(org.id)}/batch`, { invitations: rows }, { token: admin.accessToken, env: { FREE_PLAN_SEATS: "1000" } });
-    expect(seeded.cost.queries).toBe(3);
+    expect(seeded.cost.queries).toBe(2);
     const other = await adminAndOrg();
     for (const status of ["", "pending", "expired", "canceled"]) {
       const res = await get(`${invitationsPath(other.org.id)}?page_size=5${status ? `&status=${status}` : ""}`, { token: other.admin.accessToken });

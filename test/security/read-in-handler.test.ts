@@ -3,8 +3,8 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { describe, expect, it } from "vitest";
 import { createRouter, defineRoute, jsonResponse, z } from "../../src/lib/openapi";
 import { requestContext } from "../../src/middleware/request-context";
-import { del, get } from "../helpers/client";
-import { addMemberDirect, createOrg, createPat, createUser } from "../helpers/factories";
+import { del, get, post } from "../helpers/client";
+import { addMemberDirect, createOrg, createPat, createUser, unique } from "../helpers/factories";
 
 /**
  * Routes declared `readInHandler` authorize inside the handler's read (one D1 round trip). These
@@ -65,6 +65,36 @@ describe("security", () => {
       const one = await get(`/v1/organizations/${org.id}/members/${admin.id}`, { token });
       expect(one.status, one.text).toBe(200);
       expect(one.cost.queries).toBe(1);
+    }
+  });
+
+  it("every read route of members, invitations, roles, service accounts and settings takes one D1 round trip", async () => {
+    const { admin, outsider, org } = await setup();
+    const token = admin.accessToken;
+    const role = await post(`/v1/organizations/${org.id}/roles`, { name: unique("r").slice(0, 30), permissions: ["organization:read"] }, { token });
+    const sa = await post(`/v1/organizations/${org.id}/service-accounts`, { name: "bot" }, { token });
+    const inv = await post(`/v1/organizations/${org.id}/invitations`, { email: `${unique("i")}@example.com`, send_email: false }, { token });
+    for (const r of [role, sa, inv]) expect(r.status, r.text).toBe(201);
+    const paths = [
+      "members",
+      `members/${admin.id}`,
+      "invitations",
+      `invitations/${inv.body.id}`,
+      "roles",
+      // Built-ins only: the page needs no read of its own, and is still authorized.
+      "roles?page_size=2",
+      "roles/admin",
+      `roles/${role.body.id}`,
+      "service-accounts",
+      `service-accounts/${sa.body.service_account.id}`,
+      "settings",
+    ];
+    for (const path of paths) {
+      const res = await get(`/v1/organizations/${org.id}/${path}`, { token });
+      expect(res.status, `${path}: ${res.text}`).toBe(200);
+      expect(res.cost.queries, path).toBe(1);
+      const foreign = await get(`/v1/organizations/${org.id}/${path}`, { token: outsider.accessToken });
+      expect(foreign.status, `${path} as an outsider: ${foreign.text}`).toBe(404);
     }
   });
 

@@ -147,10 +147,10 @@ export async function createInvitations(c: Ctx, access: OrgAccess, rawRows: unkn
   }
 
   if (planned.length > 0) {
-    await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
     const hashes = JSON.stringify(planned.map((p) => p.tokenHash));
     const emails = JSON.stringify(planned.map((p) => p.row.email));
-    const [landed, memberEmails, pendingEmails] = await db.batch([
+    // The read-back closes the same batch: it sees exactly what the writes did, in one round trip.
+    statements.push(
       db.select().from(invitations).where(sql`${invitations.tokenHash} in (select value from json_each(${hashes}))`),
       db
         .select({ email: members.email })
@@ -160,7 +160,9 @@ export async function createInvitations(c: Ctx, access: OrgAccess, rawRows: unkn
         .select({ email: invitations.email })
         .from(invitations)
         .where(and(eq(invitations.organizationId, orgId), eq(invitations.status, "pending"), sql`${invitations.email} in (select value from json_each(${emails}))`)),
-    ]);
+    );
+    const written = await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+    const [landed, memberEmails, pendingEmails] = written.slice(-3) as [InvitationRow[], { email: string }[], { email: string }[]];
     const byHash = new Map(landed.map((r) => [r.tokenHash, r]));
     const isMember = new Set(memberEmails.map((r) => r.email));
     const isPending = new Set(pendingEmails.map((r) => r.email));

@@ -10,7 +10,7 @@ const RoleParams = OrgParams.extend({ role_id: pathParam("role_id") });
 const ESCALATION = "A caller can only create, change or delete roles whose permissions it holds itself.";
 
 roleRoutes.openapi(
-  defineRoute({ kind: "org", permission: "roles:read" }, {
+  defineRoute({ kind: "org", permission: "roles:read", readInHandler: true }, {
     method: "get",
     path: "/v1/organizations/{org_id}/roles",
     tags: ["Roles"],
@@ -20,7 +20,7 @@ roleRoutes.openapi(
     responses: { 200: jsonResponse(pageOf(RoleSchema), "A page of roles.") },
     errors: ["invalid_page_token"],
   }),
-  async (c) => c.json(await listRoles(c, c.var.access.organization.id, c.req.valid("query")), 200),
+  async (c) => c.json(await listRoles(c, c.req.valid("param").org_id, c.req.valid("query")), 200),
 );
 
 roleRoutes.openapi(
@@ -38,7 +38,7 @@ roleRoutes.openapi(
 );
 
 roleRoutes.openapi(
-  defineRoute({ kind: "org", permission: "roles:read" }, {
+  defineRoute({ kind: "org", permission: "roles:read", readInHandler: true }, {
     method: "get",
     path: "/v1/organizations/{org_id}/roles/{role_id}",
     tags: ["Roles"],
@@ -47,7 +47,7 @@ roleRoutes.openapi(
     responses: { 200: jsonResponse(RoleSchema, "The role.") },
     errors: ["not_found"],
   }),
-  async (c) => c.json(await getRole(c, c.var.access.organization.id, c.req.valid("param").role_id), 200),
+  async (c) => c.json(await getRole(c, c.req.valid("param").org_id, c.req.valid("param").role_id), 200),
 );
 
 roleRoutes.openapi(

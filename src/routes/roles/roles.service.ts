@@ -6,6 +6,7 @@ import { isId, newId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
 import { BUILT_IN_ROLES, isBuiltInRole, rolePermissions, type Permission } from "../../lib/permissions";
 import { iso } from "../../lib/time";
+import { authorizedRead, authorizeWithoutRead } from "../../middleware/authorize";
 
 export interface RoleJson {
   id: string;
@@ -88,28 +89,33 @@ export async function listRoles(c: Ctx, orgId: string, q: { page_size: number; p
   const builtIns = after === undefined ? BUILT_IN_LIST : inBuiltIns ? BUILT_IN_LIST.slice(BUILT_IN_LIST.findIndex((r) => r.id === after) + 1) : [];
   const items: RoleJson[] = builtIns.slice(0, q.page_size + 1);
   if (items.length <= q.page_size) {
-    const rows = await c.var.db
-      .select()
-      .from(roles)
-      .where(and(eq(roles.organizationId, orgId), inBuiltIns ? undefined : gt(roles.id, after!)))
-      .orderBy(asc(roles.id))
-      .limit(q.page_size + 1 - items.length);
+    const rows = await authorizedRead(
+      c,
+      c.var.db
+        .select()
+        .from(roles)
+        .where(and(eq(roles.organizationId, orgId), inBuiltIns ? undefined : gt(roles.id, after!)))
+        .orderBy(asc(roles.id))
+        .limit(q.page_size + 1 - items.length),
+    );
     items.push(...rows.map(serializeRole));
-  }
+  } else await authorizeWithoutRead(c);
   const page = await finishPage(c.var.config.hmacSecret, fingerprint, items, q.page_size, (r) => [r.id]);
   return { items: page.rows, next_page_token: page.nextPageToken };
 }
 
 async function customRole(c: Ctx, orgId: string, roleId: string): Promise<RoleRow> {
   if (!isId("role", roleId)) throw notFound("role");
-  const [row] = await c.var.db.select().from(roles).where(and(eq(roles.id, roleId), eq(roles.organizationId, orgId))).limit(1);
+  const [row] = await authorizedRead(c, c.var.db.select().from(roles).where(and(eq(roles.id, roleId), eq(roles.organizationId, orgId))).limit(1));
   if (!row) throw notFound("role");
   return row;
 }
 
 export async function getRole(c: Ctx, orgId: string, roleId: string): Promise<RoleJson> {
   const builtIn = BUILT_IN_LIST.find((r) => r.id === roleId);
-  return builtIn ?? serializeRole(await customRole(c, orgId, roleId));
+  if (!builtIn) return serializeRole(await customRole(c, orgId, roleId));
+  await authorizeWithoutRead(c);
+  return builtIn;
 }
 
 const builtInImmutable = () => new ApiError("conflict", "Built-in roles cannot be changed or deleted.");

@@ -23,7 +23,7 @@ serviceAccountRoutes.openapi(
 );
 
 serviceAccountRoutes.openapi(
-  defineRoute({ kind: "org", permission: "service_accounts:read" }, {
+  defineRoute({ kind: "org", permission: "service_accounts:read", readInHandler: true }, {
     method: "get",
     path: "/v1/organizations/{org_id}/service-accounts",
     tags: ["Service accounts"],
@@ -33,11 +33,11 @@ serviceAccountRoutes.openapi(
     responses: { 200: jsonResponse(pageOf(ServiceAccountSchema), "A page of service accounts.") },
     errors: ["invalid_page_token"],
   }),
-  async (c) => c.json(await listServiceAccounts(c, c.var.access.organization.id, c.req.valid("query")), 200),
+  async (c) => c.json(await listServiceAccounts(c, c.req.valid("param").org_id, c.req.valid("query")), 200),
 );
 
 serviceAccountRoutes.openapi(
-  defineRoute({ kind: "org", permission: "service_accounts:read" }, {
+  defineRoute({ kind: "org", permission: "service_accounts:read", readInHandler: true }, {
     method: "get",
     path: "/v1/organizations/{org_id}/service-accounts/{service_account_id}",
     tags: ["Service accounts"],
@@ -46,7 +46,7 @@ serviceAccountRoutes.openapi(
     responses: { 200: jsonResponse(ServiceAccountSchema, "The service account.") },
     errors: ["not_found"],
   }),
-  async (c) => c.json(await getServiceAccount(c, c.var.access.organization.id, c.req.valid("param").service_account_id), 200),
+  async (c) => c.json(await getServiceAccount(c, c.req.valid("param").org_id, c.req.valid("param").service_account_id), 200),
 );
 
 serviceAccountRoutes.openapi(

@@ -7,6 +7,7 @@ import { ApiError, notFound } from "../../lib/errors";
 import { isId, newId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
 import { SCOPES, type OrgAccess, type Permission, type Scope } from "../../lib/permissions";
+import { authorizedRead } from "../../middleware/authorize";
 import { keepsAnotherAdmin } from "../members/last-admin";
 import { assertWithinCaller, permissionsOfRoles, requireAssignableRole } from "../roles/roles.service";
 import { serializeServiceAccount, type ServiceAccountView } from "./service-accounts.schemas";
@@ -64,19 +65,25 @@ export async function listServiceAccounts(c: Ctx, orgId: string, q: { page_size:
   const fingerprint = `service-accounts|${orgId}`;
   let after: string | undefined;
   if (q.page_token) after = String((await decodePageToken(c.var.config.hmacSecret, fingerprint, q.page_token, 1))[0]);
-  const rows = await selectView(c)
-    .where(and(eq(serviceAccounts.organizationId, orgId), after ? gt(serviceAccounts.id, after) : undefined))
-    .orderBy(asc(serviceAccounts.id))
-    .limit(q.page_size + 1);
+  const rows = await authorizedRead(
+    c,
+    selectView(c)
+      .where(and(eq(serviceAccounts.organizationId, orgId), after ? gt(serviceAccounts.id, after) : undefined))
+      .orderBy(asc(serviceAccounts.id))
+      .limit(q.page_size + 1),
+  );
   const page = await finishPage(c.var.config.hmacSecret, fingerprint, rows, q.page_size, (r) => [r.id]);
   return { items: page.rows.map(serializeServiceAccount), next_page_token: page.nextPageToken };
 }
 
 async function findView(c: Ctx, orgId: string, id: string): Promise<ServiceAccountView> {
   if (!isId("serviceAccount", id)) throw notFound("service account");
-  const [row] = await selectView(c)
-    .where(and(eq(serviceAccounts.id, id), eq(serviceAccounts.organizationId, orgId)))
-    .limit(1);
+  const [row] = await authorizedRead(
+    c,
+    selectView(c)
+      .where(and(eq(serviceAccounts.id, id), eq(serviceAccounts.organizationId, orgId)))
+      .limit(1),
+  );
   if (!row) throw notFound("service account");
   return row;
 }

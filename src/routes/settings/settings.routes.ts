@@ -6,7 +6,7 @@ import { getSettings, putSettings } from "./settings.service";
 export const settingsRoutes = createRouter();
 
 settingsRoutes.openapi(
-  defineRoute({ kind: "org", permission: "organization:read" }, {
+  defineRoute({ kind: "org", permission: "organization:read", readInHandler: true }, {
     method: "get",
     path: "/v1/organizations/{org_id}/settings",
     tags: ["Settings"],
@@ -15,7 +15,7 @@ settingsRoutes.openapi(
     request: { params: OrgParams },
     responses: { 200: jsonResponse(SettingsSchema, "Settings and the names of stored secrets.") },
   }),
-  async (c) => c.json(await getSettings(c, c.var.access.organization.id), 200),
+  async (c) => c.json(await getSettings(c, c.req.valid("param").org_id), 200),
 );
 
 settingsRoutes.openapi(

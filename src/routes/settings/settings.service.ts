@@ -5,6 +5,7 @@ import { organizationSecrets, organizationSettings, organizations } from "../../
 import { encryptString } from "../../lib/crypto";
 import { ApiError, rootMessage } from "../../lib/errors";
 import { iso } from "../../lib/time";
+import { authorizedReads } from "../../middleware/authorize";
 import { MAX_SECRETS } from "./settings.schemas";
 
 /** Binds a ciphertext to its organization and name: copied elsewhere, it does not decrypt. */
@@ -32,7 +33,7 @@ function shape(settingsRows: (typeof organizationSettings.$inferSelect)[], secre
 }
 
 export async function getSettings(c: Ctx, orgId: string) {
-  const [settings, secrets] = await c.var.db.batch(readStatements(c, orgId));
+  const [settings, secrets] = await authorizedReads(c, readStatements(c, orgId));
   return shape(settings, secrets);
 }
 
