@@ -20,7 +20,8 @@ import {
   previewPath,
   queueDown,
 } from "../routes/invitations-helpers";
-import { adminAndOrg, expectProblem } from "../routes/members-helpers";
+import { expectProblem } from "../helpers/problems";
+import { adminAndOrg } from "../routes/members-helpers";
 import { undeliveredInvitation } from "./queue-helpers";
 
 /**

@@ -2,19 +2,13 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { del, get, post, type ApiResponse } from "../helpers/client";
 import { addMemberDirect, createOrg, createPat, createUser, uniqueEmail, verifyUserDirect } from "../helpers/factories";
+import { expectProblem } from "../helpers/problems";
 
 /**
  * Issue 3, item 4: access that ends, ends at once. Each credential is refused on the very next
  * request after the change, and that refusal stays on the hot path's budget (§9: at most one KV
  * read and two D1 round trips for an authenticated read).
  */
-
-function expectProblem(res: ApiResponse, status: number, code: string) {
-  expect(res.status, res.text).toBe(status);
-  expect(res.headers.get("content-type")).toMatch(/^application\/problem\+json/);
-  expect(res.body).toMatchObject({ status, code });
-  expect(res.body.request_id).toBe(res.headers.get("x-request-id"));
-}
 
 /** The request's own Server-Timing report, within the authenticated-read budget. */
 function expectHotPathCost(res: ApiResponse) {

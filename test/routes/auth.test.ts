@@ -3,20 +3,11 @@ import { decodeJwt, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } f
 import { describe, expect, it } from "vitest";
 import { get, post, type ApiResponse } from "../helpers/client";
 import { createPat, createUser, PASSWORD, unique, uniqueEmail } from "../helpers/factories";
+import { expectProblem, sortedErrorPaths as errorPaths } from "../helpers/problems";
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers
 
-function expectProblem(res: ApiResponse, status: number, code: string) {
-  expect(res.status, res.text).toBe(status);
-  expect(res.headers.get("content-type")).toMatch(/^application\/problem\+json/);
-  expect(res.body).toMatchObject({ type: expect.any(String), title: expect.any(String), status, detail: expect.any(String), code });
-  expect(res.body.request_id).toBe(res.headers.get("x-request-id"));
-  expect(Array.isArray(res.body.errors)).toBe(true);
-  return res.body;
-}
-
-const errorPaths = (res: ApiResponse): string[] => (res.body.errors as { path: string }[]).map((e) => e.path).sort();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,15 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { get, type ApiResponse } from "../helpers/client";
 import { createUser, uniqueEmail } from "../helpers/factories";
+import { expectProblem } from "../helpers/problems";
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
-
-function expectProblem(res: ApiResponse, status: number, code: string) {
-  expect(res.status, res.text).toBe(status);
-  expect(res.headers.get("content-type")).toMatch(/^application\/problem\+json/);
-  expect(res.body).toMatchObject({ status, code, type: expect.any(String), title: expect.any(String), detail: expect.any(String) });
-  expect(res.body.request_id).toBe(res.headers.get("x-request-id"));
-}
 
 const emails = (query: Record<string, string> = {}, opts: Parameters<typeof get>[1] = {}) => get(`/v1/dev/emails?${new URLSearchParams(query)}`, opts);
 const idsOf = (res: ApiResponse) => (res.body.items as { id: string }[]).map((i) => i.id);

@@ -4,7 +4,8 @@ import { runScheduled } from "../../src/scheduled";
 import { api, get, patch, post } from "../helpers/client";
 import { addMemberDirect, createPat, createUser, PASSWORD, uniqueEmail } from "../helpers/factories";
 import { acceptPath, expireDirect, invitationPath, invitationRow, invitationsPath, inviteWithToken, orgCounters, previewPath } from "./invitations-helpers";
-import { ISO, adminAndOrg, errorPaths, expectProblem, memberPath } from "./members-helpers";
+import { ISO, adminAndOrg, memberPath } from "./members-helpers";
+import { errorPaths, expectProblem } from "../helpers/problems";
 
 const newAccount = { display_name: "New Person", password: PASSWORD };
 

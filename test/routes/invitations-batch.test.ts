@@ -3,7 +3,8 @@ import { describe, expect, it } from "vitest";
 import { get, post } from "../helpers/client";
 import { addMemberDirect, createUser, uniqueEmail } from "../helpers/factories";
 import { eventually, invitationPath, invitationsPath, invite, mailboxFor, orgCounters, type Invitation } from "./invitations-helpers";
-import { adminAndOrg, createRole, errorPaths, expectProblem } from "./members-helpers";
+import { adminAndOrg, createRole } from "./members-helpers";
+import { errorPaths, expectProblem } from "../helpers/problems";
 
 describe("happy", () => {
   it("batch: one result per row in order, each row on its own", async () => {

@@ -20,7 +20,8 @@ import {
   tokenOf,
   type Invitation,
 } from "./invitations-helpers";
-import { ISO, adminAndOrg, createRole, errorPaths, expectProblem } from "./members-helpers";
+import { ISO, adminAndOrg, createRole } from "./members-helpers";
+import { errorPaths, expectProblem } from "../helpers/problems";
 
 const projectId = () => newId("project");
 

@@ -3,18 +3,10 @@ import { expect } from "vitest";
 import { newId } from "../../src/lib/ids";
 import { get, post, type ApiResponse } from "../helpers/client";
 import { createOrg, createUser, unique } from "../helpers/factories";
+import { expectProblem, errorPaths } from "../helpers/problems";
 
 export const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
-export function expectProblem(res: ApiResponse, status: number, code: string) {
-  expect(res.status, res.text).toBe(status);
-  expect(res.headers.get("content-type")).toMatch(/^application\/problem\+json/);
-  expect(res.body).toMatchObject({ status, code, type: expect.any(String), title: expect.any(String), detail: expect.any(String) });
-  expect(res.body.request_id).toBe(res.headers.get("x-request-id"));
-  expect(Array.isArray(res.body.errors)).toBe(true);
-}
-
-export const errorPaths = (res: ApiResponse) => (res.body.errors as { path: string }[]).map((e) => e.path);
 
 export const membersPath = (orgId: string) => `/v1/organizations/${orgId}/members`;
 export const memberPath = (orgId: string, memberId: string) => `/v1/organizations/${orgId}/members/${memberId}`;

@@ -5,14 +5,13 @@ import {
   adminAndOrg,
   asMember,
   collectPages,
-  errorPaths,
-  expectProblem,
   memberRowOf,
   membersPath,
   seedMembers,
   type MemberSpec,
   type SeededMember,
 } from "./members-helpers";
+import { errorPaths, expectProblem } from "../helpers/problems";
 
 type Field = "display_name" | "email" | "joined_at";
 interface OrderKey {

@@ -7,12 +7,11 @@ import {
   adminAndOrg,
   createRole,
   createServiceAccount,
-  errorPaths,
-  expectProblem,
   memberCount,
   memberPath,
   membersPath,
 } from "./members-helpers";
+import { errorPaths, expectProblem } from "../helpers/problems";
 
 /** What the built-in `user` role holds (§5); a custom role needs all of it to hand `user` out. */
 const USER_ROLE_PERMISSIONS = ["organization:read", "members:read", "roles:read", "projects:read", "projects:write"];

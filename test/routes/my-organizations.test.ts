@@ -1,13 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { get, patch, type ApiResponse } from "../helpers/client";
 import { addMemberDirect, createOrg, createPat, createUser, seedOrganizations, unique, type TestUser } from "../helpers/factories";
-
-function expectProblem(res: ApiResponse, status: number, code: string) {
-  expect(res.status, res.text).toBe(status);
-  expect(res.headers.get("content-type")).toMatch(/^application\/problem\+json/);
-  expect(res.body).toMatchObject({ status, code, type: expect.any(String), title: expect.any(String), detail: expect.any(String) });
-  expect(res.body.request_id).toBe(res.headers.get("x-request-id"));
-}
+import { expectProblem } from "../helpers/problems";
 
 const list = (user: { accessToken: string }, query: Record<string, string> = {}) =>
   get(`/v1/me/organizations?${new URLSearchParams(query)}`, { token: user.accessToken });

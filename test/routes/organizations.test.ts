@@ -3,20 +3,12 @@ import { describe, expect, it } from "vitest";
 import { newId } from "../../src/lib/ids";
 import { api, del, get, patch, post, put, type ApiResponse } from "../helpers/client";
 import { addMemberDirect, createOrg, createPat, createUser, unique } from "../helpers/factories";
+import { expectProblem, errorPaths } from "../helpers/problems";
 
 // A 1×1 PNG: the smallest logo a browser would render.
 const TINY_PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
-function expectProblem(res: ApiResponse, status: number, code: string) {
-  expect(res.status, res.text).toBe(status);
-  expect(res.headers.get("content-type")).toMatch(/^application\/problem\+json/);
-  expect(res.body).toMatchObject({ status, code, type: expect.any(String), title: expect.any(String), detail: expect.any(String) });
-  expect(res.body.request_id).toBe(res.headers.get("x-request-id"));
-  expect(Array.isArray(res.body.errors)).toBe(true);
-}
-
-const errorPaths = (res: ApiResponse) => (res.body.errors as { path: string }[]).map((e) => e.path);
 
 /** A base64 data URI whose decoded image is exactly `bytes` long. */
 function pngOfBytes(bytes: number) {

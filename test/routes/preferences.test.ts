@@ -2,17 +2,10 @@ import { describe, expect, it } from "vitest";
 import { newId } from "../../src/lib/ids";
 import { api, get, patch, type ApiResponse } from "../helpers/client";
 import { addMemberDirect, createOrg, createPat, createUser } from "../helpers/factories";
+import { expectProblem, errorPaths } from "../helpers/problems";
 
 const DEFAULTS = { support_team_access: false, sso_admin_bypass: true };
 
-function expectProblem(res: ApiResponse, status: number, code: string) {
-  expect(res.status, res.text).toBe(status);
-  expect(res.headers.get("content-type")).toMatch(/^application\/problem\+json/);
-  expect(res.body).toMatchObject({ status, code, type: expect.any(String), title: expect.any(String), detail: expect.any(String) });
-  expect(res.body.request_id).toBe(res.headers.get("x-request-id"));
-}
-
-const errorPaths = (res: ApiResponse) => (res.body.errors as { path: string }[]).map((e) => e.path);
 const url = (orgId: string) => `/v1/organizations/${orgId}/preferences`;
 
 async function adminWithOrg() {

@@ -4,6 +4,7 @@ import { newId } from "../../src/lib/ids";
 import { PERMISSIONS } from "../../src/lib/permissions";
 import { del, get, patch, post, type ApiResponse } from "../helpers/client";
 import { addMemberDirect, createOrg, createPat, createUser, unique, type TestUser } from "../helpers/factories";
+import { expectProblem, errorPaths } from "../helpers/problems";
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 const ROLE_ID = /^rol_[0-9A-HJKMNP-TV-Z]{26}$/;
@@ -11,15 +12,6 @@ const BUILT_IN_IDS = ["admin", "user", "service_account"];
 /** §5: `user` reads the organization, its members and projects, and manages projects. */
 const USER_ROLE_PERMISSIONS = ["organization:read", "members:read", "roles:read", "projects:read", "projects:write"];
 
-function expectProblem(res: ApiResponse, status: number, code: string) {
-  expect(res.status, res.text).toBe(status);
-  expect(res.headers.get("content-type")).toMatch(/^application\/problem\+json/);
-  expect(res.body).toMatchObject({ status, code, type: expect.any(String), title: expect.any(String), detail: expect.any(String) });
-  expect(res.body.request_id).toBe(res.headers.get("x-request-id"));
-  expect(Array.isArray(res.body.errors)).toBe(true);
-}
-
-const errorPaths = (res: ApiResponse) => (res.body.errors as { path: string }[]).map((e) => e.path);
 const roleName = () => unique("role").slice(0, 40);
 const rolesPath = (orgId: string) => `/v1/organizations/${orgId}/roles`;
 

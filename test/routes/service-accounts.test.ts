@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { newId } from "../../src/lib/ids";
 import { api, del, get, patch, post, type ApiResponse } from "../helpers/client";
 import { addMemberDirect, createOrg, createUser, unique, type TestUser } from "../helpers/factories";
+import { expectProblem, errorPaths } from "../helpers/problems";
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 const SA_ID = /^sa_[0-9A-HJKMNP-TV-Z]{26}$/;
@@ -18,15 +19,6 @@ const ALL_SCOPES = [
 /** What the built-in `user` and `service_account` roles hold (§5). */
 const USER_ROLE_PERMISSIONS = ["organization:read", "members:read", "roles:read", "projects:read", "projects:write"];
 
-function expectProblem(res: ApiResponse, status: number, code: string) {
-  expect(res.status, res.text).toBe(status);
-  expect(res.headers.get("content-type")).toMatch(/^application\/problem\+json/);
-  expect(res.body).toMatchObject({ status, code, type: expect.any(String), title: expect.any(String), detail: expect.any(String) });
-  expect(res.body.request_id).toBe(res.headers.get("x-request-id"));
-  expect(Array.isArray(res.body.errors)).toBe(true);
-}
-
-const errorPaths = (res: ApiResponse) => (res.body.errors as { path: string }[]).map((e) => e.path);
 const saPath = (orgId: string) => `/v1/organizations/${orgId}/service-accounts`;
 
 async function sha256Hex(value: string) {

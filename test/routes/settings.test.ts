@@ -3,17 +3,10 @@ import { describe, expect, it } from "vitest";
 import { newId } from "../../src/lib/ids";
 import { api, get, put, type ApiResponse } from "../helpers/client";
 import { addMemberDirect, createOrg, createPat, createUser, unique } from "../helpers/factories";
+import { expectProblem, errorPaths } from "../helpers/problems";
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
-function expectProblem(res: ApiResponse, status: number, code: string) {
-  expect(res.status, res.text).toBe(status);
-  expect(res.headers.get("content-type")).toMatch(/^application\/problem\+json/);
-  expect(res.body).toMatchObject({ status, code, type: expect.any(String), title: expect.any(String), detail: expect.any(String) });
-  expect(res.body.request_id).toBe(res.headers.get("x-request-id"));
-}
-
-const errorPaths = (res: ApiResponse) => (res.body.errors as { path: string }[]).map((e) => e.path);
 const url = (orgId: string) => `/v1/organizations/${orgId}/settings`;
 
 async function adminWithOrg() {

@@ -2,20 +2,11 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { del, get, patch, post, type ApiResponse } from "../helpers/client";
 import { addMemberDirect, createOrg, createPat, createUser, uniqueEmail, verifyUserDirect, type TestUser } from "../helpers/factories";
+import { expectProblem, sortedErrorPaths as errorPaths } from "../helpers/problems";
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers
 
-function expectProblem(res: ApiResponse, status: number, code: string) {
-  expect(res.status, res.text).toBe(status);
-  expect(res.headers.get("content-type")).toMatch(/^application\/problem\+json/);
-  expect(res.body).toMatchObject({ type: expect.any(String), title: expect.any(String), status, detail: expect.any(String), code });
-  expect(res.body.request_id).toBe(res.headers.get("x-request-id"));
-  expect(Array.isArray(res.body.errors)).toBe(true);
-  return res.body;
-}
-
-const errorPaths = (res: ApiResponse): string[] => (res.body.errors as { path: string }[]).map((e) => e.path).sort();
 
 const login = (email: string, password: string) => post("/v1/auth/login", { email, password });
 
