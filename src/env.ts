@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { Actor } from "./lib/actor";
-import type { Db, DbStats } from "./db/client";
+import type { Db, DbGate, DbStats } from "./db/client";
 import type { KvStats } from "./lib/kv";
 import type { OrgAccess } from "./lib/permissions";
 import type { RateLimitState } from "./middleware/rate-limit";
@@ -39,6 +39,7 @@ export interface Variables {
   config: Config;
   db: Db;
   dbStats: DbStats;
+  dbGate: DbGate;
   kvStats: KvStats;
   kv: KVNamespace;
   actor: Actor | null;

@@ -31,9 +31,10 @@ export type AuthRule =
   | OrgRule;
 
 /**
- * With `readInHandler`, the handler's main read joins the authorization read in one D1 round trip
- * (see `authorizedRead`); the middleware only turns anonymous callers away. A handler that
- * answers 2xx without calling `authorizedRead` fails loudly instead of serving unauthorized data.
+ * With `readInHandler`, the handler's first read joins the authorization read in one D1 round
+ * trip (see `authorizedRead`); the middleware only turns anonymous callers away. D1 refuses any
+ * statement before that read, and a handler that answers 2xx without calling `authorizedRead`
+ * fails loudly instead of serving.
  */
 export type OrgRule = { kind: "org"; permission: Permission; allowInactive?: boolean; selfParam?: string; readInHandler?: boolean };
 
@@ -70,6 +71,9 @@ export function authorize(rule: AuthRule): MiddlewareHandler<AppEnv> {
       // Anonymous callers are 401 before validation, as on every other route.
       if ((await pendingCredential(c))?.kind === "none") await requireActor(c);
       c.set("deferredOrgRule", rule);
+      // Nothing may touch D1 before the authorization batch: a handler that wrote first would
+      // write for anyone.
+      c.var.dbGate.closedBecause = `${c.req.method} ${c.req.routePath} is authorized by its handler's first read`;
       await next();
       if (c.get("deferredOrgRule")) {
         // The handler stopped before its read (bad input, a malformed id): a caller who may not be
@@ -138,6 +142,8 @@ async function accessBatch(db: Db, access: ReturnType<typeof accessQuery>, extra
 
 async function authorizeOrg(c: Context<AppEnv>, rule: OrgRule, extra: BatchItem<"sqlite">[] = []): Promise<unknown[]> {
   const db = c.var.db;
+  // The authorization batch itself opens the gate; what it returns is handed over only if it passes.
+  c.var.dbGate.closedBecause = null;
   const orgId = c.req.param("org_id");
   const validOrgId = !!orgId && isId("organization", orgId);
   // The credential is checked alongside the membership read: a PAT or service account key in the

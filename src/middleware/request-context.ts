@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../env";
 import { loadConfig } from "../env";
-import { createDb, newDbStats } from "../db/client";
+import { createDb, newDbStats, type DbGate } from "../db/client";
 import { countedKv, newKvStats } from "../lib/kv";
 import { rateLimitHeaders } from "./rate-limit";
 
@@ -29,7 +29,9 @@ export const requestContext: MiddlewareHandler<AppEnv> = async (c, next) => {
   c.set("dbStats", dbStats);
   c.set("kvStats", kvStats);
   c.set("config", loadConfig(c.env));
-  c.set("db", createDb(c.env.DB, dbStats));
+  const dbGate: DbGate = { closedBecause: null };
+  c.set("dbGate", dbGate);
+  c.set("db", createDb(c.env.DB, dbStats, dbGate));
   c.set("kv", countedKv(c.env.KV, kvStats));
 
   await next();

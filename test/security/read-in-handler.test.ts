@@ -1,9 +1,11 @@
 import { env } from "cloudflare:workers";
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { problemResponse, toApiError } from "../../src/lib/errors";
 import { createRouter, defineRoute, jsonResponse, z } from "../../src/lib/openapi";
 import { requestContext } from "../../src/middleware/request-context";
-import { del, get, post } from "../helpers/client";
+import { del, get, patch, post } from "../helpers/client";
 import { addMemberDirect, createOrg, createPat, createUser, unique } from "../helpers/factories";
 
 /**
@@ -96,6 +98,52 @@ describe("security", () => {
       const foreign = await get(`/v1/organizations/${org.id}/${path}`, { token: outsider.accessToken });
       expect(foreign.status, `${path} as an outsider: ${foreign.text}`).toBe(404);
     }
+  });
+
+  it("a handler that touches D1 before authorizedRead is refused before the statement runs", async () => {
+    const app = createRouter();
+    app.use("*", requestContext);
+    app.onError((err, c) => problemResponse(c, toApiError(err)));
+    let reached = false;
+    app.openapi(
+      defineRoute({ kind: "org", permission: "members:read", readInHandler: true }, {
+        method: "post",
+        path: "/v1/organizations/{org_id}/eager",
+        request: { params: z.object({ org_id: z.string() }) },
+        responses: { 200: jsonResponse(z.object({ ok: z.boolean() }), "A route that writes first.") },
+      }),
+      async (c) => {
+        await c.var.db.run(sql`update organizations set name = 'taken over' where id = ${c.req.param("org_id")}`);
+        reached = true;
+        return c.json({ ok: true }, 200);
+      },
+    );
+    const { org, outsider } = await setup();
+    const ctx = createExecutionContext();
+    const res = await app.request(`/v1/organizations/${org.id}/eager`, { method: "POST", headers: { Authorization: `Bearer ${outsider.accessToken}` } }, env, ctx);
+    await waitOnExecutionContext(ctx);
+    expect(res.status).toBe(404);
+    expect(reached).toBe(false);
+    const row = await env.DB.prepare("select name from organizations where id = ?").bind(org.id).first<{ name: string }>();
+    expect(row!.name).not.toBe("taken over");
+  });
+
+  it("changing, removing and leaving find the member in the authorization batch: two round trips", async () => {
+    const { admin, outsider, org } = await setup();
+    const [a, b] = await Promise.all([createUser(), createUser()]);
+    await addMemberDirect(org.id, a, "user");
+    await addMemberDirect(org.id, b, "user");
+    const promoted = await patch(`/v1/organizations/${org.id}/members/${a.id}`, { role: "admin" }, { token: admin.accessToken });
+    expect(promoted.status, promoted.text).toBe(200);
+    expect(promoted.cost.queries).toBe(2);
+    expect((await patch(`/v1/organizations/${org.id}/members/${a.id}`, { role: "user" }, { token: outsider.accessToken })).status).toBe(404);
+    const removed = await del(`/v1/organizations/${org.id}/members/${a.id}`, { token: admin.accessToken });
+    expect(removed.status, removed.text).toBe(204);
+    expect(removed.cost.queries).toBe(2);
+    // Leaving needs no members:write: the self rule still holds inside the handler's batch.
+    const left = await del(`/v1/organizations/${org.id}/members/${b.id}`, { token: b.accessToken });
+    expect(left.status, left.text).toBe(204);
+    expect(left.cost.queries).toBe(2);
   });
 
   it("a handler that answers without authorizedRead fails loudly instead of serving", async () => {

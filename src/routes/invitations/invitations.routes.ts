@@ -86,7 +86,7 @@ invitationRoutes.openapi(
 );
 
 invitationRoutes.openapi(
-  defineRoute({ kind: "org", permission: "invitations:write" }, {
+  defineRoute({ kind: "org", permission: "invitations:write", readInHandler: true }, {
     method: "post",
     path: "/v1/organizations/{org_id}/invitations/{invitation_id}/cancel",
     tags: ["Invitations"],
@@ -96,11 +96,11 @@ invitationRoutes.openapi(
     responses: { 200: jsonResponse(InvitationSchema, "The canceled invitation.") },
     errors: ["not_found", "conflict"],
   }),
-  async (c) => c.json(await cancelInvitation(c, c.var.access.organization.id, c.req.valid("param").invitation_id), 200),
+  async (c) => c.json(await cancelInvitation(c, c.req.valid("param").org_id, c.req.valid("param").invitation_id), 200),
 );
 
 invitationRoutes.openapi(
-  defineRoute({ kind: "org", permission: "invitations:write" }, {
+  defineRoute({ kind: "org", permission: "invitations:write", readInHandler: true }, {
     method: "post",
     path: "/v1/organizations/{org_id}/invitations/{invitation_id}/resend",
     tags: ["Invitations"],
@@ -112,7 +112,7 @@ invitationRoutes.openapi(
   }),
   async (c) => {
     const input = ResendInput.parse(c.req.valid("json") ?? {});
-    return c.json(await resendInvitation(c, c.var.access, c.req.valid("param").invitation_id, input), 200);
+    return c.json(await resendInvitation(c, c.req.valid("param").org_id, c.req.valid("param").invitation_id, input), 200);
   },
 );
 

@@ -269,9 +269,9 @@ export async function cancelInvitation(c: Ctx, orgId: string, id: string) {
 }
 
 /** New token, new expiry, new email; the previous link stops working at once. */
-export async function resendInvitation(c: Ctx, access: OrgAccess, id: string, input: { expires_in_days: number; send_email: boolean }) {
-  const orgId = access.organization.id;
+export async function resendInvitation(c: Ctx, orgId: string, id: string, input: { expires_in_days: number; send_email: boolean }) {
   const current = await findInvitation(c, orgId, id);
+  const access = c.var.access;
   const now = Date.now();
   if (effectiveStatus(current, now) !== "pending") throw notPending(current);
   const db = c.var.db;

@@ -1,4 +1,3 @@
-import { memberIdOf } from "../../lib/actor";
 import { createRouter, defineRoute, jsonBody, jsonResponse, noContent, pathParam } from "../../lib/openapi";
 import { pageOf } from "../../lib/pagination";
 import { OrgParams } from "../organizations/organizations.routes";
@@ -52,7 +51,7 @@ memberRoutes.openapi(
 );
 
 memberRoutes.openapi(
-  defineRoute({ kind: "org", permission: "members:write" }, {
+  defineRoute({ kind: "org", permission: "members:write", readInHandler: true }, {
     method: "patch",
     path: "/v1/organizations/{org_id}/members/{user_id}",
     tags: ["Members"],
@@ -62,11 +61,11 @@ memberRoutes.openapi(
     responses: { 200: jsonResponse(MemberSchema, "The member with the new role.") },
     errors: ["not_found", "last_admin"],
   }),
-  async (c) => c.json(await changeMemberRole(c, c.var.access, c.req.valid("param").user_id, c.req.valid("json").role), 200),
+  async (c) => c.json(await changeMemberRole(c, c.req.valid("param").org_id, c.req.valid("param").user_id, c.req.valid("json").role), 200),
 );
 
 memberRoutes.openapi(
-  defineRoute({ kind: "org", permission: "members:write", selfParam: "user_id" }, {
+  defineRoute({ kind: "org", permission: "members:write", selfParam: "user_id", readInHandler: true }, {
     method: "delete",
     path: "/v1/organizations/{org_id}/members/{user_id}",
     tags: ["Members"],
@@ -78,8 +77,8 @@ memberRoutes.openapi(
     errors: ["not_found", "last_admin"],
   }),
   async (c) => {
-    const memberId = c.req.valid("param").user_id;
-    await removeMember(c, c.var.access, memberId, memberId === memberIdOf(c.var.actor!));
+    const { org_id, user_id } = c.req.valid("param");
+    await removeMember(c, org_id, user_id);
     return c.body(null, 204);
   },
 );

@@ -3,6 +3,7 @@ import type { Ctx } from "../../env";
 import { members, organizations, users } from "../../db/schema";
 import { ApiError, isUniqueViolation, notFound } from "../../lib/errors";
 import { compileFilter, parseFilter, parseOrderBy, type FilterField, type FilterTerm } from "../../lib/filter";
+import { memberIdOf } from "../../lib/actor";
 import { isId } from "../../lib/ids";
 import { decodePageToken, finishPage, keysetAfter, orderBy, type KeyValue } from "../../lib/pagination";
 import type { OrgAccess, Permission } from "../../lib/permissions";
@@ -217,9 +218,9 @@ async function assertMayManage(c: Ctx, access: OrgAccess, target: { role: string
 
 const lastAdmin = () => new ApiError("last_admin", "This is the organization's last admin; make someone else admin first.");
 
-export async function changeMemberRole(c: Ctx, access: OrgAccess, memberId: string, role: string) {
-  const orgId = access.organization.id;
+export async function changeMemberRole(c: Ctx, orgId: string, memberId: string, role: string) {
   const target = await findMember(c, orgId, memberId);
+  const access = c.var.access;
   await assertMayManage(c, access, target, role);
   if (target.role === role) return serializeMember(target);
   const [updated] = await c.var.db
@@ -232,11 +233,11 @@ export async function changeMemberRole(c: Ctx, access: OrgAccess, memberId: stri
 }
 
 /** Removal (or leaving, when it is oneself). The last admin stays; access ends on the next request. */
-export async function removeMember(c: Ctx, access: OrgAccess, memberId: string, self: boolean) {
-  const orgId = access.organization.id;
+export async function removeMember(c: Ctx, orgId: string, memberId: string) {
   const target = await findMember(c, orgId, memberId);
+  const access = c.var.access;
   if (target.type === "service_account") return deleteServiceAccount(c, access, memberId);
-  if (!self) await assertMayManage(c, access, target);
+  if (memberId !== memberIdOf(c.var.actor!)) await assertMayManage(c, access, target);
   const db = c.var.db;
   const [deleted] = await db.batch([
     db
