@@ -146,6 +146,28 @@ describe("security", () => {
     expect(left.cost.queries).toBe(2);
   });
 
+  it("role PATCH/DELETE and service-account rotate/DELETE find their target in the authorization batch", async () => {
+    const { admin, outsider, org } = await setup();
+    const token = admin.accessToken;
+    const role = await post(`/v1/organizations/${org.id}/roles`, { name: unique("r").slice(0, 30), permissions: ["organization:read"] }, { token });
+    const sa = await post(`/v1/organizations/${org.id}/service-accounts`, { name: "bot" }, { token });
+    const roleId = role.body.id;
+    const saId = sa.body.service_account.id;
+    const calls: [string, () => ReturnType<typeof get>, number][] = [
+      ["PATCH role", () => patch(`/v1/organizations/${org.id}/roles/${roleId}`, { description: "changed" }, { token }), 200],
+      ["rotate key", () => post(`/v1/organizations/${org.id}/service-accounts/${saId}/rotate-key`, {}, { token }), 200],
+      ["DELETE role", () => del(`/v1/organizations/${org.id}/roles/${roleId}`, { token }), 204],
+      ["DELETE service account", () => del(`/v1/organizations/${org.id}/service-accounts/${saId}`, { token }), 204],
+    ];
+    for (const [what, call, status] of calls) {
+      const res = await call();
+      expect(res.status, `${what}: ${res.text}`).toBe(status);
+      expect(res.cost.queries, what).toBe(2);
+    }
+    expect((await patch(`/v1/organizations/${org.id}/roles/${roleId}`, { description: "x" }, { token: outsider.accessToken })).status).toBe(404);
+    expect((await post(`/v1/organizations/${org.id}/service-accounts/${saId}/rotate-key`, {}, { token: outsider.accessToken })).status).toBe(404);
+  });
+
   it("a handler that answers without authorizedRead fails loudly instead of serving", async () => {
     const app = createRouter();
     app.use("*", requestContext);

@@ -236,7 +236,7 @@ export async function changeMemberRole(c: Ctx, orgId: string, memberId: string, 
 export async function removeMember(c: Ctx, orgId: string, memberId: string) {
   const target = await findMember(c, orgId, memberId);
   const access = c.var.access;
-  if (target.type === "service_account") return deleteServiceAccount(c, access, memberId);
+  if (target.type === "service_account") return deleteServiceAccount(c, orgId, memberId);
   if (memberId !== memberIdOf(c.var.actor!)) await assertMayManage(c, access, target);
   const db = c.var.db;
   const [deleted] = await db.batch([

@@ -51,7 +51,7 @@ roleRoutes.openapi(
 );
 
 roleRoutes.openapi(
-  defineRoute({ kind: "org", permission: "roles:write" }, {
+  defineRoute({ kind: "org", permission: "roles:write", readInHandler: true }, {
     method: "patch",
     path: "/v1/organizations/{org_id}/roles/{role_id}",
     tags: ["Roles"],
@@ -61,11 +61,11 @@ roleRoutes.openapi(
     responses: { 200: jsonResponse(RoleSchema, "The updated role.") },
     errors: ["not_found", "conflict"],
   }),
-  async (c) => c.json(await updateRole(c, c.var.access.organization.id, c.var.access.permissions, c.req.valid("param").role_id, c.req.valid("json")), 200),
+  async (c) => c.json(await updateRole(c, c.req.valid("param").org_id, c.req.valid("param").role_id, c.req.valid("json")), 200),
 );
 
 roleRoutes.openapi(
-  defineRoute({ kind: "org", permission: "roles:write" }, {
+  defineRoute({ kind: "org", permission: "roles:write", readInHandler: true }, {
     method: "delete",
     path: "/v1/organizations/{org_id}/roles/{role_id}",
     tags: ["Roles"],
@@ -76,7 +76,7 @@ roleRoutes.openapi(
     errors: ["not_found", "role_in_use", "conflict"],
   }),
   async (c) => {
-    await deleteRole(c, c.var.access.organization.id, c.var.access.permissions, c.req.valid("param").role_id);
+    await deleteRole(c, c.req.valid("param").org_id, c.req.valid("param").role_id);
     return c.body(null, 204);
   },
 );

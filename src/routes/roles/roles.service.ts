@@ -135,15 +135,10 @@ export async function createRole(c: Ctx, orgId: string, callerPermissions: Set<P
   return serializeRole(row);
 }
 
-export async function updateRole(
-  c: Ctx,
-  orgId: string,
-  callerPermissions: Set<Permission>,
-  roleId: string,
-  input: { name?: string; description?: string | null; permissions?: Permission[] },
-) {
+export async function updateRole(c: Ctx, orgId: string, roleId: string, input: { name?: string; description?: string | null; permissions?: Permission[] }) {
   if (isBuiltInRole(roleId)) throw builtInImmutable();
   const current = await customRole(c, orgId, roleId);
+  const callerPermissions = c.var.access.permissions;
   // Editing a role changes what its holders can do: the caller must hold both old and new powers.
   assertWithinCaller(callerPermissions, rolePermissions(current.name, current.permissions), "change this role");
   if (input.permissions) assertWithinCaller(callerPermissions, new Set(input.permissions), "grant these permissions");
@@ -177,9 +172,10 @@ export async function updateRole(
 }
 
 /** A role still assigned to anyone (or promised by a pending invitation) is not deleted: one conditional statement, no read-then-write. */
-export async function deleteRole(c: Ctx, orgId: string, callerPermissions: Set<Permission>, roleId: string) {
+export async function deleteRole(c: Ctx, orgId: string, roleId: string) {
   if (isBuiltInRole(roleId)) throw builtInImmutable();
   const current = await customRole(c, orgId, roleId);
+  const callerPermissions = c.var.access.permissions;
   assertWithinCaller(callerPermissions, rolePermissions(current.name, current.permissions), "delete this role");
   const deleted = await c.var.db
     .delete(roles)

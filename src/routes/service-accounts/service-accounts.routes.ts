@@ -50,7 +50,7 @@ serviceAccountRoutes.openapi(
 );
 
 serviceAccountRoutes.openapi(
-  defineRoute({ kind: "org", permission: "service_accounts:write" }, {
+  defineRoute({ kind: "org", permission: "service_accounts:write", readInHandler: true }, {
     method: "delete",
     path: "/v1/organizations/{org_id}/service-accounts/{service_account_id}",
     tags: ["Service accounts"],
@@ -61,13 +61,13 @@ serviceAccountRoutes.openapi(
     errors: ["not_found", "last_admin"],
   }),
   async (c) => {
-    await deleteServiceAccount(c, c.var.access, c.req.valid("param").service_account_id);
+    await deleteServiceAccount(c, c.req.valid("param").org_id, c.req.valid("param").service_account_id);
     return c.body(null, 204);
   },
 );
 
 serviceAccountRoutes.openapi(
-  defineRoute({ kind: "org", permission: "service_accounts:write" }, {
+  defineRoute({ kind: "org", permission: "service_accounts:write", readInHandler: true }, {
     method: "post",
     path: "/v1/organizations/{org_id}/service-accounts/{service_account_id}/rotate-key",
     tags: ["Service accounts"],
@@ -80,6 +80,6 @@ serviceAccountRoutes.openapi(
   }),
   async (c) => {
     const { grace_seconds } = c.req.valid("json");
-    return c.json(await rotateServiceAccountKey(c, c.var.access, c.req.valid("param").service_account_id, grace_seconds), 200);
+    return c.json(await rotateServiceAccountKey(c, c.req.valid("param").org_id, c.req.valid("param").service_account_id, grace_seconds), 200);
   },
 );

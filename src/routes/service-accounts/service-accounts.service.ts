@@ -107,17 +107,19 @@ async function assertMayManage(c: Ctx, access: OrgAccess, id: string, role: stri
  * Deletes the account, its keys (cascade) and its membership together; its key fails on the very
  * next request. An admin service account that is the organization's last admin stays (409).
  */
-export async function deleteServiceAccount(c: Ctx, access: OrgAccess, id: string): Promise<void> {
-  const orgId = access.organization.id;
+export async function deleteServiceAccount(c: Ctx, orgId: string, id: string): Promise<void> {
   if (!isId("serviceAccount", id)) throw notFound("service account");
   const db = c.var.db;
-  const [member] = await db
-    .select({ role: members.role })
-    .from(members)
-    .where(and(eq(members.organizationId, orgId), eq(members.memberId, id), eq(members.type, "service_account")))
-    .limit(1);
+  const [member] = await authorizedRead(
+    c,
+    db
+      .select({ role: members.role })
+      .from(members)
+      .where(and(eq(members.organizationId, orgId), eq(members.memberId, id), eq(members.type, "service_account")))
+      .limit(1),
+  );
   if (!member) throw notFound("service account");
-  await assertMayManage(c, access, id, member.role, `delete a service account whose role is \`${member.role}\``);
+  await assertMayManage(c, c.var.access, id, member.role, `delete a service account whose role is \`${member.role}\``);
   const [removed, , deleted] = await db.batch([
     db
       .delete(members)
@@ -147,10 +149,9 @@ export async function deleteServiceAccount(c: Ctx, access: OrgAccess, id: string
  * A new key, shown once. Without a grace period the old keys are deleted in the same batch;
  * with one they expire at its end (never later than any earlier expiry).
  */
-export async function rotateServiceAccountKey(c: Ctx, access: OrgAccess, id: string, graceSeconds: number | undefined) {
-  const orgId = access.organization.id;
+export async function rotateServiceAccountKey(c: Ctx, orgId: string, id: string, graceSeconds: number | undefined) {
   const view = await findView(c, orgId, id);
-  await assertMayManage(c, access, id, view.role, `rotate the key of a service account whose role is \`${view.role}\``);
+  await assertMayManage(c, c.var.access, id, view.role, `rotate the key of a service account whose role is \`${view.role}\``);
   const now = Date.now();
   const { key, row } = await newKey(id, now);
   const db = c.var.db;
