@@ -79,8 +79,8 @@ export function authorize(rule: AuthRule): MiddlewareHandler<AppEnv> {
         // The handler stopped before its read (bad input, a malformed id): a caller who may not be
         // here still gets 401/403/404 rather than that answer, as on every other route.
         const failed = c.res.status >= 400;
-        await authorizeOrg(c, rule);
         c.set("deferredOrgRule", undefined);
+        await authorizeOrg(c, rule);
         if (!failed) throw new Error(`${c.req.method} ${c.req.routePath} answered without calling authorizedRead`);
       }
       return;
@@ -120,17 +120,17 @@ export async function authorizedReads<T extends readonly [BatchItem<"sqlite">, .
   const rule = c.get("deferredOrgRule");
   const list = [...queries] as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]];
   if (!rule) return (list.length === 1 ? [await list[0]] : await c.var.db.batch(list)) as unknown as Results;
-  const results = await authorizeOrg(c, rule, list);
+  // Settled here whether it passes or throws: a refusal is not authorized a second time.
   c.set("deferredOrgRule", undefined);
-  return results as unknown as Results;
+  return (await authorizeOrg(c, rule, list)) as unknown as Results;
 }
 
 /** For a `readInHandler` route's path that reads nothing else: authorizes on its own. */
 export async function authorizeWithoutRead(c: Context<AppEnv>): Promise<void> {
   const rule = c.get("deferredOrgRule");
   if (!rule) return;
-  await authorizeOrg(c, rule);
   c.set("deferredOrgRule", undefined);
+  await authorizeOrg(c, rule);
 }
 
 /** The access read, followed by `extra` statements in the same batch; returns the extras' results. */

@@ -97,6 +97,9 @@ describe("security", () => {
       expect(res.cost.queries, path).toBe(1);
       const foreign = await get(`/v1/organizations/${org.id}/${path}`, { token: outsider.accessToken });
       expect(foreign.status, `${path} as an outsider: ${foreign.text}`).toBe(404);
+      // Refused in the same round trip: the refusal is not authorized a second time.
+      expect(foreign.cost.queries, `${path} as an outsider`).toBe(1);
+      expect(foreign.cost.kvReads, `${path} as an outsider`).toBe(1);
     }
   });
 
