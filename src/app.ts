@@ -1,6 +1,5 @@
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
-import type { AppEnv } from "./env";
 import { ApiError, problemResponse, rootMessage, toApiError } from "./lib/errors";
 import { createRouter, type Router } from "./lib/openapi";
 import { requestContext } from "./middleware/request-context";

@@ -68,8 +68,9 @@ export function authorize(rule: AuthRule): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     if (rule.kind === "public") return next();
     if (rule.kind === "org" && rule.readInHandler) {
-      // Anonymous callers are 401 before validation, as on every other route.
-      if ((await pendingCredential(c))?.kind === "none") await requireActor(c);
+      // Anonymous callers are 401 before validation, as on every other route. (A credential is
+      // checked once, in the authorization batch.)
+      if (!c.req.header("authorization")) await requireActor(c);
       c.set("deferredOrgRule", rule);
       // Nothing may touch D1 before the authorization batch: a handler that wrote first would
       // write for anyone.

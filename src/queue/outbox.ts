@@ -27,10 +27,9 @@ export async function outboxInsert(
     subjectId?: string | SQL;
     /** Write the row only if this holds when the batch reaches it (e.g. the invitation went in). */
     onlyIf?: SQL;
-    id?: string;
   },
 ): Promise<{ id: string; statement: BatchItem<"sqlite"> }> {
-  const id = input.id ?? newId("outbox");
+  const id = newId("outbox");
   const now = Date.now();
   const sealed: Record<string, string> = {};
   for (const [k, v] of Object.entries(input.secrets ?? {})) sealed[k] = await encryptString(config.encryptionKey, v, `outbox:${id}:${k}`);

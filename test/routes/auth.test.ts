@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { decodeJwt, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from "jose";
 import { describe, expect, it } from "vitest";
-import { get, post, type ApiResponse } from "../helpers/client";
+import { get, post } from "../helpers/client";
 import { createPat, createUser, PASSWORD, unique, uniqueEmail } from "../helpers/factories";
 import { expectProblem, sortedErrorPaths as errorPaths } from "../helpers/problems";
 

@@ -137,6 +137,7 @@ describe("seat limit", () => {
     const res = await post(`${invitationsPath(org.id)}/batch`, { invitations: rows }, { token: admin.accessToken });
     expect(res.body.results.filter((r: any) => r.status === "created")).toHaveLength(9);
     expect(res.body.results[9].error.code).toBe("seat_limit_reached");
+    expect(res.body.results[9].error.seats).toBeGreaterThan(0);
   });
 });
 

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { del, get, patch, post, type ApiResponse } from "../helpers/client";
+import { del, get, patch, post } from "../helpers/client";
 import { addMemberDirect, createOrg, createPat, createUser, PASSWORD, uniqueEmail } from "../helpers/factories";
 import { expectProblem, sortedErrorPaths as errorPaths } from "../helpers/problems";
 

@@ -1,9 +1,8 @@
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
 import { newId } from "../../src/lib/ids";
-import { get, post, type ApiResponse } from "../helpers/client";
+import { get, post } from "../helpers/client";
 import { createOrg, createUser, unique } from "../helpers/factories";
-import { expectProblem, errorPaths } from "../helpers/problems";
 
 export const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { newId } from "../../src/lib/ids";
-import { api, get, patch, type ApiResponse } from "../helpers/client";
+import { api, get, patch } from "../helpers/client";
 import { addMemberDirect, createOrg, createPat, createUser } from "../helpers/factories";
 import { expectProblem, errorPaths } from "../helpers/problems";
 

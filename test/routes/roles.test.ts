@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { newId } from "../../src/lib/ids";
 import { PERMISSIONS } from "../../src/lib/permissions";
-import { del, get, patch, post, type ApiResponse } from "../helpers/client";
+import { del, get, patch, post } from "../helpers/client";
 import { addMemberDirect, createOrg, createPat, createUser, unique, type TestUser } from "../helpers/factories";
 import { expectProblem, errorPaths } from "../helpers/problems";
 

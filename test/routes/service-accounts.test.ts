@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { newId } from "../../src/lib/ids";
-import { api, del, get, patch, post, type ApiResponse } from "../helpers/client";
+import { api, del, get, patch, post } from "../helpers/client";
 import { addMemberDirect, createOrg, createUser, unique, type TestUser } from "../helpers/factories";
 import { expectProblem, errorPaths } from "../helpers/problems";
 

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { del, get, post, type ApiResponse } from "../helpers/client";
+import { del, get, post } from "../helpers/client";
 import { createOrg, createPat, createUser } from "../helpers/factories";
 import { expectProblem, sortedErrorPaths as errorPaths } from "../helpers/problems";
 

@@ -50,7 +50,7 @@ describe("security", () => {
   });
 
   it("a member lacking the permission gets 403 even when the read found nothing", async () => {
-    const { admin, org } = await setup();
+    const { org } = await setup();
     const member = await createUser();
     await addMemberDirect(org.id, member, "user");
     const res = await get(`/v1/organizations/${org.id}/invitations/inv_01AAAAAAAAAAAAAAAAAAAAAAAA`, { token: member.accessToken });
@@ -147,6 +147,11 @@ describe("security", () => {
     const left = await del(`/v1/organizations/${org.id}/members/${b.id}`, { token: b.accessToken });
     expect(left.status, left.text).toBe(204);
     expect(left.cost.queries).toBe(2);
+    // A service account removed through the members route: the member row already read is enough.
+    const sa = await post(`/v1/organizations/${org.id}/service-accounts`, { name: "bot" }, { token: admin.accessToken });
+    const saRemoved = await del(`/v1/organizations/${org.id}/members/${sa.body.service_account.id}`, { token: admin.accessToken });
+    expect(saRemoved.status, saRemoved.text).toBe(204);
+    expect(saRemoved.cost.queries).toBe(2);
   });
 
   it("role PATCH/DELETE and service-account rotate/DELETE find their target in the authorization batch", async () => {

@@ -1,8 +1,6 @@
-import { ApiError } from "../../lib/errors";
 import { createRouter, defineRoute, jsonBody, jsonResponse, pathParam, z } from "../../lib/openapi";
 import { pageOf } from "../../lib/pagination";
 import { OrgParams } from "../organizations/organizations.routes";
-import { seatLimit, seatLimitReached } from "../members/members.service";
 import { acceptInvitation, previewInvitation } from "./accept.service";
 import {
   AcceptInput,
@@ -15,7 +13,7 @@ import {
   PreviewSchema,
   ResendInput,
 } from "./invitations.schemas";
-import { cancelInvitation, createInvitations, getInvitation, listInvitations, resendInvitation } from "./invitations.service";
+import { cancelInvitation, createInvitations, getInvitation, listInvitations, resendInvitation, serializeBatchResults } from "./invitations.service";
 
 export const invitationRoutes = createRouter();
 
@@ -36,11 +34,7 @@ invitationRoutes.openapi(
   }),
   async (c) => {
     const [result] = await createInvitations(c, c.var.access, [c.req.valid("json")]);
-    if (result!.status === "error") {
-      // The same 409 body (with `seats`) as adding a member directly.
-      if (result!.error.code === "seat_limit_reached") throw seatLimitReached(seatLimit(c));
-      throw new ApiError(result!.error.code, result!.error.detail, { errors: result!.error.errors });
-    }
+    if (result!.status === "error") throw result!.error;
     return c.json(result!.invitation, result!.status === "created" ? 201 : 200);
   },
 );
@@ -55,7 +49,7 @@ invitationRoutes.openapi(
     request: { params: OrgParams, body: jsonBody(InvitationBatchInput) },
     responses: { 200: jsonResponse(BatchResultSchema, "One result per row, in order.") },
   }),
-  async (c) => c.json({ results: await createInvitations(c, c.var.access, c.req.valid("json").invitations) }, 200),
+  async (c) => c.json({ results: serializeBatchResults(await createInvitations(c, c.var.access, c.req.valid("json").invitations)) }, 200),
 );
 
 invitationRoutes.openapi(

@@ -84,7 +84,14 @@ export const BatchResultSchema = z
         email: z.string().nullable(),
         status: z.enum(["created", "combined", "error"]),
         invitation: InvitationSchema.optional(),
-        error: z.object({ code: z.string(), detail: z.string(), errors: z.array(z.object({ path: z.string(), message: z.string() })) }).optional(),
+        error: z
+          .object({
+            code: z.string(),
+            detail: z.string(),
+            errors: z.array(z.object({ path: z.string(), message: z.string() })),
+            seats: z.number().int().optional().openapi({ description: "With `seat_limit_reached`: the plan's seats." }),
+          })
+          .optional(),
       }),
     ),
   })

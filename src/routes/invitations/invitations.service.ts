@@ -18,12 +18,18 @@ import { InvitationCreateInput, effectiveStatus, serializeInvitation, type Invit
 
 export const acceptUrl = (c: Ctx, token: string) => link(c.var.config.appBaseUrl, "/invitations/accept", token);
 
-type RowError = { code: ErrorCode; detail: string; errors: FieldError[] };
+/** A row's refusal is the very error a single create throws; the batch response serializes it. */
 export type BatchResult =
   | { email: string | null; status: "created" | "combined"; invitation: ReturnType<typeof serializeInvitation> }
-  | { email: string | null; status: "error"; error: RowError };
+  | { email: string | null; status: "error"; error: ApiError };
 
-const rowError = (code: ErrorCode, detail: string, errors: FieldError[] = []): RowError => ({ code, detail, errors });
+const rowError = (code: ErrorCode, detail: string, errors: FieldError[] = []) => new ApiError(code, detail, { errors });
+
+export function serializeBatchResults(results: BatchResult[]) {
+  return results.map((r) =>
+    r.status === "error" ? { email: r.email, status: r.status, error: { ...r.error.extra, code: r.error.code, detail: r.error.message, errors: r.error.errors } } : r,
+  );
+}
 
 /** The SQL of "no pending invitation for this email yet and a seat is free" for one row. */
 function insertGuard(orgId: string, email: string, seats: number) {
@@ -74,7 +80,8 @@ export async function createInvitations(c: Ctx, access: OrgAccess, rawRows: unkn
     try {
       assertWithinCaller(access.permissions, perms, `invite into the role \`${row.role}\``);
     } catch (err) {
-      results[index] = { email: row.email, status: "error", error: rowError("forbidden", (err as Error).message) };
+      if (!(err instanceof ApiError)) throw err;
+      results[index] = { email: row.email, status: "error", error: err };
       continue;
     }
     const id = newId("invitation");
@@ -182,8 +189,7 @@ export async function createInvitations(c: Ctx, access: OrgAccess, rawRows: unkn
           error: rowError("invitation_pending", "A pending invitation for this email exists; resend it, or pass combine_pending: true."),
         };
       } else {
-        const err = seatLimitReached(seats);
-        results[p.index] = { email: p.row.email, status: "error", error: rowError("seat_limit_reached", err.message) };
+        results[p.index] = { email: p.row.email, status: "error", error: seatLimitReached(seats) };
       }
     }
     await enqueueOutbox(c.env, toSend, c.executionCtx);

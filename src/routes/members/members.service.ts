@@ -9,7 +9,7 @@ import { decodePageToken, finishPage, keysetAfter, orderBy, type KeyValue } from
 import type { OrgAccess, Permission } from "../../lib/permissions";
 import { memberValues } from "../organizations/organizations.service";
 import { assertWithinCaller, permissionsOfRoles, requireAssignableRole } from "../roles/roles.service";
-import { deleteServiceAccount } from "../service-accounts/service-accounts.service";
+import { removeServiceAccount } from "../service-accounts/service-accounts.service";
 import { authorizedRead } from "../../middleware/authorize";
 import { keepsAnotherAdmin } from "./last-admin";
 import { serializeMember, type MemberRow } from "./members.schemas";
@@ -236,7 +236,7 @@ export async function changeMemberRole(c: Ctx, orgId: string, memberId: string, 
 export async function removeMember(c: Ctx, orgId: string, memberId: string) {
   const target = await findMember(c, orgId, memberId);
   const access = c.var.access;
-  if (target.type === "service_account") return deleteServiceAccount(c, orgId, memberId);
+  if (target.type === "service_account") return removeServiceAccount(c, orgId, memberId, target.role);
   if (memberId !== memberIdOf(c.var.actor!)) await assertMayManage(c, access, target);
   const db = c.var.db;
   const [deleted] = await db.batch([

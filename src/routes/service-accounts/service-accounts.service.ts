@@ -109,17 +109,22 @@ async function assertMayManage(c: Ctx, access: OrgAccess, id: string, role: stri
  */
 export async function deleteServiceAccount(c: Ctx, orgId: string, id: string): Promise<void> {
   if (!isId("serviceAccount", id)) throw notFound("service account");
-  const db = c.var.db;
   const [member] = await authorizedRead(
     c,
-    db
+    c.var.db
       .select({ role: members.role })
       .from(members)
       .where(and(eq(members.organizationId, orgId), eq(members.memberId, id), eq(members.type, "service_account")))
       .limit(1),
   );
   if (!member) throw notFound("service account");
-  await assertMayManage(c, c.var.access, id, member.role, `delete a service account whose role is \`${member.role}\``);
+  await removeServiceAccount(c, orgId, id, member.role);
+}
+
+/** The deletion itself, for a caller that has already read the account's role. */
+export async function removeServiceAccount(c: Ctx, orgId: string, id: string, role: string): Promise<void> {
+  const db = c.var.db;
+  await assertMayManage(c, c.var.access, id, role, `delete a service account whose role is \`${role}\``);
   const [removed, , deleted] = await db.batch([
     db
       .delete(members)
