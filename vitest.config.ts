@@ -36,7 +36,9 @@ export default defineConfig(async () => {
             PASSWORD_HASH_ITERATIONS: "1000",
             // Tests that exercise the limits lower them per request (see helpers/client.ts).
             AUTH_RATE_LIMIT_PER_MINUTE: "100000",
+            CREDENTIAL_RATE_LIMIT_PER_MINUTE: "100000",
             LOGIN_RATE_LIMIT_PER_EMAIL: "100000",
+            LOGIN_FAILURES_PER_CLIENT: "100000",
           },
         },
       }),

@@ -1,7 +1,7 @@
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { ApiError, problemResponse, rootMessage, toApiError } from "./lib/errors";
-import { createRouter, type Router } from "./lib/openapi";
+import { createRouter, type Router } from "./middleware/route";
 import { requestContext } from "./middleware/request-context";
 import { systemRoutes, mountDocs } from "./routes/system/system.routes";
 import { authRoutes } from "./routes/auth/auth.routes";

@@ -1,10 +1,9 @@
 import { z } from "zod";
-import type { Actor } from "./lib/actor";
-import type { Db, DbGate, DbStats } from "./db/client";
+import type { Actor, Caller } from "./lib/actor";
+import { backgroundDb, type Db, type DbStats } from "./db/client";
 import type { KvStats } from "./lib/kv";
 import type { OrgAccess } from "./lib/permissions";
-import type { RateLimitState } from "./middleware/rate-limit";
-import type { OrgRule } from "./middleware/authorize";
+import type { RateLimitState } from "./lib/rate-limit";
 
 /** Bindings and vars as wrangler.toml and `.dev.vars` declare them. */
 export interface Bindings {
@@ -25,7 +24,9 @@ export interface Bindings {
   ACCESS_TOKEN_TTL_SECONDS?: string;
   REFRESH_TOKEN_TTL_DAYS?: string;
   AUTH_RATE_LIMIT_PER_MINUTE?: string;
+  CREDENTIAL_RATE_LIMIT_PER_MINUTE?: string;
   LOGIN_RATE_LIMIT_PER_EMAIL?: string;
+  LOGIN_FAILURES_PER_CLIENT?: string;
   BUILD_VERSION?: string;
 
   JWT_SIGNING_KEYS?: string;
@@ -34,18 +35,15 @@ export interface Bindings {
   RESEND_API_KEY?: string;
 }
 
+/** What request-context builds once per request; handlers receive what they need as a ServiceCtx. */
 export interface Variables {
   requestId: string;
   config: Config;
   db: Db;
   dbStats: DbStats;
-  dbGate: DbGate;
   kvStats: KvStats;
   kv: KVNamespace;
-  actor: Actor | null;
-  access: OrgAccess;
-  /** Set on `readInHandler` routes until the handler's `authorizedRead` has authorized the caller. */
-  deferredOrgRule: OrgRule | undefined;
+  /** The tightest rate limit met so far, reported in RateLimit-* headers. */
   rateLimit: RateLimitState | undefined;
 }
 
@@ -73,8 +71,10 @@ const ConfigSchema = z.object({
   passwordHashIterations: intFrom(100_000, 1_000, 100_000),
   accessTokenTtlSeconds: intFrom(900, 60, 3600),
   refreshTokenTtlDays: intFrom(30, 1, 365),
-  authRateLimitPerMinute: intFrom(60, 1, 100_000),
+  clientRateLimitPerMinute: intFrom(60, 1, 100_000),
+  credentialRateLimitPerMinute: intFrom(600, 1, 100_000),
   loginRateLimitPerEmail: intFrom(10, 1, 100_000),
+  loginFailuresPerClient: intFrom(5, 1, 100_000),
   buildVersion: z.string(),
   jwtSigningKeys: z.string().min(1, "JWT_SIGNING_KEYS is not set (npm run dev generates .dev.vars)"),
   encryptionKey: z.string().min(1, "ENCRYPTION_KEY is not set (npm run dev generates .dev.vars)"),
@@ -102,8 +102,10 @@ export function loadConfig(env: Bindings): Config {
     passwordHashIterations: env.PASSWORD_HASH_ITERATIONS,
     accessTokenTtlSeconds: env.ACCESS_TOKEN_TTL_SECONDS,
     refreshTokenTtlDays: env.REFRESH_TOKEN_TTL_DAYS,
-    authRateLimitPerMinute: env.AUTH_RATE_LIMIT_PER_MINUTE,
+    clientRateLimitPerMinute: env.AUTH_RATE_LIMIT_PER_MINUTE,
+    credentialRateLimitPerMinute: env.CREDENTIAL_RATE_LIMIT_PER_MINUTE,
     loginRateLimitPerEmail: env.LOGIN_RATE_LIMIT_PER_EMAIL,
+    loginFailuresPerClient: env.LOGIN_FAILURES_PER_CLIENT,
     buildVersion: env.BUILD_VERSION ?? "dev",
     jwtSigningKeys: env.JWT_SIGNING_KEYS ?? "",
     encryptionKey: env.ENCRYPTION_KEY ?? "",
@@ -118,9 +120,52 @@ export function loadConfig(env: Bindings): Config {
   if (parsed.data.emailProvider === "resend" && !parsed.data.resendApiKey) {
     throw new Error("Invalid worker configuration: EMAIL_PROVIDER=resend needs RESEND_API_KEY");
   }
+  if (parsed.data.emailProvider === "outbox" && parsed.data.environment === "production") {
+    // The outbox provider sends nothing: in production every invitation and verification email
+    // would vanish while reading `sent`.
+    throw new Error("Invalid worker configuration: EMAIL_PROVIDER=outbox keeps email in D1 and is for development and tests; production needs resend or cloudflare");
+  }
   cache.set(env, parsed.data);
   return parsed.data;
 }
 
-/** What service verbs receive: the request context, read through `c.var`. */
-export type Ctx = import("hono").Context<AppEnv>;
+/** Where a request came from, for the sessions it opens (and, later, the audit log). */
+export interface RequestInfo {
+  id: string;
+  ip: string;
+  userAgent: string | null;
+}
+
+/**
+ * What a service verb receives: a plain object, not Hono's Context, so the cron and the queue
+ * consumer call the same verbs. Built once per request by the route seam, after authorization.
+ */
+export interface ServiceCtx<A extends Actor | null = Actor | null> {
+  db: Db;
+  kv: KVNamespace;
+  config: Config;
+  /** The bindings a verb may need beyond D1 and KV (the email queue, the send_email binding). */
+  env: Bindings;
+  actor: A;
+  waitUntil(promise: Promise<unknown>): void;
+  /** Null outside a request (cron, queue). */
+  request: RequestInfo | null;
+}
+
+/** A verb acting in one organization for an authorized caller. */
+export interface OrgCtx<A extends Caller = Caller> extends ServiceCtx<A> {
+  org: OrgAccess;
+}
+
+/** The context of the cron and the queue consumer: no caller, no request, nothing on a cost report. */
+export function systemCtx(env: Bindings, execution: { waitUntil(p: Promise<unknown>): void }): ServiceCtx<{ kind: "system" }> {
+  return {
+    db: backgroundDb(env),
+    kv: env.KV,
+    config: loadConfig(env),
+    env,
+    actor: { kind: "system" },
+    waitUntil: (p) => execution.waitUntil(p),
+    request: null,
+  };
+}

@@ -9,6 +9,6 @@ export default {
   fetch: app.fetch,
   queue: (batch, env, ctx) => handleEmailBatch(batch, env, ctx),
   scheduled: (_controller, env, ctx) => {
-    ctx.waitUntil(runScheduled(env));
+    ctx.waitUntil(runScheduled(env, ctx));
   },
 } satisfies ExportedHandler<Bindings>;

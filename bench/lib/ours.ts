@@ -41,8 +41,14 @@ function benchVars(url: string): Record<string, string> {
     BUILD_VERSION: "bench",
     // Seats: members + pending invitations; the bench adds thousands of invitations to 100k members.
     FREE_PLAN_SEATS: "1000000",
+    // Not production: the bench keeps email in D1 (outbox), which production refuses.
+    ENVIRONMENT: "test",
+    EMAIL_PROVIDER: "outbox",
+    // One client and one credential drive all the load: their limits must not be what is measured.
     AUTH_RATE_LIMIT_PER_MINUTE: "100000",
+    CREDENTIAL_RATE_LIMIT_PER_MINUTE: "100000",
     LOGIN_RATE_LIMIT_PER_EMAIL: "100000",
+    LOGIN_FAILURES_PER_CLIENT: "100000",
     // One token for the whole run.
     ACCESS_TOKEN_TTL_SECONDS: "3600",
   };

@@ -10,18 +10,6 @@ export interface DbStats {
 
 export const newDbStats = (): DbStats => ({ queries: 0, rowsRead: 0, rowsWritten: 0, durationMs: 0 });
 
-/**
- * Closed, the request's database refuses every statement: a route that authorizes inside its
- * handler's read cannot touch D1 (read or write) before its authorization batch opens it.
- */
-export interface DbGate {
-  closedBecause: string | null;
-}
-
-function assertOpen(gate: DbGate | undefined) {
-  if (gate?.closedBecause) throw new Error(`D1 used before authorization: ${gate.closedBecause}`);
-}
-
 function record(stats: DbStats, started: number, results: D1Result[]) {
   stats.queries += 1;
   stats.durationMs += Date.now() - started;
@@ -62,15 +50,13 @@ class CountedStatement {
     readonly inner: D1PreparedStatement,
     private readonly sql: string,
     private readonly stats: DbStats,
-    private readonly gate?: DbGate,
   ) {}
 
   bind(...values: unknown[]): CountedStatement {
-    return new CountedStatement(this.inner.bind(...values), this.sql, this.stats, this.gate);
+    return new CountedStatement(this.inner.bind(...values), this.sql, this.stats);
   }
 
   async all<T = Record<string, unknown>>(): Promise<D1Result<T>> {
-    assertOpen(this.gate);
     const started = Date.now();
     const res = await this.inner.all<T>();
     record(this.stats, started, [res]);
@@ -112,15 +98,13 @@ class CountedD1 {
   constructor(
     private readonly inner: D1Database,
     readonly stats: DbStats,
-    private readonly gate?: DbGate,
   ) {}
 
   prepare(sql: string): CountedStatement {
-    return new CountedStatement(this.inner.prepare(sql), sql, this.stats, this.gate);
+    return new CountedStatement(this.inner.prepare(sql), sql, this.stats);
   }
 
   async batch<T = unknown>(statements: CountedStatement[]): Promise<D1Result<T>[]> {
-    assertOpen(this.gate);
     if (statements.length === 0) return [];
     const started = Date.now();
     const res = await this.inner.batch<T>(statements.map((s) => s.inner));
@@ -131,7 +115,6 @@ class CountedD1 {
   }
 
   async exec(sql: string): Promise<D1ExecResult> {
-    assertOpen(this.gate);
     const started = Date.now();
     const res = await this.inner.exec(sql);
     record(this.stats, started, []);
@@ -147,9 +130,12 @@ class CountedD1 {
   }
 }
 
-export function createDb(binding: D1Database, stats: DbStats = newDbStats(), gate?: DbGate) {
-  const counted = new CountedD1(binding, stats, gate);
+export function createDb(binding: D1Database, stats: DbStats = newDbStats()) {
+  const counted = new CountedD1(binding, stats);
   return drizzle(counted as unknown as D1Database);
 }
 
 export type Db = ReturnType<typeof createDb>;
+
+/** A db handle for work outside a request's cost report: the cron, the queue consumer, bookkeeping after the response. */
+export const backgroundDb = (env: { DB: D1Database }) => createDb(env.DB);

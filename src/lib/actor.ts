@@ -1,21 +1,25 @@
 import type { Scope } from "./permissions";
 
-/** Who is calling. Authorization asks one question of it: may this actor do P in organization O. */
-export type Actor =
-  | { kind: "session"; userId: string; sessionId: string; tokenExp: number }
-  | { kind: "pat"; userId: string; tokenId: string; scopes: Scope[] }
-  | { kind: "service_account"; serviceAccountId: string; organizationId: string; keyId: string; scopes: Scope[] };
+/** A signed-in user's access token: `authTime` is when the session's sign-in happened (seconds). */
+export type SessionActor = { kind: "session"; userId: string; sessionId: string; tokenExp: number; authTime: number };
+export type PatActor = { kind: "pat"; userId: string; tokenId: string; scopes: Scope[] };
+export type ServiceAccountActor = { kind: "service_account"; serviceAccountId: string; organizationId: string; keyId: string; scopes: Scope[] };
 
-/** The id the actor has in the members table. */
-export function memberIdOf(actor: Actor): string {
-  return actor.kind === "service_account" ? actor.serviceAccountId : actor.userId;
-}
+/** A caller holding a credential: what the seam authenticates. */
+export type Caller = SessionActor | PatActor | ServiceAccountActor;
 
-export function userIdOf(actor: Actor): string | null {
-  return actor.kind === "service_account" ? null : actor.userId;
+/**
+ * Who acts. Authorization asks one question of a caller: may it do P in organization O. `system`
+ * is the cron and the queue consumer, which act on no caller's behalf.
+ */
+export type Actor = Caller | { kind: "system" };
+
+/** The id the caller has in the members table. */
+export function memberIdOf(caller: Caller): string {
+  return caller.kind === "service_account" ? caller.serviceAccountId : caller.userId;
 }
 
 /** Scopes narrow a token's permissions; a session is not narrowed. */
-export function actorScopes(actor: Actor): Scope[] | null {
-  return actor.kind === "session" ? null : actor.scopes;
+export function callerScopes(caller: Caller): Scope[] | null {
+  return caller.kind === "session" ? null : caller.scopes;
 }

@@ -58,12 +58,14 @@ export interface AccessClaims {
   sid: string;
   jti: string;
   exp: number;
+  /** When the session's sign-in happened (OIDC `auth_time`, seconds); a refresh keeps it. */
+  authTime: number;
 }
 
-export async function signAccessToken(raw: string, claims: { sub: string; sid: string }, ttlSeconds: number) {
+export async function signAccessToken(raw: string, claims: { sub: string; sid: string; authTime: number }, ttlSeconds: number) {
   const ks = await keySet(raw);
   const now = Math.floor(Date.now() / 1000);
-  const token = await new SignJWT({ sid: claims.sid })
+  const token = await new SignJWT({ sid: claims.sid, auth_time: claims.authTime })
     .setProtectedHeader({ alg: "ES256", kid: ks.signing.kid, typ: "JWT" })
     .setSubject(claims.sub)
     .setIssuer(ISSUER)
@@ -88,7 +90,9 @@ export async function verifyAccessToken(raw: string, token: string): Promise<Acc
     if (typeof payload.sub !== "string" || typeof payload.sid !== "string" || typeof payload.jti !== "string" || typeof payload.exp !== "number") {
       return null;
     }
-    return { sub: payload.sub, sid: payload.sid, jti: payload.jti, exp: payload.exp };
+    // A token without auth_time counts as signed in long ago: it cannot do what needs a recent sign-in.
+    const authTime = typeof payload.auth_time === "number" ? payload.auth_time : 0;
+    return { sub: payload.sub, sid: payload.sid, jti: payload.jti, exp: payload.exp, authTime };
   } catch {
     return null;
   }

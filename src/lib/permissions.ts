@@ -97,23 +97,20 @@ export function rolePermissions(role: string, customPermissions: readonly string
   return new Set((customPermissions ?? []).filter((p): p is Permission => known.has(p)));
 }
 
-/** What the authorization middleware attaches for an organization route. */
+/** Built-in roles whose permissions include `permission`: the SQL guard lists them inline. */
+export function builtInRolesGranting(permission: Permission): BuiltInRole[] {
+  return (Object.keys(BUILT_IN_ROLES) as BuiltInRole[]).filter((r) => (BUILT_IN_ROLES[r].permissions as readonly Permission[]).includes(permission));
+}
+
+/** Scopes that let a token use `permission`. */
+export function scopesGranting(permission: Permission): Scope[] {
+  return SCOPES.filter((s) => SCOPE_GRANTS[s].includes(permission));
+}
+
+/** The caller's standing in one organization, as the authorization read found it. */
 export interface OrgAccess {
-  organization: {
-    id: string;
-    name: string;
-    slug: string;
-    description: string | null;
-    logoDataUri: string | null;
-    active: boolean;
-    ownerId: string | null;
-    memberCount: number;
-    supportTeamAccess: boolean;
-    ssoAdminBypass: boolean;
-    createdAt: number;
-    updatedAt: number;
-  };
-  owner: { id: string; displayName: string; email: string } | null;
+  id: string;
+  active: boolean;
   role: string;
   memberType: "user" | "service_account";
   /** The caller's display name in this organization. */

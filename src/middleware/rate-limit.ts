@@ -1,57 +1,59 @@
-import type { Context, MiddlewareHandler } from "hono";
+import type { Context } from "hono";
 import type { AppEnv } from "../env";
-import { hmacHex } from "../lib/crypto";
 import { ApiError } from "../lib/errors";
-import { kvKeys } from "../lib/kv-keys";
-
-const WINDOW_SECONDS = 60;
-
-export interface RateLimitState {
-  limit: number;
-  remaining: number;
-  reset: number;
-}
+import { clientSubject, counterFor, evaluate, recordHit, tighter, type Counter, type Limit, type RateLimitState } from "../lib/rate-limit";
 
 export function clientIp(c: Context<AppEnv>): string {
   // Cloudflare sets CF-Connecting-IP and strips any client-sent copy; locally it is absent.
   return c.req.header("cf-connecting-ip") ?? "local";
 }
 
+export const rateLimited = (state: RateLimitState) =>
+  new ApiError("rate_limited", `Too many requests; retry in ${state.reset} s.`, { headers: { "Retry-After": String(state.reset) } });
+
+export interface Reading {
+  counter: Counter;
+  stored: string | null;
+  /** Hits already counted in the window. */
+  count: number;
+  state: RateLimitState;
+  exceeded: boolean;
+}
+
 /**
- * A fixed one-minute window counted in KV: one read and one write per check. KV is eventually
- * consistent, so concurrent requests in different locations may each see a stale count; the
- * limit is a brake on brute force, not an exact quota.
+ * Reads several counters, and any other keys the request needs (a session's revocation), in one
+ * KV call. Nothing is counted yet.
  */
-export async function enforceRateLimit(c: Context<AppEnv>, bucket: string, subject: string, limit: number): Promise<void> {
-  const now = Math.floor(Date.now() / 1000);
-  const windowStart = now - (now % WINDOW_SECONDS);
-  const reset = windowStart + WINDOW_SECONDS - now;
-  // Subjects (IPs, emails) are keyed by HMAC so KV holds no personal data in the clear.
-  const hashed = (await hmacHex(c.var.config.hmacSecret, `rl:${subject}`)).slice(0, 32);
-  const { key, ttl } = kvKeys.rateLimit(bucket, hashed, windowStart, WINDOW_SECONDS);
-  const count = Number((await c.var.kv.get(key)) ?? "0");
-  const state: RateLimitState = { limit, remaining: Math.max(0, limit - count - 1), reset };
-  // The tightest limit met on this request is the one reported.
-  const prev = c.get("rateLimit");
-  if (!prev || state.remaining < prev.remaining) c.set("rateLimit", state);
-  if (count >= limit) {
-    c.set("rateLimit", { limit, remaining: 0, reset });
-    throw new ApiError("rate_limited", `Too many requests; retry in ${reset} s.`, { headers: { "Retry-After": String(reset) } });
-  }
-  await c.var.kv.put(key, String(count + 1), { expirationTtl: ttl });
+export async function readCounters(c: Context<AppEnv>, limits: Limit[], alsoRead: string[] = []): Promise<{ readings: Reading[]; values: Map<string, string | null> }> {
+  const counters = await Promise.all(limits.map((l) => counterFor(c.var.config.hmacSecret, l)));
+  const keys = [...counters.map((k) => k.key), ...alsoRead];
+  const values = keys.length === 1 ? new Map([[keys[0]!, await c.var.kv.get(keys[0]!)]]) : await c.var.kv.get(keys);
+  const readings = counters.map((counter) => {
+    const stored = values.get(counter.key) ?? null;
+    return { counter, stored, ...evaluate(counter, stored) };
+  });
+  return { readings, values };
 }
 
-/** Per-IP limit for the unauthenticated auth routes. */
-export const authRateLimit: MiddlewareHandler<AppEnv> = async (c, next) => {
-  await enforceRateLimit(c, "auth-ip", clientIp(c), c.var.config.authRateLimitPerMinute);
-  return next();
-};
-
-export function rateLimitHeaders(state: RateLimitState | undefined): Record<string, string> {
-  if (!state) return {};
-  return {
-    "RateLimit-Limit": String(state.limit),
-    "RateLimit-Remaining": String(state.remaining),
-    "RateLimit-Reset": String(state.reset),
-  };
+/** Reports a reading in the response's RateLimit-* headers (the tightest one wins). */
+export function report(c: Context<AppEnv>, reading: Reading) {
+  c.set("rateLimit", tighter(c.get("rateLimit"), reading.exceeded ? { ...reading.state, remaining: 0 } : reading.state));
 }
+
+export function countHit(c: Context<AppEnv>, reading: Reading) {
+  recordHit(reading.counter, reading.stored, c.var.kv, (p) => c.executionCtx.waitUntil(p));
+}
+
+/** One limit: 429 when it is spent, otherwise the request counts against it. */
+export async function admit(c: Context<AppEnv>, limit: Limit, alsoRead: string[] = [], inspect?: (values: Map<string, string | null>) => void): Promise<void> {
+  const { readings, values } = await readCounters(c, [limit], alsoRead);
+  inspect?.(values);
+  const reading = readings[0]!;
+  report(c, reading);
+  if (reading.exceeded) throw rateLimited(reading.state);
+  countHit(c, reading);
+}
+
+/** Unauthenticated /v1 routes: a budget per client address (an IPv6 /64 counts as one client). */
+export const admitClient = (c: Context<AppEnv>) =>
+  admit(c, { bucket: "client", subject: clientSubject(clientIp(c)), limit: c.var.config.clientRateLimitPerMinute, windowSeconds: 60 });

@@ -1,9 +1,8 @@
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../env";
 import { loadConfig } from "../env";
-import { createDb, newDbStats, type DbGate } from "../db/client";
+import { createDb, newDbStats } from "../db/client";
 import { countedKv, newKvStats } from "../lib/kv";
-import { rateLimitHeaders } from "./rate-limit";
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -29,9 +28,7 @@ export const requestContext: MiddlewareHandler<AppEnv> = async (c, next) => {
   c.set("dbStats", dbStats);
   c.set("kvStats", kvStats);
   c.set("config", loadConfig(c.env));
-  const dbGate: DbGate = { closedBecause: null };
-  c.set("dbGate", dbGate);
-  c.set("db", createDb(c.env.DB, dbStats, dbGate));
+  c.set("db", createDb(c.env.DB, dbStats));
   c.set("kv", countedKv(c.env.KV, kvStats));
 
   await next();
@@ -42,7 +39,12 @@ export const requestContext: MiddlewareHandler<AppEnv> = async (c, next) => {
     "Server-Timing",
     `db;dur=${dbStats.durationMs};desc="queries=${dbStats.queries} rows_read=${dbStats.rowsRead}", kv;desc="reads=${kvStats.reads} writes=${kvStats.writes}", total;dur=${Date.now() - started}`,
   );
-  for (const [k, v] of Object.entries(rateLimitHeaders(c.get("rateLimit")))) h.set(k, v);
+  const limit = c.get("rateLimit");
+  if (limit) {
+    h.set("RateLimit-Limit", String(limit.limit));
+    h.set("RateLimit-Remaining", String(limit.remaining));
+    h.set("RateLimit-Reset", String(limit.reset));
+  }
   for (const [k, v] of Object.entries(SECURITY_HEADERS)) if (!h.has(k)) h.set(k, v);
   if (!h.has("Content-Security-Policy")) h.set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
   if (!h.has("Cache-Control")) h.set("Cache-Control", "no-store");

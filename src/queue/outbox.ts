@@ -1,9 +1,8 @@
 import { and, eq, lt, sql, type SQL } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
-import { createDb, type Db } from "../db/client";
+import { backgroundDb, type Db } from "../db/client";
 import { outbox } from "../db/schema";
-import type { Bindings, Config } from "../env";
-import { loadConfig } from "../env";
+import type { Config, ServiceCtx } from "../env";
 import { encryptString } from "../lib/crypto";
 import { newId } from "../lib/ids";
 import type { EmailMessage } from "./messages";
@@ -44,15 +43,13 @@ export async function outboxInsert(
   return { id, statement };
 }
 
-/** A db handle for work after the response (waitUntil): its queries are not the request's cost. */
-export const backgroundDb = (env: Bindings) => createDb(env.DB);
-
 /**
  * Sends outbox rows to the queue. A send that throws leaves them `pending`, and the cron
  * delivers them later; nothing is lost either way.
  */
-export async function enqueueOutbox(env: Bindings, ids: string[], ctx?: { waitUntil(p: Promise<unknown>): void }): Promise<boolean> {
+export async function enqueueOutbox(ctx: Pick<ServiceCtx, "env" | "request" | "waitUntil">, ids: string[]): Promise<boolean> {
   if (ids.length === 0) return true;
+  const env = ctx.env;
   const messages: { body: EmailMessage }[] = ids.map((id) => ({ body: { type: "email", outbox_id: id, idempotency_key: id } }));
   try {
     await env.EMAIL_QUEUE.sendBatch(messages);
@@ -70,22 +67,21 @@ export async function enqueueOutbox(env: Bindings, ids: string[], ctx?: { waitUn
       // Left pending, the rows are only re-enqueued by the cron; the consumer's idempotency makes that harmless.
       (err) => console.error(JSON.stringify({ level: "warn", msg: "marking outbox rows queued failed", outbox_ids: ids, error: String(err) })),
     );
-  if (ctx) ctx.waitUntil(mark);
+  // In a request the mark runs after the response; the cron waits for it.
+  if (ctx.request) ctx.waitUntil(mark);
   else await mark;
   return true;
 }
 
 /** The cron: re-enqueue rows that never reached the queue. */
-export async function redeliverStuckOutbox(env: Bindings): Promise<number> {
-  loadConfig(env);
-  const db = backgroundDb(env);
-  const stuck = await db
+export async function redeliverStuckOutbox(ctx: ServiceCtx): Promise<number> {
+  const stuck = await ctx.db
     .select({ id: outbox.id })
     .from(outbox)
     .where(and(eq(outbox.status, "pending"), lt(outbox.createdAt, Date.now() - STUCK_AFTER_MS)))
     .orderBy(outbox.createdAt)
     .limit(100);
   const ids = stuck.map((r) => r.id);
-  await enqueueOutbox(env, ids);
+  await enqueueOutbox(ctx, ids);
   return ids.length;
 }

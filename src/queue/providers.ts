@@ -1,6 +1,7 @@
-import { createDb } from "../db/client";
+import { backgroundDb } from "../db/client";
 import { mailbox } from "../db/schema";
 import type { Bindings, Config } from "../env";
+import { decryptString, encryptString } from "../lib/crypto";
 import { newId } from "../lib/ids";
 import type { RenderedEmail } from "./templates";
 
@@ -21,21 +22,38 @@ export class ProviderError extends Error {
 
 type Provider = (email: OutgoingEmail, env: Bindings, config: Config) => Promise<void>;
 
-/** Keeps the email in D1 (the dev mailbox); the unique outbox id makes a redelivery a no-op. */
-const outboxProvider: Provider = async (email, env) => {
-  await createDb(env.DB)
+/**
+ * Keeps the email in D1 (the dev mailbox); the unique outbox id makes a redelivery a no-op. The
+ * bodies carry live links (invitation and verification tokens), so they are stored encrypted,
+ * bound to their row, and opened only by `GET /v1/dev/emails`; the cron prunes them after
+ * MAILBOX_RETENTION_MS.
+ */
+const outboxProvider: Provider = async (email, env, config) => {
+  const id = newId("email");
+  await backgroundDb(env)
     .insert(mailbox)
     .values({
-      id: newId("email"),
+      id,
       outboxId: email.idempotencyKey,
       recipient: email.to,
       subject: email.subject,
-      text: email.text,
-      html: email.html,
+      text: await encryptString(config.encryptionKey, email.text, `mailbox:${id}:text`),
+      html: await encryptString(config.encryptionKey, email.html, `mailbox:${id}:html`),
       createdAt: Date.now(),
     })
     .onConflictDoNothing({ target: mailbox.outboxId });
 };
+
+export const MAILBOX_RETENTION_MS = 7 * 86_400_000;
+
+/** A stored dev-mailbox email, decrypted. */
+export async function openMailboxEmail(config: Config, row: { id: string; subject: string; text: string; html: string }) {
+  return {
+    subject: row.subject,
+    text: await decryptString(config.encryptionKey, row.text, `mailbox:${row.id}:text`),
+    html: await decryptString(config.encryptionKey, row.html, `mailbox:${row.id}:html`),
+  };
+}
 
 /** Resend's HTTP API; its Idempotency-Key header stops a redelivered message sending twice. */
 const resendProvider: Provider = async (email, _env, config) => {

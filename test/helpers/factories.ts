@@ -84,3 +84,10 @@ export async function seedOrganizations(user: { id: string; email: string; displ
 export async function verifyUserDirect(userId: string) {
   await env.DB.prepare("update users set email_verified_at = ? where id = ?").bind(Date.now(), userId).run();
 }
+
+/** A user whose address is verified, as members added by email must be. */
+export async function createVerifiedUser(opts: { email?: string; displayName?: string; password?: string } = {}): Promise<TestUser> {
+  const user = await createUser(opts);
+  await verifyUserDirect(user.id);
+  return user;
+}

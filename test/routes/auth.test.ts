@@ -345,23 +345,33 @@ describe("errors", () => {
       expect(other.status, other.text).toBe(200);
     });
 
-    it("per email: the 3rd login for one email from different IPs → 429", async () => {
-      await awaitFreshWindow();
+    it("per email: once an email has failed too often, a client that failed for it gets 429, a fresh client is still heard", async () => {
       const user = await createUser();
-      const opts = () => ({ headers: { "CF-Connecting-IP": uniqueIp() }, env: { LOGIN_RATE_LIMIT_PER_EMAIL: "2" } });
-      expect((await post("/v1/auth/login", { email: user.email, password: user.password }, opts())).status).toBe(200);
-      // A wrong password counts too: that is what the limit is for.
-      expect((await post("/v1/auth/login", { email: user.email, password: "wrong password here" }, opts())).status).toBe(401);
+      const limits = { LOGIN_RATE_LIMIT_PER_EMAIL: "2" };
+      const guesser = uniqueIp();
+      const at = (ip: string) => ({ headers: { "CF-Connecting-IP": ip }, env: limits });
+      // A success does not count; failures do, whatever the client.
+      expect((await post("/v1/auth/login", { email: user.email, password: user.password }, at(uniqueIp()))).status).toBe(200);
+      expect((await post("/v1/auth/login", { email: user.email, password: "wrong password here" }, at(guesser))).status).toBe(401);
       // The email is normalised before it is counted: another case is the same account.
-      const limited = await post("/v1/auth/login", { email: user.email.toUpperCase(), password: user.password }, opts());
+      expect((await post("/v1/auth/login", { email: user.email.toUpperCase(), password: "wrong password again" }, at(uniqueIp()))).status).toBe(401);
+      const limited = await post("/v1/auth/login", { email: user.email, password: user.password }, at(guesser));
       expectProblem(limited, 429, "rate_limited");
       expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
       expect(limited.headers.get("ratelimit-limit")).toBe("2");
       expect(limited.headers.get("ratelimit-remaining")).toBe("0");
-
-      // Another account from a fresh IP is unaffected.
+      // A client with no failure of its own still gets in with the right password.
+      expect((await post("/v1/auth/login", { email: user.email, password: user.password }, at(uniqueIp()))).status).toBe(200);
+      // Another account is unaffected.
       const other = await createUser();
-      expect((await post("/v1/auth/login", { email: other.email, password: other.password }, opts())).status).toBe(200);
+      expect((await post("/v1/auth/login", { email: other.email, password: other.password }, at(guesser))).status).toBe(200);
+    });
+
+    it("per client and email: a client that keeps failing for one email is stopped, even with the right password", async () => {
+      const user = await createUser();
+      const at = { headers: { "CF-Connecting-IP": uniqueIp() }, env: { LOGIN_FAILURES_PER_CLIENT: "2" } };
+      for (let i = 0; i < 2; i++) expect((await post("/v1/auth/login", { email: user.email, password: `wrong password ${i}` }, at)).status).toBe(401);
+      expectProblem(await post("/v1/auth/login", { email: user.email, password: user.password }, at), 429, "rate_limited");
     });
   });
 });

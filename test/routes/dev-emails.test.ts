@@ -134,18 +134,21 @@ describe("errors", () => {
   });
 });
 
+// Production refuses the outbox provider, so a production config names a real one.
+const PRODUCTION = { ENVIRONMENT: "production", EMAIL_PROVIDER: "resend", RESEND_API_KEY: "re_test" };
+
 describe("security", () => {
-  it("does not exist outside development: 404 with ENVIRONMENT=production", async () => {
+  it("does not exist outside development: 404 with ENVIRONMENT=production (with a real provider) or test", async () => {
     const user = await createUser();
     await waitForEmails(user.email);
     for (const query of [{}, { to: user.email }, { page_size: "1" }] as Record<string, string>[]) {
-      const res = await emails(query, { env: { ENVIRONMENT: "production" } });
+      const res = await emails(query, { env: PRODUCTION });
       expectProblem(res, 404, "not_found");
       expect(res.text).not.toContain(user.email);
       expect(res.text).not.toContain("verify-email");
     }
     // Nor with a credential, nor in any other non-development environment.
-    expectProblem(await emails({}, { env: { ENVIRONMENT: "production" }, token: user.accessToken }), 404, "not_found");
+    expectProblem(await emails({}, { env: PRODUCTION, token: user.accessToken }), 404, "not_found");
     expectProblem(await emails({}, { env: { ENVIRONMENT: "test" } }), 404, "not_found");
   });
 

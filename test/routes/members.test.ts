@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { newId } from "../../src/lib/ids";
 import { api, del, get, patch, post } from "../helpers/client";
-import { addMemberDirect, createOrg, createPat, createUser, uniqueEmail } from "../helpers/factories";
+import { addMemberDirect, createOrg, createPat, createVerifiedUser as createUser, uniqueEmail } from "../helpers/factories";
 import {
   ISO,
   adminAndOrg,

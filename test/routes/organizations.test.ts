@@ -107,8 +107,8 @@ describe("happy", () => {
     expect(res.cost.kvReads).toBe(1);
     expect(res.cost.kvWrites).toBe(0);
     expect(res.cost.queries).toBeLessThanOrEqual(2);
-    expect(res.cost.queries).toBe(1); // today: the authorization read serves the response
-    expect(res.cost.rowsRead).toBeLessThanOrEqual(5);
+    expect(res.cost.queries).toBe(1); // the organization's row is read in the authorization batch
+    expect(res.cost.rowsRead).toBeLessThanOrEqual(6);
   });
 
   it("GET with a PAT also stays within two D1 round trips, on its first use too", async () => {

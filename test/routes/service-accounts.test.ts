@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { newId } from "../../src/lib/ids";
 import { api, del, get, patch, post } from "../helpers/client";
-import { addMemberDirect, createOrg, createUser, unique, type TestUser } from "../helpers/factories";
+import { addMemberDirect, createOrg, createUser, createVerifiedUser, unique, type TestUser } from "../helpers/factories";
 import { expectProblem, errorPaths } from "../helpers/problems";
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
@@ -174,7 +174,7 @@ describe("happy", () => {
     expect(res.status, res.text).toBe(201);
     const counts = await env.DB.prepare("select member_count, user_member_count from organizations where id = ?").bind(org.id).first<{ member_count: number; user_member_count: number }>();
     expect(counts).toEqual({ member_count: 2, user_member_count: 1 });
-    const human = await createUser();
+    const human = await createVerifiedUser();
     expectProblem(await post(`/v1/organizations/${org.id}/members`, { email: human.email, role: "user" }, { token: admin.accessToken, env: full }), 409, "seat_limit_reached");
   });
 

@@ -50,11 +50,13 @@ describe("happy", () => {
     expect(me.body.id).toBe(user.id);
   });
 
-  it("without expires_in_days the token does not expire", async () => {
+  it("without expires_in_days the token expires in 90 days: no token lives forever", async () => {
     const user = await createUser();
-    const res = await post("/v1/me/tokens", { name: "forever", scopes: ["organization:read"] }, { token: user.accessToken });
+    const res = await post("/v1/me/tokens", { name: "default", scopes: ["organization:read"] }, { token: user.accessToken });
     expect(res.status, res.text).toBe(201);
-    expect(res.body.expires_at).toBeNull();
+    const days = (Date.parse(res.body.expires_at) - Date.now()) / 86_400_000;
+    expect(days).toBeGreaterThan(89.9);
+    expect(days).toBeLessThanOrEqual(90);
   });
 
   it.each([1, 365])("expires_in_days %i is accepted", async (days) => {

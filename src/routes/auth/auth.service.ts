@@ -1,6 +1,6 @@
-import { and, eq, inArray, isNull, sql } from "drizzle-orm";
+import { and, asc, eq, gte, inArray, isNull, sql } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
-import type { Ctx } from "../../env";
+import type { ServiceCtx } from "../../env";
 import { emailTokens, refreshTokens, sessions, users } from "../../db/schema";
 import { dummyPasswordHash, hashPassword, needsRehash, newSecret, sha256Hex, verifyPassword } from "../../lib/crypto";
 import { ApiError, isUniqueViolation } from "../../lib/errors";
@@ -8,7 +8,6 @@ import { newId } from "../../lib/ids";
 import { signAccessToken } from "../../lib/jwt";
 import { kvKeys } from "../../lib/kv-keys";
 import { DAY_MS } from "../../lib/time";
-import { clientIp } from "../../middleware/rate-limit";
 import { enqueueOutbox, outboxInsert } from "../../queue/outbox";
 import { serializeUser, type UserJson } from "../users/users.schemas";
 
@@ -24,36 +23,44 @@ export interface TokenPair {
 
 type UserRow = typeof users.$inferSelect;
 
+/** A session as the tokens need it: its id, first refresh token, and when its sign-in happened. */
+export interface OpenedSession {
+  sessionId: string;
+  refreshToken: string;
+  signedInAt: number;
+}
+
 /** Statements that open a session (the refresh-token family) with its first refresh token. */
-export async function openSession(c: Ctx, userId: string) {
+export async function openSession(ctx: ServiceCtx, userId: string): Promise<OpenedSession & { statements: BatchItem<"sqlite">[] }> {
   const now = Date.now();
   const sessionId = newId("session");
   const refreshToken = newSecret("rt");
-  const expiresAt = now + c.var.config.refreshTokenTtlDays * DAY_MS;
+  const expiresAt = now + ctx.config.refreshTokenTtlDays * DAY_MS;
   const statements: BatchItem<"sqlite">[] = [
-    c.var.db.insert(sessions).values({
+    ctx.db.insert(sessions).values({
       id: sessionId,
       userId,
       createdAt: now,
       expiresAt,
-      userAgent: c.req.header("user-agent")?.slice(0, 256) ?? null,
-      ip: clientIp(c),
+      userAgent: ctx.request?.userAgent ?? null,
+      ip: ctx.request?.ip ?? null,
     }),
-    c.var.db.insert(refreshTokens).values({ tokenHash: await sha256Hex(refreshToken), sessionId, createdAt: now, expiresAt }),
+    ctx.db.insert(refreshTokens).values({ tokenHash: await sha256Hex(refreshToken), sessionId, createdAt: now, expiresAt }),
   ];
-  return { sessionId, refreshToken, statements };
+  return { sessionId, refreshToken, signedInAt: now, statements };
 }
 
-export async function tokenPair(c: Ctx, user: UserRow, sessionId: string, refreshToken: string): Promise<TokenPair> {
-  const access = await signAccessToken(c.var.config.jwtSigningKeys, { sub: user.id, sid: sessionId }, c.var.config.accessTokenTtlSeconds);
-  return { user: serializeUser(user), access_token: access.token, refresh_token: refreshToken, token_type: "Bearer", expires_in: access.expiresIn };
+export async function tokenPair(ctx: ServiceCtx, user: UserRow, session: OpenedSession): Promise<TokenPair> {
+  const claims = { sub: user.id, sid: session.sessionId, authTime: Math.floor(session.signedInAt / 1000) };
+  const access = await signAccessToken(ctx.config.jwtSigningKeys, claims, ctx.config.accessTokenTtlSeconds);
+  return { user: serializeUser(user), access_token: access.token, refresh_token: session.refreshToken, token_type: "Bearer", expires_in: access.expiresIn };
 }
 
 /** A verification token and its email, as statements for the caller's batch. */
-export async function verificationEmail(c: Ctx, user: { id: string; email: string; displayName: string }) {
+export async function verificationEmail(ctx: ServiceCtx, user: { id: string; email: string; displayName: string }) {
   const token = newSecret("vfy");
   const now = Date.now();
-  const mail = await outboxInsert(c.var.db, c.var.config, {
+  const mail = await outboxInsert(ctx.db, ctx.config, {
     template: "verify_email",
     recipient: user.email,
     payload: { display_name: user.displayName },
@@ -61,7 +68,7 @@ export async function verificationEmail(c: Ctx, user: { id: string; email: strin
     subjectId: user.id,
   });
   const statements: BatchItem<"sqlite">[] = [
-    c.var.db.insert(emailTokens).values({
+    ctx.db.insert(emailTokens).values({
       tokenHash: await sha256Hex(token),
       userId: user.id,
       email: user.email,
@@ -74,57 +81,69 @@ export async function verificationEmail(c: Ctx, user: { id: string; email: strin
   return { outboxId: mail.id, statements };
 }
 
-export async function signup(c: Ctx, input: { email: string; password: string; display_name: string }): Promise<TokenPair> {
+export async function signup(ctx: ServiceCtx, input: { email: string; password: string; display_name: string }): Promise<TokenPair> {
   const now = Date.now();
   const user: UserRow = {
     id: newId("user"),
     email: input.email,
     displayName: input.display_name,
-    passwordHash: await hashPassword(input.password, c.var.config.passwordHashIterations),
+    passwordHash: await hashPassword(input.password, ctx.config.passwordHashIterations),
     emailVerifiedAt: null,
     createdAt: now,
     updatedAt: now,
   };
-  const session = await openSession(c, user.id);
-  const verify = await verificationEmail(c, user);
+  const session = await openSession(ctx, user.id);
+  const verify = await verificationEmail(ctx, user);
   // User, session and the verification email land together or not at all.
   try {
-    await c.var.db.batch([c.var.db.insert(users).values(user), ...session.statements, ...verify.statements] as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+    await ctx.db.batch([ctx.db.insert(users).values(user), ...session.statements, ...verify.statements] as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
   } catch (err) {
     if (isUniqueViolation(err, "users.email")) throw new ApiError("email_taken", "An account with this email already exists; sign in instead.");
     throw err;
   }
-  await enqueueOutbox(c.env, [verify.outboxId], c.executionCtx);
-  return tokenPair(c, user, session.sessionId, session.refreshToken);
+  await enqueueOutbox(ctx, [verify.outboxId]);
+  return tokenPair(ctx, user, session);
 }
 
-export async function login(c: Ctx, input: { email: string; password: string }): Promise<TokenPair> {
-  const [user] = await c.var.db.select().from(users).where(eq(users.email, input.email)).limit(1);
+/**
+ * The account for a login, read so that a known and an unknown email cost the same rows: the
+ * first email at or after the given one, which a sentinel row (`~`, after every valid address)
+ * guarantees exists. An exact lookup would read one row for a known email and none for an
+ * unknown one, and Server-Timing would tell them apart.
+ */
+async function loginCandidate(ctx: ServiceCtx, email: string): Promise<UserRow | undefined> {
+  const [row] = await ctx.db.select().from(users).where(gte(users.email, email)).orderBy(asc(users.email)).limit(1);
+  return row?.email === email ? row : undefined;
+}
+
+export async function login(ctx: ServiceCtx, input: { email: string; password: string }): Promise<TokenPair> {
+  const user = await loginCandidate(ctx, input.email);
   // Unknown email and wrong password cost the same: both verify against a hash.
-  const hash = user?.passwordHash ?? (await dummyPasswordHash(c.var.config.passwordHashIterations));
+  const hash = user?.passwordHash ?? (await dummyPasswordHash(ctx.config.passwordHashIterations));
   const ok = await verifyPassword(input.password, hash);
   if (!user || !user.passwordHash || !ok) throw new ApiError("invalid_credentials", "The email or password is wrong.");
-  const session = await openSession(c, user.id);
+  const session = await openSession(ctx, user.id);
   const statements = [...session.statements];
-  if (needsRehash(user.passwordHash, c.var.config.passwordHashIterations)) {
-    statements.push(c.var.db.update(users).set({ passwordHash: await hashPassword(input.password, c.var.config.passwordHashIterations) }).where(eq(users.id, user.id)));
+  if (needsRehash(user.passwordHash, ctx.config.passwordHashIterations)) {
+    statements.push(ctx.db.update(users).set({ passwordHash: await hashPassword(input.password, ctx.config.passwordHashIterations) }).where(eq(users.id, user.id)));
   }
-  await c.var.db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
-  return tokenPair(c, user, session.sessionId, session.refreshToken);
+  await ctx.db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+  return tokenPair(ctx, user, session);
 }
 
 const refreshFailed = () => new ApiError("unauthenticated", "The refresh token is invalid or expired; sign in again.");
 
-export async function refresh(c: Ctx, presented: string): Promise<TokenPair> {
+export async function refresh(ctx: ServiceCtx, presented: string): Promise<TokenPair> {
   if (!presented.startsWith("rt_")) throw refreshFailed();
   const hash = await sha256Hex(presented);
-  const [row] = await c.var.db
+  const [row] = await ctx.db
     .select({
       sessionId: refreshTokens.sessionId,
       usedAt: refreshTokens.usedAt,
       tokenExpiresAt: refreshTokens.expiresAt,
       sessionRevokedAt: sessions.revokedAt,
       sessionExpiresAt: sql<number>`${sessions.expiresAt}`.as("session_expires_at"),
+      sessionCreatedAt: sql<number>`${sessions.createdAt}`.as("session_created_at"),
       user: users,
     })
     .from(refreshTokens)
@@ -135,71 +154,72 @@ export async function refresh(c: Ctx, presented: string): Promise<TokenPair> {
   const now = Date.now();
   if (!row || row.sessionRevokedAt !== null || row.tokenExpiresAt <= now || row.sessionExpiresAt <= now) throw refreshFailed();
   if (row.usedAt !== null) {
-    await revokeSessions(c, [row.sessionId]);
+    await revokeSessions(ctx, [row.sessionId]);
     throw new ApiError("refresh_token_reused", "This refresh token was already used; the session has been ended as a precaution.");
   }
   const next = newSecret("rt");
   // Mark-used and mint-next in one transaction; the insert only happens if this request is the
   // one that flipped used_at, so two concurrent refreshes cannot both succeed.
-  const [, inserted] = await c.var.db.batch([
-    c.var.db.update(refreshTokens).set({ usedAt: now }).where(and(eq(refreshTokens.tokenHash, hash), isNull(refreshTokens.usedAt))),
+  const [, inserted] = await ctx.db.batch([
+    ctx.db.update(refreshTokens).set({ usedAt: now }).where(and(eq(refreshTokens.tokenHash, hash), isNull(refreshTokens.usedAt))),
     // Columns in table order: token_hash, session_id, created_at, expires_at, used_at.
-    c.var.db
+    ctx.db
       .insert(refreshTokens)
       .select(sql`select ${await sha256Hex(next)}, ${row.sessionId}, ${now}, ${row.sessionExpiresAt}, null where changes() = 1`),
   ]);
   if ((inserted as D1Result).meta.changes !== 1) {
-    await revokeSessions(c, [row.sessionId]);
+    await revokeSessions(ctx, [row.sessionId]);
     throw new ApiError("refresh_token_reused", "This refresh token was already used; the session has been ended as a precaution.");
   }
-  return tokenPair(c, row.user, row.sessionId, next);
+  // The new pair keeps the session's sign-in time: a refresh is not a sign-in.
+  return tokenPair(ctx, row.user, { sessionId: row.sessionId, refreshToken: next, signedInAt: row.sessionCreatedAt });
 }
 
 /**
  * Ends sessions at once: D1 stops their refresh tokens, KV stops their access tokens on the
  * very next request (the one KV read every authenticated request makes).
  */
-export async function revokeSessions(c: Ctx, sessionIds: string[]): Promise<void> {
+export async function revokeSessions(ctx: ServiceCtx, sessionIds: string[]): Promise<void> {
   if (sessionIds.length === 0) return;
   const now = Date.now();
   for (let i = 0; i < sessionIds.length; i += 90) {
-    await c.var.db.update(sessions).set({ revokedAt: now }).where(and(inArray(sessions.id, sessionIds.slice(i, i + 90)), isNull(sessions.revokedAt)));
+    await ctx.db.update(sessions).set({ revokedAt: now }).where(and(inArray(sessions.id, sessionIds.slice(i, i + 90)), isNull(sessions.revokedAt)));
   }
-  await revokeAccessTokens(c, sessionIds);
+  await revokeAccessTokens(ctx, sessionIds);
 }
 
 /** The KV half of revocation alone, for sessions whose D1 rows are already gone (deleted accounts). */
-export async function revokeAccessTokens(c: Ctx, sessionIds: string[]): Promise<void> {
+export async function revokeAccessTokens(ctx: ServiceCtx, sessionIds: string[]): Promise<void> {
   await Promise.all(
     sessionIds.map((sid) => {
-      const { key, ttl } = kvKeys.revokedSession(sid, c.var.config.accessTokenTtlSeconds);
-      return c.var.kv.put(key, "1", { expirationTtl: ttl });
+      const { key, ttl } = kvKeys.revokedSession(sid, ctx.config.accessTokenTtlSeconds);
+      return ctx.kv.put(key, "1", { expirationTtl: ttl });
     }),
   );
 }
 
 /** Active sessions of a user, optionally all but one. */
-export async function activeSessionIds(c: Ctx, userId: string, except?: string): Promise<string[]> {
-  const rows = await c.var.db
+export async function activeSessionIds(ctx: ServiceCtx, userId: string, except?: string): Promise<string[]> {
+  const rows = await ctx.db
     .select({ id: sessions.id })
     .from(sessions)
     .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), sql`${sessions.expiresAt} > ${Date.now()}`));
   return rows.map((r) => r.id).filter((id) => id !== except);
 }
 
-export async function verifyEmail(c: Ctx, token: string): Promise<void> {
+export async function verifyEmail(ctx: ServiceCtx, token: string): Promise<void> {
   const invalid = () => new ApiError("invalid_token", "The verification token is invalid, used or expired.");
   if (!token.startsWith("vfy_")) throw invalid();
   const now = Date.now();
   const hash = await sha256Hex(token);
-  const [used] = await c.var.db
+  const [used] = await ctx.db
     .update(emailTokens)
     .set({ usedAt: now })
     .where(and(eq(emailTokens.tokenHash, hash), isNull(emailTokens.usedAt), sql`${emailTokens.expiresAt} > ${now}`))
     .returning({ userId: emailTokens.userId, email: emailTokens.email });
   if (!used) throw invalid();
   // Only verifies the address the token was sent to; an email changed since stays unverified.
-  const updated = await c.var.db
+  const updated = await ctx.db
     .update(users)
     .set({ emailVerifiedAt: now, updatedAt: now })
     .where(and(eq(users.id, used.userId), eq(users.email, used.email)))

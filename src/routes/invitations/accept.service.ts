@@ -1,12 +1,13 @@
 import { and, eq, sql } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
-import type { Ctx } from "../../env";
+import type { ServiceCtx } from "../../env";
 import { invitations, members, organizations, users } from "../../db/schema";
+import type { Caller } from "../../lib/actor";
 import { hashPassword } from "../../lib/crypto";
 import { ApiError, isUniqueViolation, notFound, rootMessage, validationError } from "../../lib/errors";
 import { newId } from "../../lib/ids";
-import { authenticate } from "../../middleware/authenticate";
-import { openSession, tokenPair } from "../auth/auth.service";
+import { enqueueOutbox } from "../../queue/outbox";
+import { openSession, tokenPair, verificationEmail } from "../auth/auth.service";
 import { serializeMember } from "../members/members.schemas";
 import { memberValues } from "../organizations/organizations.service";
 import { serializeUser } from "../users/users.schemas";
@@ -16,8 +17,8 @@ import { invitationByToken } from "./invitations.service";
 const gone = () => new ApiError("invitation_not_pending", "The invitation was already used, canceled, or has expired; ask for a new one.");
 
 /** Public preview: 404 for anything but a live pending invitation, so a used link reveals nothing. */
-export async function previewInvitation(c: Ctx, token: string) {
-  const found = await invitationByToken(c, token);
+export async function previewInvitation(ctx: ServiceCtx, token: string) {
+  const found = await invitationByToken(ctx, token);
   if (!found || effectiveStatus(found.invitation) !== "pending") throw notFound("invitation");
   const inv = found.invitation;
   return {
@@ -30,14 +31,22 @@ export async function previewInvitation(c: Ctx, token: string) {
 }
 
 /**
+ * Whether following this invitation's link proves the address: only when the current token went
+ * out in an email that was actually sent. A link handed back to the inviter (`send_email: false`,
+ * a resend or combine without email) proves nothing about who holds the address.
+ */
+const emailedLink = sql`(${invitations.outboxId} is not null and ${invitations.emailStatus} = 'sent')`;
+const wasEmailed = (inv: { outboxId: string | null; emailStatus: string | null }) => inv.outboxId !== null && inv.emailStatus === "sent";
+
+/**
  * Statements that turn the pending invitation into a membership, to follow (in the same batch)
  * a statement whose success they depend on. The invitation flips only while pending and
  * unexpired, so of two concurrent accepts exactly one changes it (the first statement returns
  * its row); everything after is guarded by that flip. A user who is somehow already a member
  * keeps their membership.
  */
-function acceptStatements(c: Ctx, inv: { id: string; organizationId: string; role: string }, user: { id: string; displayName: string; email: string }, now: number): BatchItem<"sqlite">[] {
-  const db = c.var.db;
+function acceptStatements(ctx: ServiceCtx, inv: { id: string; organizationId: string; role: string }, user: { id: string; displayName: string; email: string }, now: number): BatchItem<"sqlite">[] {
+  const db = ctx.db;
   const m = memberValues(inv.organizationId, user, inv.role, now);
   const accepted = sql`exists (select 1 from invitations where id = ${inv.id} and status = 'accepted' and accepted_by = ${user.id} and accepted_at = ${now})`;
   return [
@@ -58,16 +67,16 @@ function acceptStatements(c: Ctx, inv: { id: string; organizationId: string; rol
       .update(organizations)
       .set({ memberCount: sql`${organizations.memberCount} + 1`, userMemberCount: sql`${organizations.userMemberCount} + 1` })
       .where(and(eq(organizations.id, inv.organizationId), sql`changes() = 1`)),
-    // Following the emailed link proves the address.
+    // Following a link that was emailed proves the address.
     db
       .update(users)
       .set({ emailVerifiedAt: sql`coalesce(${users.emailVerifiedAt}, ${now})` })
-      .where(and(eq(users.id, user.id), accepted)),
+      .where(and(eq(users.id, user.id), accepted, sql`exists (select 1 from invitations where id = ${inv.id} and ${emailedLink})`)),
   ];
 }
 
-export async function acceptInvitation(c: Ctx, token: string, body: { display_name?: string; password?: string }) {
-  const found = await invitationByToken(c, token);
+export async function acceptInvitation(ctx: ServiceCtx, caller: Caller | null, token: string, body: { display_name?: string; password?: string }) {
+  const found = await invitationByToken(ctx, token);
   if (!found) throw notFound("invitation");
   const inv = found.invitation;
   if (effectiveStatus(inv) !== "pending") throw gone();
@@ -75,18 +84,18 @@ export async function acceptInvitation(c: Ctx, token: string, body: { display_na
   if (!found.orgActive) throw new ApiError("organization_inactive", "The organization is inactive; it takes no new members until an admin reactivates it.");
   const organization = { id: inv.organizationId, name: found.orgName };
   const now = Date.now();
-  const db = c.var.db;
-  const actor = await authenticate(c);
+  const db = ctx.db;
+  const emailed = wasEmailed(inv);
 
-  if (actor) {
-    if (actor.kind !== "session") throw new ApiError("forbidden", "Accept an invitation while signed in (an access token), not with a token or key.");
-    const [user] = await db.select().from(users).where(eq(users.id, actor.userId)).limit(1);
+  if (caller) {
+    if (caller.kind !== "session") throw new ApiError("forbidden", "Accept an invitation while signed in (an access token), not with a token or key.");
+    const [user] = await db.select().from(users).where(eq(users.id, caller.userId)).limit(1);
     if (!user) throw new ApiError("unauthenticated", "The account no longer exists.");
     if (user.email !== inv.email) {
       throw new ApiError("invitation_email_mismatch", "This invitation was sent to another email address; sign in as that user.");
     }
     const statements: BatchItem<"sqlite">[] = [
-      ...acceptStatements(c, inv, user, now),
+      ...acceptStatements(ctx, inv, user, now),
       db.select().from(members).where(and(eq(members.organizationId, inv.organizationId), eq(members.memberId, user.id))),
     ];
     const results = await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
@@ -94,10 +103,12 @@ export async function acceptInvitation(c: Ctx, token: string, body: { display_na
     // (workerd's clock stands still between I/O), so "accepted by me at now" matches both.
     if ((results[0] as unknown[]).length !== 1) throw gone();
     const member = (results[results.length - 1] as (typeof members.$inferSelect)[])[0];
-    return { status: 200 as const, body: { organization, member: serializeMember(member!), user: serializeUser({ ...user, emailVerifiedAt: user.emailVerifiedAt ?? now }) } };
+    const verifiedAt = user.emailVerifiedAt ?? (emailed ? now : null);
+    return { status: 200 as const, body: { organization, member: serializeMember(member!), user: serializeUser({ ...user, emailVerifiedAt: verifiedAt }) } };
   }
 
-  // Not signed in: the invitation creates the account (its email counts as verified) and joins.
+  // Not signed in: the invitation creates the account and joins. The address counts as verified
+  // only if the link came by email; otherwise the account gets a verification email, as a signup does.
   const missing = [
     ...(body.display_name === undefined ? [{ path: "display_name", message: "is required" }] : []),
     ...(body.password === undefined ? [{ path: "password", message: "is required" }] : []),
@@ -107,12 +118,13 @@ export async function acceptInvitation(c: Ctx, token: string, body: { display_na
     id: newId("user"),
     email: inv.email,
     displayName: body.display_name!,
-    passwordHash: await hashPassword(body.password!, c.var.config.passwordHashIterations),
-    emailVerifiedAt: now,
+    passwordHash: await hashPassword(body.password!, ctx.config.passwordHashIterations),
+    emailVerifiedAt: emailed ? now : null,
     createdAt: now,
     updatedAt: now,
   };
-  const session = await openSession(c, user.id);
+  const session = await openSession(ctx, user.id);
+  const verify = emailed ? null : await verificationEmail(ctx, user);
   // The account exists only if the invitation was still pending: if a concurrent accept won, the
   // user insert is skipped and the session insert fails its foreign key, rolling everything back.
   const statements: BatchItem<"sqlite">[] = [
@@ -122,8 +134,9 @@ export async function acceptInvitation(c: Ctx, token: string, body: { display_na
         sql`select ${user.id}, ${user.email}, ${user.displayName}, ${user.passwordHash}, ${user.emailVerifiedAt}, ${now}, ${now}
             where exists (select 1 from invitations where id = ${inv.id} and status = 'pending' and expires_at > ${now})`,
       ),
-    ...acceptStatements(c, inv, user, now),
+    ...acceptStatements(ctx, inv, user, now),
     ...session.statements,
+    ...(verify?.statements ?? []),
   ];
   try {
     await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
@@ -134,7 +147,8 @@ export async function acceptInvitation(c: Ctx, token: string, body: { display_na
     if (rootMessage(err).includes("FOREIGN KEY constraint failed")) throw gone();
     throw err;
   }
-  const pair = await tokenPair(c, user, session.sessionId, session.refreshToken);
+  if (verify) await enqueueOutbox(ctx, [verify.outboxId]);
+  const pair = await tokenPair(ctx, user, session);
   return {
     status: 201 as const,
     body: { organization, member: serializeMember({ memberId: user.id, type: "user", role: inv.role, displayName: user.displayName, email: user.email, joinedAt: now }), ...pair },

@@ -4,6 +4,7 @@ import { iso, isoOrNull } from "../../lib/time";
 import { MemberSchema, RoleNameInput } from "../members/members.schemas";
 import { DisplayNameInput, EmailInput, PasswordInput, UserSchema } from "../users/users.schemas";
 import { INVITATION_STATUSES, type invitations } from "../../db/schema";
+import { multiLine } from "../../lib/text";
 
 const ProjectId = z.string().regex(/^prj_[0-9A-HJKMNP-TV-Z]{26}$/, "must be a project id (prj_…)");
 
@@ -11,7 +12,7 @@ export const InvitationCreateInput = z
   .object({
     email: EmailInput,
     role: RoleNameInput.default("user"),
-    message: z.string().trim().max(2000, "must be at most 2000 characters").optional(),
+    message: multiLine(2000).optional(),
     project_ids: z
       .array(ProjectId)
       .max(100)

@@ -1,22 +1,23 @@
-import { and, desc, eq, lt, sql, type SQL } from "drizzle-orm";
+import { and, desc, eq, lt, ne, sql, type SQL } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
-import type { Ctx } from "../../env";
+import type { OrgScope, ReadDb } from "../../db/authz";
+import type { Db } from "../../db/client";
+import type { Config, OrgCtx, ServiceCtx } from "../../env";
 import { invitations, members, organizations } from "../../db/schema";
 import { memberIdOf } from "../../lib/actor";
 import { newSecret, sha256Hex } from "../../lib/crypto";
 import { ApiError, notFound, zodIssues, type ErrorCode, type FieldError } from "../../lib/errors";
 import { isId, newId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
-import type { OrgAccess } from "../../lib/permissions";
+import type { Permission } from "../../lib/permissions";
 import { DAY_MS } from "../../lib/time";
-import { authorizedRead } from "../../middleware/authorize";
 import { enqueueOutbox, outboxInsert } from "../../queue/outbox";
 import { link } from "../../queue/templates";
 import { seatLimit, seatLimitReached } from "../members/members.service";
-import { assertWithinCaller, permissionsOfRoles } from "../roles/roles.service";
+import { assertWithinCaller, customRolesQuery, permissionsOfRole, permissionsOfRoles } from "../roles/roles.service";
 import { InvitationCreateInput, effectiveStatus, serializeInvitation, type InvitationCreate, type InvitationRow } from "./invitations.schemas";
 
-export const acceptUrl = (c: Ctx, token: string) => link(c.var.config.appBaseUrl, "/invitations/accept", token);
+export const acceptUrl = (config: Config, token: string) => link(config.appBaseUrl, "/invitations/accept", token);
 
 /** A row's refusal is the very error a single create throws; the batch response serializes it. */
 export type BatchResult =
@@ -38,17 +39,58 @@ function insertGuard(orgId: string, email: string, seats: number) {
     and (select user_member_count + pending_invitation_count from organizations where id = ${orgId}) < ${seats}`;
 }
 
+/** Rows as far as they parse: what a create's load needs to know before the rows are judged one by one. */
+function roughRows(rawRows: unknown[]) {
+  return rawRows.flatMap((raw) => {
+    const r = InvitationCreateInput.safeParse(raw);
+    return r.success ? [r.data] : [];
+  });
+}
+
+/**
+ * What creating invitations reads, in the authorization batch: the organization's name (for the
+ * email), the custom roles the rows name, and the pending invitations that combine_pending would
+ * refresh (whose role the caller must also cover).
+ */
+export function createContextQueries(db: ReadDb, org: OrgScope, rawRows: unknown[]) {
+  const rows = roughRows(rawRows);
+  const emails = JSON.stringify([...new Set(rows.filter((r) => r.combine_pending).map((r) => r.email))]);
+  return {
+    org: db.select({ name: organizations.name }).from(organizations).where(eq(organizations.id, org.guard(org.id))),
+    roles: customRolesQuery(db, org, rows.map((r) => r.role)),
+    pending: db
+      .select({ email: invitations.email, role: invitations.role, rolePermissions: rolePermissionsOf(invitations.role) })
+      .from(invitations)
+      .where(and(org.inOrg(invitations.organizationId), eq(invitations.status, "pending"), sql`${invitations.email} in (select value from json_each(${emails}))`)),
+  };
+}
+
+/** The stored permissions of the role an invitation names (null for a built-in role). */
+const rolePermissionsOf = (role: typeof invitations.role) =>
+  sql<string | null>`(select r.permissions from roles r where r.organization_id = ${invitations.organizationId} and r.name = ${role})`;
+
+type CreateContext = {
+  org: { name: string }[];
+  roles: { name: string; permissions: string[] }[];
+  pending: { email: string; role: string; rolePermissions: string | null }[];
+};
+
 /**
  * Creates (or, with combine_pending, refreshes) invitations. One path for one row and for a
  * batch of 100: every row becomes a few conditional statements and all rows run in one D1 batch,
  * so each row succeeds or fails on its own while the seat limit counts the whole batch (the
  * counter moves inside the transaction, row after row). A second read tells the failures apart.
+ *
+ * Every link minted here is for a role within the caller's power, and a combined invitation's
+ * old role must be within it too: refreshing it hands out its new link.
  */
-export async function createInvitations(c: Ctx, access: OrgAccess, rawRows: unknown[]): Promise<BatchResult[]> {
-  const orgId = access.organization.id;
-  const db = c.var.db;
+export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context: CreateContext): Promise<BatchResult[]> {
+  const orgId = ctx.org.id;
+  const db = ctx.db;
   const now = Date.now();
-  const seats = seatLimit(c);
+  const seats = seatLimit(ctx);
+  const orgName = context.org[0]?.name ?? "";
+  const pendingByEmail = new Map(context.pending.map((p) => [p.email, p]));
   const results: (BatchResult | undefined)[] = new Array(rawRows.length);
   const parsed: { index: number; row: InvitationCreate }[] = [];
   const seen = new Set<string>();
@@ -68,7 +110,7 @@ export async function createInvitations(c: Ctx, access: OrgAccess, rawRows: unkn
   });
 
   // Roles are resolved once for the whole batch; a caller may only invite into roles within its power.
-  const rolePerms = await permissionsOfRoles(c, orgId, [...new Set(parsed.map((p) => p.row.role))]);
+  const rolePerms = permissionsOfRoles([...new Set(parsed.map((p) => p.row.role))], context.roles);
   const planned: { index: number; row: InvitationCreate; id: string; token: string; tokenHash: string; outboxId: string | null }[] = [];
   const statements: BatchItem<"sqlite">[] = [];
   for (const { index, row } of parsed) {
@@ -78,7 +120,9 @@ export async function createInvitations(c: Ctx, access: OrgAccess, rawRows: unkn
       continue;
     }
     try {
-      assertWithinCaller(access.permissions, perms, `invite into the role \`${row.role}\``);
+      assertWithinCaller(ctx.org.permissions, perms, `invite into the role \`${row.role}\``);
+      const existing = row.combine_pending ? pendingByEmail.get(row.email) : undefined;
+      if (existing) assertWithinCaller(ctx.org.permissions, permissionsOfRole(existing.role, existing.rolePermissions), `replace a pending invitation whose role is \`${existing.role}\``);
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
       results[index] = { email: row.email, status: "error", error: err };
@@ -91,10 +135,10 @@ export async function createInvitations(c: Ctx, access: OrgAccess, rawRows: unkn
     const emailStatus = row.send_email ? "queued" : null;
     let outboxId: string | null = null;
     const mail = row.send_email
-      ? await outboxInsert(db, c.var.config, {
+      ? await outboxInsert(db, ctx.config, {
           template: "invitation",
           recipient: row.email,
-          payload: { organization_name: access.organization.name, inviter_name: access.memberName, role: row.role, message: row.message ?? null },
+          payload: { organization_name: orgName, inviter_name: ctx.org.memberName, role: row.role, message: row.message ?? null },
           secrets: { token },
           subjectId: sql`(select id from invitations where token_hash = ${tokenHash})`,
           // Only if this row's invitation went in (created or combined) with this token.
@@ -141,7 +185,7 @@ export async function createInvitations(c: Ctx, access: OrgAccess, rawRows: unkn
         .insert(invitations)
         .select(
           sql`select ${id}, ${orgId}, ${row.email}, ${row.role}, ${row.message ?? null}, ${JSON.stringify(row.project_ids)}, 'pending', ${tokenHash},
-                     ${memberIdOf(c.var.actor!)}, ${access.memberName}, ${outboxId}, ${emailStatus}, ${expiresAt}, null, null, ${now}, ${now}
+                     ${memberIdOf(ctx.actor)}, ${ctx.org.memberName}, ${outboxId}, ${emailStatus}, ${expiresAt}, null, null, ${now}, ${now}
               where ${insertGuard(orgId, row.email, seats)}`,
         ),
       db
@@ -178,7 +222,7 @@ export async function createInvitations(c: Ctx, access: OrgAccess, rawRows: unkn
       const inv = byHash.get(p.tokenHash);
       if (inv) {
         if (p.outboxId) toSend.push(p.outboxId);
-        const url = p.row.send_email ? undefined : acceptUrl(c, p.token);
+        const url = p.row.send_email ? undefined : acceptUrl(ctx.config, p.token);
         results[p.index] = { email: p.row.email, status: inv.id === p.id ? "created" : "combined", invitation: serializeInvitation(inv, url) };
       } else if (isMember.has(p.row.email)) {
         results[p.index] = { email: p.row.email, status: "error", error: rowError("already_member", "This email already belongs to a member.") };
@@ -192,28 +236,40 @@ export async function createInvitations(c: Ctx, access: OrgAccess, rawRows: unkn
         results[p.index] = { email: p.row.email, status: "error", error: seatLimitReached(seats) };
       }
     }
-    await enqueueOutbox(c.env, toSend, c.executionCtx);
+    await enqueueOutbox(ctx, toSend);
   }
   return results as BatchResult[];
 }
 
-async function findInvitation(c: Ctx, orgId: string, id: string): Promise<InvitationRow> {
-  if (!isId("invitation", id)) throw notFound("invitation");
-  const [row] = await authorizedRead(
-    c,
-    c.var.db
-      .select()
-      .from(invitations)
-      .where(and(eq(invitations.id, id), eq(invitations.organizationId, orgId)))
-      .limit(1),
-  );
+/**
+ * One invitation of the organization, with what acting on it needs: its role's stored
+ * permissions and the organization's name. Nothing to read for a malformed id.
+ */
+export function invitationQuery(db: ReadDb, org: OrgScope, id: string) {
+  if (!isId("invitation", id)) return undefined;
+  return db
+    .select({
+      invitation: invitations,
+      rolePermissions: rolePermissionsOf(invitations.role),
+      orgName: sql<string>`(select o.name from organizations o where o.id = ${invitations.organizationId})`,
+    })
+    .from(invitations)
+    .where(and(eq(invitations.id, org.guard(id)), eq(invitations.organizationId, org.id)))
+    .limit(1);
+}
+
+type FoundInvitation = { invitation: InvitationRow; rolePermissions: string | null; orgName: string };
+
+function found(rows: FoundInvitation[] | undefined): FoundInvitation {
+  const row = rows?.[0];
   if (!row) throw notFound("invitation");
   return row;
 }
 
-export async function getInvitation(c: Ctx, orgId: string, id: string) {
-  return serializeInvitation(await findInvitation(c, orgId, id));
-}
+export const getInvitation = (rows: FoundInvitation[] | undefined) => serializeInvitation(found(rows).invitation);
+
+type ListQuery = { page_size: number; page_token?: string; status?: InvitationRow["status"] };
+const listFingerprint = (orgId: string, q: ListQuery) => `invitations|${orgId}|${q.status ?? ""}`;
 
 /**
  * Newest first. Every branch walks the (organization_id, status, id) or (organization_id, id)
@@ -223,40 +279,36 @@ export async function getInvitation(c: Ctx, orgId: string, id: string) {
  * their expiry that the cron has not swept yet, among the organization's pending invitations:
  * those hold seats, so that part is bounded by the seats, not by the organization's history.
  */
-export async function listInvitations(c: Ctx, orgId: string, q: { page_size: number; page_token?: string; status?: InvitationRow["status"] }) {
-  const fingerprint = `invitations|${orgId}|${q.status ?? ""}`;
+export async function invitationListQueries(db: ReadDb, org: OrgScope, config: Config, q: ListQuery) {
   const now = Date.now();
-  const db = c.var.db;
-  const after = q.page_token ? String((await decodePageToken(c.var.config.hmacSecret, fingerprint, q.page_token, 1))[0]) : undefined;
+  const after = q.page_token ? String((await decodePageToken(config.hmacSecret, listFingerprint(org.id, q), q.page_token, 1))[0]) : undefined;
   const page = (...conds: SQL[]) =>
     db
       .select()
       .from(invitations)
-      .where(and(eq(invitations.organizationId, orgId), ...conds, after === undefined ? undefined : lt(invitations.id, after)))
+      .where(and(org.inOrg(invitations.organizationId), ...conds, after === undefined ? undefined : lt(invitations.id, after)))
       .orderBy(desc(invitations.id))
       .limit(q.page_size + 1);
   const live = sql`+${invitations.expiresAt} > ${now}`;
   const lapsed = sql`+${invitations.expiresAt} <= ${now}`;
-  let rows: InvitationRow[];
-  if (q.status === "expired") {
-    // Two index walks merged here (an OR would scan the organization's history); the rare
-    // status pays a second round trip.
-    const swept = await authorizedRead(c, page(eq(invitations.status, "expired")));
-    const unswept = await page(eq(invitations.status, "pending"), lapsed);
-    rows = [...swept, ...unswept].sort((a, b) => (a.id < b.id ? 1 : -1)).slice(0, q.page_size + 1);
-  } else if (q.status === "pending") rows = await authorizedRead(c, page(eq(invitations.status, "pending"), live));
-  else if (q.status) rows = await authorizedRead(c, page(eq(invitations.status, q.status)));
-  else rows = await authorizedRead(c, page());
-  const result = await finishPage(c.var.config.hmacSecret, fingerprint, rows, q.page_size, (r) => [r.id]);
+  // Two index walks merged after the read (an OR would scan the organization's history).
+  if (q.status === "expired") return { rows: page(eq(invitations.status, "expired")), more: page(eq(invitations.status, "pending"), lapsed) };
+  if (q.status === "pending") return { rows: page(eq(invitations.status, "pending"), live) };
+  return { rows: q.status ? page(eq(invitations.status, q.status)) : page() };
+}
+
+export async function invitationPage(ctx: OrgCtx, q: ListQuery, loaded: { rows: InvitationRow[]; more?: InvitationRow[] }) {
+  const rows = loaded.more ? [...loaded.rows, ...loaded.more].sort((a, b) => (a.id < b.id ? 1 : -1)).slice(0, q.page_size + 1) : loaded.rows;
+  const result = await finishPage(ctx.config.hmacSecret, listFingerprint(ctx.org.id, q), rows, q.page_size, (r) => [r.id]);
   return { items: result.rows.map((r) => serializeInvitation(r)), next_page_token: result.nextPageToken };
 }
 
 const notPending = (row: InvitationRow) =>
   new ApiError("conflict", `The invitation is ${serializeInvitation(row).status}; only pending invitations can be changed.`);
 
-export async function cancelInvitation(c: Ctx, orgId: string, id: string) {
-  const current = await findInvitation(c, orgId, id);
-  const db = c.var.db;
+export async function cancelInvitation(ctx: OrgCtx, rows: FoundInvitation[] | undefined) {
+  const current = found(rows).invitation;
+  const db = ctx.db;
   const now = Date.now();
   const [updated] = await db.batch([
     db
@@ -268,26 +320,30 @@ export async function cancelInvitation(c: Ctx, orgId: string, id: string) {
     db
       .update(organizations)
       .set({ pendingInvitationCount: sql`${organizations.pendingInvitationCount} - 1` })
-      .where(and(eq(organizations.id, orgId), sql`changes() = 1`)),
+      .where(and(eq(organizations.id, ctx.org.id), sql`changes() = 1`)),
   ]);
   if (!updated[0]) throw notPending(current);
   return serializeInvitation(updated[0]);
 }
 
-/** New token, new expiry, new email; the previous link stops working at once. */
-export async function resendInvitation(c: Ctx, orgId: string, id: string, input: { expires_in_days: number; send_email: boolean }) {
-  const current = await findInvitation(c, orgId, id);
-  const access = c.var.access;
+/**
+ * New token, new expiry, new email; the previous link stops working at once. A resend mints a
+ * link for the invitation's role, so the caller must hold every permission of that role, as
+ * inviting into it would need.
+ */
+export async function resendInvitation(ctx: OrgCtx, rows: FoundInvitation[] | undefined, input: { expires_in_days: number; send_email: boolean }) {
+  const { invitation: current, rolePermissions, orgName } = found(rows);
+  assertWithinCaller(ctx.org.permissions, permissionsOfRole(current.role, rolePermissions) as Set<Permission>, `resend an invitation whose role is \`${current.role}\``);
   const now = Date.now();
   if (effectiveStatus(current, now) !== "pending") throw notPending(current);
-  const db = c.var.db;
+  const db = ctx.db;
   const token = newSecret("inv");
   const tokenHash = await sha256Hex(token);
   const mail = input.send_email
-    ? await outboxInsert(db, c.var.config, {
+    ? await outboxInsert(db, ctx.config, {
         template: "invitation",
         recipient: current.email,
-        payload: { organization_name: access.organization.name, inviter_name: current.invitedByName, role: current.role, message: current.message },
+        payload: { organization_name: orgName, inviter_name: current.invitedByName, role: current.role, message: current.message },
         secrets: { token },
         subjectId: current.id,
         onlyIf: sql`exists (select 1 from invitations where token_hash = ${tokenHash})`,
@@ -310,14 +366,14 @@ export async function resendInvitation(c: Ctx, orgId: string, id: string, input:
   const results = await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
   const row = (results[results.length - 1] as InvitationRow[])[0];
   if (!row) throw notPending(current);
-  if (mail) await enqueueOutbox(c.env, [mail.id], c.executionCtx);
-  return serializeInvitation(row, input.send_email ? undefined : acceptUrl(c, token));
+  if (mail) await enqueueOutbox(ctx, [mail.id]);
+  return serializeInvitation(row, input.send_email ? undefined : acceptUrl(ctx.config, token));
 }
 
 /** The invitation a token names, with its organization; null for unknown tokens. */
-export async function invitationByToken(c: Ctx, token: string) {
+export async function invitationByToken(ctx: ServiceCtx, token: string) {
   if (!/^inv_[A-Za-z0-9_-]{20,100}$/.test(token)) return null;
-  const [row] = await c.var.db
+  const [row] = await ctx.db
     .select({
       invitation: invitations,
       orgName: organizations.name,
@@ -331,3 +387,42 @@ export async function invitationByToken(c: Ctx, token: string) {
   return row ?? null;
 }
 
+/** The queue consumer asks before sending: an invitation canceled, accepted, deleted or re-sent since no longer wants this email (its link is dead). */
+export async function invitationStillWantsEmail(ctx: ServiceCtx, outboxId: string): Promise<boolean> {
+  const [live] = await ctx.db
+    .select({ id: invitations.id })
+    .from(invitations)
+    .where(and(eq(invitations.outboxId, outboxId), eq(invitations.status, "pending")))
+    .limit(1);
+  return Boolean(live);
+}
+
+/** The invitation's email_status follows its current email's outcome; a sent one is never marked failed. */
+export function invitationEmailStatus(db: Db, outboxId: string, status: "sent" | "failed") {
+  return db
+    .update(invitations)
+    .set({ emailStatus: status })
+    .where(and(eq(invitations.outboxId, outboxId), status === "failed" ? ne(invitations.emailStatus, "sent") : undefined));
+}
+
+/**
+ * The cron: pending invitations past their expiry become `expired` and stop holding a seat.
+ * Reads already show them as expired; this sweep is what frees the counter, so a seat frees up
+ * within a minute.
+ */
+export async function sweepExpiredInvitations(ctx: ServiceCtx, now = Date.now()): Promise<void> {
+  const db = ctx.db;
+  const due = sql`select organization_id from invitations where status = 'pending' and expires_at <= ${now}`;
+  await db.batch([
+    db
+      .update(organizations)
+      .set({
+        pendingInvitationCount: sql`${organizations.pendingInvitationCount} - (select count(*) from invitations i where i.organization_id = ${organizations.id} and i.status = 'pending' and i.expires_at <= ${now})`,
+      })
+      .where(sql`${organizations.id} in (${due})`),
+    db
+      .update(invitations)
+      .set({ status: "expired", updatedAt: now })
+      .where(and(eq(invitations.status, "pending"), sql`${invitations.expiresAt} <= ${now}`)),
+  ]);
+}

@@ -1,22 +1,17 @@
-import type { Actor } from "../../lib/actor";
-import { ApiError } from "../../lib/errors";
-import { createRouter, defineRoute, jsonBody, jsonResponse, noContent, pathParam, z } from "../../lib/openapi";
+import { jsonBody, jsonResponse, noContent, pathParam, z } from "../../lib/openapi";
 import { PageQuery, pageOf } from "../../lib/pagination";
+import { callerRoute, createRouter } from "../../middleware/route";
 import { MyOrganizationSchema } from "../organizations/organizations.schemas";
 import { listUserOrganizations } from "../organizations/organizations.service";
 import { ServiceAccountSchema } from "../service-accounts/service-accounts.schemas";
 import { getServiceAccount } from "../service-accounts/service-accounts.service";
 import { UserSchema, UserUpdateInput } from "../users/users.schemas";
 import { deleteUser, getSelf, getUserRow, updateUser } from "../users/users.service";
+import { ApiError } from "../../lib/errors";
 import { CreatedTokenSchema, TokenCreateInput, TokenSchema } from "./tokens.schemas";
-import { createToken, deleteToken, listTokens } from "./tokens.service";
+import { createToken, deleteToken, listTokens, RECENT_SIGN_IN_SECONDS } from "./tokens.service";
 
 export const meRoutes = createRouter();
-
-const sessionUser = (actor: Actor | null) => {
-  if (!actor || actor.kind !== "session") throw new ApiError("forbidden", "This route needs a signed-in session.");
-  return actor;
-};
 
 export const OrganizationListQuery = PageQuery.extend({
   active_only: z
@@ -31,117 +26,105 @@ export const OrganizationListQuery = PageQuery.extend({
     .openapi({ param: { name: "filter", in: "query" }, description: 'AIP-160 subset over `name` (=, !=, : prefix) and `role` (=, !=), e.g. `name:"ac" AND role = "admin"`.' }),
 });
 
-meRoutes.openapi(
-  defineRoute({ kind: "any" }, {
-    method: "get",
-    path: "/v1/me",
-    tags: ["Me"],
-    summary: "The caller",
-    description: "The user behind an access token or PAT; for a service account key, the service account (its id starts `sa_`).",
-    responses: { 200: jsonResponse(z.union([UserSchema, ServiceAccountSchema]), "The caller's account.") },
-  }),
-  async (c) => {
-    const actor = c.var.actor!;
-    if (actor.kind === "service_account") return c.json(await getServiceAccount(c, actor.organizationId, actor.serviceAccountId), 200);
-    return c.json(await getSelf(c, actor.userId), 200);
+callerRoute(meRoutes, {
+  auth: "any",
+  method: "get",
+  path: "/v1/me",
+  tags: ["Me"],
+  summary: "The caller",
+  description: "The user behind an access token or PAT; for a service account key, the service account (its id starts `sa_`).",
+  responses: { 200: jsonResponse(z.union([UserSchema, ServiceAccountSchema]), "The caller's account.") },
+  handle: async ({ ctx, actor }, c) => {
+    if (actor.kind === "service_account") return c.json(await getServiceAccount(ctx, actor.organizationId, actor.serviceAccountId), 200);
+    return c.json(await getSelf(ctx, actor.userId), 200);
   },
-);
+});
 
-meRoutes.openapi(
-  defineRoute({ kind: "session" }, {
-    method: "patch",
-    path: "/v1/me",
-    tags: ["Me"],
-    summary: "Update the signed-in user",
-    description:
-      "Changing the password or the email needs `old_password`. A new email starts unverified and gets a verification email. A password change ends every other session at once.",
-    request: { body: jsonBody(UserUpdateInput) },
-    responses: { 200: jsonResponse(UserSchema, "The updated account.") },
-    errors: ["email_taken"],
-  }),
-  async (c) => {
-    const actor = sessionUser(c.var.actor);
-    const target = await getUserRow(c, actor.userId);
+callerRoute(meRoutes, {
+  auth: "session",
+  method: "patch",
+  path: "/v1/me",
+  tags: ["Me"],
+  summary: "Update the signed-in user",
+  description:
+    "Changing the password or the email needs `old_password`. A new email starts unverified and gets a verification email. A password change ends every other session at once.",
+  request: { body: jsonBody(UserUpdateInput) },
+  responses: { 200: jsonResponse(UserSchema, "The updated account.") },
+  errors: ["email_taken"],
+  handle: async ({ ctx, actor, input }, c) => {
+    const target = await getUserRow(ctx, actor.userId);
     if (!target) throw new ApiError("unauthenticated", "The account no longer exists.");
-    return c.json(await updateUser(c, { target, byAdmin: false, currentSessionId: actor.sessionId, input: c.req.valid("json") }), 200);
+    return c.json(await updateUser(ctx, { target, byAdmin: false, currentSessionId: actor.sessionId, input: input.json }), 200);
   },
-);
+});
 
-meRoutes.openapi(
-  defineRoute({ kind: "session" }, {
-    method: "delete",
-    path: "/v1/me",
-    tags: ["Me"],
-    summary: "Delete the signed-in user's account",
-    description: "Organizations where the account is the only member are deleted with it. If it is the last admin of an organization with other members: 409 `last_admin`.",
-    responses: { 204: noContent },
-    errors: ["last_admin"],
-  }),
-  async (c) => {
-    await deleteUser(c, sessionUser(c.var.actor).userId);
+callerRoute(meRoutes, {
+  auth: "session",
+  method: "delete",
+  path: "/v1/me",
+  tags: ["Me"],
+  summary: "Delete the signed-in user's account",
+  description: "Organizations where the account is the only member are deleted with it. If it is the last human admin of an organization with other members: 409 `last_admin`.",
+  responses: { 204: noContent },
+  errors: ["last_admin"],
+  handle: async ({ ctx, actor }, c) => {
+    await deleteUser(ctx, actor.userId);
     return c.body(null, 204);
   },
-);
+});
 
-meRoutes.openapi(
-  defineRoute({ kind: "user", scope: "organization:read" }, {
-    method: "get",
-    path: "/v1/me/organizations",
-    tags: ["Me"],
-    summary: "Organizations the caller belongs to",
-    description: "Ordered by organization creation (oldest first).",
-    request: { query: OrganizationListQuery },
-    responses: { 200: jsonResponse(pageOf(MyOrganizationSchema), "A page of memberships.") },
-    errors: ["invalid_filter", "invalid_page_token"],
-  }),
-  async (c) => {
-    const actor = c.var.actor!;
-    if (actor.kind === "service_account") throw new ApiError("forbidden");
-    return c.json(await listUserOrganizations(c, actor.userId, c.req.valid("query")), 200);
-  },
-);
+callerRoute(meRoutes, {
+  auth: "user",
+  scope: "organization:read",
+  method: "get",
+  path: "/v1/me/organizations",
+  tags: ["Me"],
+  summary: "Organizations the caller belongs to",
+  description: "Ordered by organization creation (oldest first).",
+  request: { query: OrganizationListQuery },
+  responses: { 200: jsonResponse(pageOf(MyOrganizationSchema), "A page of memberships.") },
+  errors: ["invalid_filter", "invalid_page_token"],
+  handle: async ({ ctx, actor, input }, c) => c.json(await listUserOrganizations(ctx, actor.userId, input.query), 200),
+});
 
-meRoutes.openapi(
-  defineRoute({ kind: "session" }, {
-    method: "post",
-    path: "/v1/me/tokens",
-    tags: ["Me"],
-    summary: "Create a personal access token",
-    description: "The token acts with the user's permissions narrowed to its scopes. It is shown once. Tokens and keys cannot mint tokens.",
-    request: { body: jsonBody(TokenCreateInput) },
-    responses: { 201: jsonResponse(CreatedTokenSchema, "The token record and the secret, once.") },
-    errors: ["conflict"],
-  }),
-  async (c) => c.json(await createToken(c, sessionUser(c.var.actor).userId, c.req.valid("json")), 201),
-);
+callerRoute(meRoutes, {
+  auth: "session",
+  method: "post",
+  path: "/v1/me/tokens",
+  tags: ["Me"],
+  summary: "Create a personal access token",
+  description: `The token acts with the user's permissions narrowed to its scopes. It is shown once, and it expires (default 90 days, at most 365). Minting one needs a sign-in within the last ${RECENT_SIGN_IN_SECONDS / 60} minutes (403 \`reauthentication_required\` otherwise): a refreshed session must sign in again. Tokens and keys cannot mint tokens.`,
+  request: { body: jsonBody(TokenCreateInput) },
+  responses: { 201: jsonResponse(CreatedTokenSchema, "The token record and the secret, once.") },
+  errors: ["conflict", "reauthentication_required"],
+  handle: async ({ ctx, input }, c) => c.json(await createToken(ctx, input.json), 201),
+});
 
-meRoutes.openapi(
-  defineRoute({ kind: "session" }, {
-    method: "get",
-    path: "/v1/me/tokens",
-    tags: ["Me"],
-    summary: "List personal access tokens",
-    description: "Newest first. Secrets are never shown again; `token_prefix` identifies each.",
-    request: { query: PageQuery },
-    responses: { 200: jsonResponse(pageOf(TokenSchema), "A page of tokens.") },
-    errors: ["invalid_page_token"],
-  }),
-  async (c) => c.json(await listTokens(c, sessionUser(c.var.actor).userId, c.req.valid("query")), 200),
-);
+callerRoute(meRoutes, {
+  auth: "session",
+  method: "get",
+  path: "/v1/me/tokens",
+  tags: ["Me"],
+  summary: "List personal access tokens",
+  description: "Newest first. Secrets are never shown again; `token_prefix` identifies each.",
+  request: { query: PageQuery },
+  responses: { 200: jsonResponse(pageOf(TokenSchema), "A page of tokens.") },
+  errors: ["invalid_page_token"],
+  handle: async ({ ctx, actor, input }, c) => c.json(await listTokens(ctx, actor.userId, input.query), 200),
+});
 
-meRoutes.openapi(
-  defineRoute({ kind: "session" }, {
-    method: "delete",
-    path: "/v1/me/tokens/{token_id}",
-    tags: ["Me"],
-    summary: "Revoke a personal access token",
-    description: "Takes effect on the token's very next request.",
-    request: { params: z.object({ token_id: pathParam("token_id") }) },
-    responses: { 204: noContent },
-    errors: ["not_found"],
-  }),
-  async (c) => {
-    await deleteToken(c, sessionUser(c.var.actor).userId, c.req.valid("param").token_id);
+callerRoute(meRoutes, {
+  auth: "session",
+  method: "delete",
+  path: "/v1/me/tokens/{token_id}",
+  tags: ["Me"],
+  summary: "Revoke a personal access token",
+  description: "Takes effect on the token's very next request.",
+  request: { params: z.object({ token_id: pathParam("token_id") }) },
+  responses: { 204: noContent },
+  errors: ["not_found"],
+  handle: async ({ ctx, actor, input }, c) => {
+    await deleteToken(ctx, actor.userId, input.param.token_id);
     return c.body(null, 204);
   },
-);
+});

@@ -1,18 +1,29 @@
 import { z } from "../../lib/openapi";
 import { SCOPES } from "../../lib/permissions";
 import { iso, isoOrNull } from "../../lib/time";
+import { singleLine } from "../../lib/text";
 
 export const ScopeInput = z.enum(SCOPES);
 
+/** Every token expires: a leaked one stops on its own. */
+export const DEFAULT_TOKEN_DAYS = 90;
+export const MAX_TOKEN_DAYS = 365;
+
 export const TokenCreateInput = z
   .object({
-    name: z.string().trim().min(1, "must not be empty").max(100, "must be at most 100 characters"),
+    name: singleLine(100),
     scopes: z
       .array(ScopeInput)
       .min(1, "must name at least one scope")
       .max(SCOPES.length)
       .refine((s) => new Set(s).size === s.length, "must not repeat a scope"),
-    expires_in_days: z.number().int().min(1).max(365).optional().openapi({ description: "1–365; omitted: the token does not expire." }),
+    expires_in_days: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_TOKEN_DAYS)
+      .optional()
+      .openapi({ description: `1–${MAX_TOKEN_DAYS}; omitted: ${DEFAULT_TOKEN_DAYS}. Every token expires.` }),
   })
   .openapi("PersonalAccessTokenCreate");
 

@@ -1,16 +1,16 @@
 import { and, eq, sql, type SQL } from "drizzle-orm";
-import type { Ctx } from "../../env";
+import type { OrgScope, ReadDb } from "../../db/authz";
+import type { Config, OrgCtx } from "../../env";
 import { members, organizations, users } from "../../db/schema";
 import { ApiError, isUniqueViolation, notFound } from "../../lib/errors";
 import { compileFilter, parseFilter, parseOrderBy, type FilterField, type FilterTerm } from "../../lib/filter";
 import { memberIdOf } from "../../lib/actor";
 import { isId } from "../../lib/ids";
 import { decodePageToken, finishPage, keysetAfter, orderBy, type KeyValue } from "../../lib/pagination";
-import type { OrgAccess, Permission } from "../../lib/permissions";
+import type { Permission } from "../../lib/permissions";
 import { memberValues } from "../organizations/organizations.service";
-import { assertWithinCaller, permissionsOfRoles, requireAssignableRole } from "../roles/roles.service";
+import { assertWithinCaller, permissionsOfRole, permissionsOfRoles, requireAssignableRole } from "../roles/roles.service";
 import { removeServiceAccount } from "../service-accounts/service-accounts.service";
-import { authorizedRead } from "../../middleware/authorize";
 import { keepsAnotherAdmin } from "./last-admin";
 import { serializeMember, type MemberRow } from "./members.schemas";
 
@@ -42,12 +42,10 @@ const MEMBER_FILTER: Record<string, FilterField> = {
 
 const SORTABLE = { display_name: members.nameKey, email: members.email, joined_at: members.joinedAt };
 
-/**
- * One page of members. Every path reads the members table alone through one of its
- * (organization_id, …, member_id) indexes, so a page costs about page_size rows whatever the
- * organization's size (a join would double the rows read).
- */
-export async function listMembers(c: Ctx, orgId: string, q: { page_size: number; page_token?: string; filter?: string; order_by?: string }) {
+type ListQuery = { page_size: number; page_token?: string; filter?: string; order_by?: string };
+
+/** What a members list asks for, parsed once: the statement and the page's keys come from it. */
+function planList(orgId: string, q: ListQuery) {
   const terms = q.filter ? parseFilter(q.filter) : [];
   const searches = terms.filter((t) => t.field === "search");
   if (searches.length > 1) throw new ApiError("invalid_filter", "`search` may appear once.");
@@ -56,29 +54,41 @@ export async function listMembers(c: Ctx, orgId: string, q: { page_size: number;
   const where = compileFilter(terms, MEMBER_FILTER);
   const fingerprint = `members|${orgId}|${q.filter ?? ""}|${q.order_by ?? ""}`;
   if (searches[0] && !q.order_by?.trim()) {
-    const rest = compileFilter(
-      terms.filter((t) => t.field !== "search"),
-      MEMBER_FILTER,
-    );
-    return searchPage(c, orgId, searches[0], rest, fingerprint, q);
+    return { kind: "search" as const, fingerprint, term: searches[0], rest: compileFilter(terms.filter((t) => t.field !== "search"), MEMBER_FILTER) };
   }
   const { keys, names } = parseOrderBy(q.order_by, SORTABLE, [{ field: "joined_at", desc: true }]);
   // member_id makes the order total; it follows the last key's direction so that a single-key
   // order stays one row-value range on the index.
   keys.push({ column: members.memberId, desc: names[names.length - 1]!.desc });
-  const conds: (SQL | undefined)[] = [eq(members.organizationId, orgId), where];
-  if (q.page_token) conds.push(keysetAfter(keys, await decodePageToken(c.var.config.hmacSecret, fingerprint, q.page_token, keys.length)));
-  const rows = await authorizedRead(
-    c,
-    c.var.db
-      .select(memberColumns)
-      .from(members)
-      .where(and(...conds))
-      .orderBy(...orderBy(keys))
-      .limit(q.page_size + 1),
-  );
-  const keyOf = (r: (typeof rows)[number]): KeyValue[] => [...names.map((n) => (n.field === "display_name" ? r.nameKey : n.field === "email" ? r.email : r.joinedAt)), r.memberId];
-  const page = await finishPage(c.var.config.hmacSecret, fingerprint, rows, q.page_size, keyOf);
+  return { kind: "ordered" as const, fingerprint, where, keys, names };
+}
+
+/**
+ * One page of members. Every path reads the members table alone through one of its
+ * (organization_id, …, member_id) indexes, so a page costs about page_size rows whatever the
+ * organization's size (a join would double the rows read).
+ */
+export async function memberListQuery(db: ReadDb, org: OrgScope, config: Config, q: ListQuery) {
+  const plan = planList(org.id, q);
+  if (plan.kind === "search") return searchQuery(db, org, config, plan, q);
+  const conds: (SQL | undefined)[] = [org.inOrg(members.organizationId), plan.where];
+  if (q.page_token) conds.push(keysetAfter(plan.keys, await decodePageToken(config.hmacSecret, plan.fingerprint, q.page_token, plan.keys.length)));
+  const page = db
+    .select({ ...memberColumns, k: sql<string | number>`0`.as("k") })
+    .from(members)
+    .where(and(...conds))
+    .orderBy(...orderBy(plan.keys))
+    .limit(q.page_size + 1);
+  return { page };
+}
+
+type ListedMember = MemberRow & { nameKey: string; k: string | number };
+
+export async function memberListPage(ctx: OrgCtx, q: ListQuery, rows: ListedMember[]) {
+  const plan = planList(ctx.org.id, q);
+  const keyOf = (r: ListedMember): KeyValue[] =>
+    plan.kind === "search" ? [r.k, r.memberId] : [...plan.names.map((n) => (n.field === "display_name" ? r.nameKey : n.field === "email" ? r.email : r.joinedAt)), r.memberId];
+  const page = await finishPage(ctx.config.hmacSecret, plan.fingerprint, rows, q.page_size, keyOf);
   return { items: page.rows.map(serializeMember), next_page_token: page.nextPageToken };
 }
 
@@ -95,69 +105,61 @@ export async function listMembers(c: Ctx, orgId: string, q: { page_size: number;
  * Known limit: a member whose name and email both start with p is skipped, not excluded, by the
  * email range, so prefixes that many members match both ways read those rows too.
  */
-async function searchPage(
-  c: Ctx,
-  orgId: string,
-  term: FilterTerm,
-  rest: SQL | undefined,
-  fingerprint: string,
-  q: { page_size: number; page_token?: string },
-) {
-  const p = String(term.value).toLowerCase();
+async function searchQuery(db: ReadDb, org: OrgScope, config: Config, plan: { fingerprint: string; term: FilterTerm; rest: SQL | undefined }, q: ListQuery) {
+  const p = String(plan.term.value).toLowerCase();
   const end = prefixEnd(p);
   // Every page token's k starts with p (it is signed with this very filter), so `> (k, id)`
   // implies `>= p`.
   let nameFrom: SQL = sql`${members.nameKey} >= ${p}`;
   let emailFrom: SQL = sql`${members.email} >= ${p}`;
   if (q.page_token) {
-    const [k, id] = await decodePageToken(c.var.config.hmacSecret, fingerprint, q.page_token, 2);
+    const [k, id] = await decodePageToken(config.hmacSecret, plan.fingerprint, q.page_token, 2);
     nameFrom = sql`(${members.nameKey}, ${members.memberId}) > (${k}, ${id})`;
     emailFrom = sql`(${members.email}, ${members.memberId}) > (${k}, ${id})`;
   }
-  const extra = rest ?? sql`1 = 1`;
-  const matching = (key: typeof members.nameKey | typeof members.email) =>
-    c.var.db
-      .select({ ...memberColumns, k: sql<string>`${key}`.as("k") })
-      .from(members);
-  const rows = await authorizedRead(
-    c,
-    matching(members.nameKey)
-      .where(and(eq(members.organizationId, orgId), nameFrom, sql`${members.nameKey} < ${end}`, extra))
-      .unionAll(
-        matching(members.email).where(
-          and(eq(members.organizationId, orgId), emailFrom, sql`${members.email} < ${end}`, sql`not (${members.nameKey} >= ${p} and ${members.nameKey} < ${end})`, extra),
-        ),
-      )
-      .orderBy(sql`k`, sql`member_id`)
-      .limit(q.page_size + 1),
-  );
-  const page = await finishPage(c.var.config.hmacSecret, fingerprint, rows, q.page_size, (r) => [r.k, r.memberId]);
-  return { items: page.rows.map(serializeMember), next_page_token: page.nextPageToken };
+  const extra = plan.rest ?? sql`1 = 1`;
+  const matching = (key: typeof members.nameKey | typeof members.email) => db.select({ ...memberColumns, k: sql<string>`${key}`.as("k") }).from(members);
+  // In a record: an async function returning a statement itself would run it (a statement is a promise).
+  const page = matching(members.nameKey)
+    .where(and(org.inOrg(members.organizationId), nameFrom, sql`${members.nameKey} < ${end}`, extra))
+    .unionAll(
+      matching(members.email).where(
+        and(org.inOrg(members.organizationId), emailFrom, sql`${members.email} < ${end}`, sql`not (${members.nameKey} >= ${p} and ${members.nameKey} < ${end})`, extra),
+      ),
+    )
+    .orderBy(sql`k`, sql`member_id`)
+    .limit(q.page_size + 1);
+  return { page };
 }
 
 const isMemberId = (id: string) => isId("user", id) || isId("serviceAccount", id);
 
-async function findMember(c: Ctx, orgId: string, memberId: string): Promise<MemberRow & { nameKey: string }> {
-  if (!isMemberId(memberId)) throw notFound("member");
-  const [row] = await authorizedRead(
-    c,
-    c.var.db
-      .select(memberColumns)
-      .from(members)
-      .where(and(eq(members.organizationId, orgId), eq(members.memberId, memberId)))
-      .limit(1),
-  );
+/** One member, with its role's stored permissions (null for built-in roles); nothing to read for a malformed id. */
+export function memberQuery(db: ReadDb, org: OrgScope, memberId: string) {
+  if (!isMemberId(memberId)) return undefined;
+  return db
+    .select({
+      ...memberColumns,
+      rolePermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${members.organizationId} and r.name = ${members.role})`,
+    })
+    .from(members)
+    .where(and(eq(members.organizationId, org.id), eq(members.memberId, org.guard(memberId))))
+    .limit(1);
+}
+
+type FoundMember = MemberRow & { nameKey: string; rolePermissions: string | null };
+
+function found(rows: FoundMember[] | undefined): FoundMember {
+  const row = rows?.[0];
   if (!row) throw notFound("member");
   return row;
 }
 
-export async function getMember(c: Ctx, orgId: string, memberId: string) {
-  return serializeMember(await findMember(c, orgId, memberId));
-}
+export const getMember = (rows: FoundMember[] | undefined) => serializeMember(found(rows));
 
 /** The seat limit in force; licenses (a later issue) will override the free plan here. */
-export function seatLimit(c: Ctx): number {
-  return c.var.config.freePlanSeats;
+export function seatLimit(ctx: { config: Config }): number {
+  return ctx.config.freePlanSeats;
 }
 
 export const seatLimitReached = (seats: number) =>
@@ -165,23 +167,51 @@ export const seatLimitReached = (seats: number) =>
     extra: { seats },
   });
 
+/** The account an email belongs to, read only for an authorized caller (whether an address has an account is itself private). */
+export function userByEmailQuery(db: ReadDb, org: OrgScope, email: string) {
+  return db
+    .select({
+      id: users.id,
+      displayName: users.displayName,
+      email: users.email,
+      emailVerifiedAt: users.emailVerifiedAt,
+      isMember: sql<number>`exists (select 1 from members m where m.organization_id = ${org.id} and m.member_id = ${users.id})`,
+    })
+    .from(users)
+    .where(eq(users.email, org.guard(email)))
+    .limit(1);
+}
+
 /**
- * Adds an existing user directly. The seat check and the insert are one conditional statement,
- * and the counters move in the same batch only if the row went in. An existing member is let
- * through the seat check so that the primary key answers `already_member`, even in a full
- * organization (the batch then fails as a whole, counters included).
+ * Adds an existing user directly. Only an address proven by a link the server emailed counts:
+ * an unverified account may be someone else's squat on the address, and adding it would hand
+ * them the organization. The seat check and the insert are one conditional statement, and the
+ * counters move in the same batch only if the row went in. An existing member is let through
+ * the seat check so that the primary key answers `already_member`, even in a full organization
+ * (the batch then fails as a whole, counters included).
  */
-export async function addMember(c: Ctx, access: OrgAccess, input: { email: string; role: string }) {
-  const orgId = access.organization.id;
-  await requireAssignableRole(c, orgId, input.role, access.permissions);
-  const [user] = await c.var.db.select({ id: users.id, displayName: users.displayName, email: users.email }).from(users).where(eq(users.email, input.email)).limit(1);
+export async function addMember(
+  ctx: OrgCtx,
+  input: { email: string; role: string },
+  loaded: { user: { id: string; displayName: string; email: string; emailVerifiedAt: number | null; isMember: number }[]; roles: { name: string; permissions: string[] }[] },
+) {
+  const orgId = ctx.org.id;
+  requireAssignableRole(ctx, input.role, permissionsOfRoles([input.role], loaded.roles));
+  const [user] = loaded.user;
   if (!user) {
     throw new ApiError("user_not_found", "No account has this email; send an invitation instead (POST …/invitations).", { extra: { hint: "invite" } });
   }
-  const seats = seatLimit(c);
+  // Already a member says more than "unverified"; the insert below still settles a race.
+  if (user.isMember) throw new ApiError("already_member", "This user is already a member.");
+  if (user.emailVerifiedAt === null) {
+    throw new ApiError("email_not_verified", "This account has not verified its email address, so it may not belong to the person you mean; send an invitation instead (POST …/invitations).", {
+      extra: { hint: "invite" },
+    });
+  }
+  const seats = seatLimit(ctx);
   const now = Date.now();
   const v = memberValues(orgId, user, input.role, now);
-  const db = c.var.db;
+  const db = ctx.db;
   let inserted: { changes: number };
   try {
     const [ins] = await db.batch([
@@ -204,45 +234,47 @@ export async function addMember(c: Ctx, access: OrgAccess, input: { email: strin
   return serializeMember({ memberId: user.id, type: "user", role: input.role, displayName: user.displayName, email: user.email, joinedAt: now });
 }
 
-/** The caller's power must cover both what the member has and what they are given. */
-async function assertMayManage(c: Ctx, access: OrgAccess, target: { role: string }, newRole?: string) {
-  const names = newRole ? [target.role, newRole] : [target.role];
-  const perms = await permissionsOfRoles(c, access.organization.id, names);
-  assertWithinCaller(access.permissions, perms.get(target.role) ?? new Set<Permission>(), `manage a member whose role is \`${target.role}\``);
-  if (newRole) {
-    const granted = perms.get(newRole);
-    if (!granted) throw new ApiError("validation_failed", `The organization has no role \`${newRole}\`.`, { errors: [{ path: "role", message: "no such role in this organization" }] });
-    assertWithinCaller(access.permissions, granted, `assign the role \`${newRole}\``);
+/**
+ * The caller's power must cover both what the member has and what they are given. A service
+ * account is also a credential: changing or removing one through the members routes needs what
+ * the service-account routes need.
+ */
+function assertMayManage(ctx: OrgCtx, target: FoundMember, newRole?: { name: string; known: Map<string, Set<Permission>> }) {
+  if (target.type === "service_account" && !ctx.org.permissions.has("service_accounts:write")) {
+    throw new ApiError("forbidden", "Changing or removing a service account needs the `service_accounts:write` permission.", { extra: { required_permission: "service_accounts:write" } });
   }
+  assertWithinCaller(ctx.org.permissions, permissionsOfRole(target.role, target.rolePermissions), `manage a member whose role is \`${target.role}\``);
+  if (newRole) requireAssignableRole(ctx, newRole.name, newRole.known);
 }
 
-const lastAdmin = () => new ApiError("last_admin", "This is the organization's last admin; make someone else admin first.");
+const lastAdmin = () => new ApiError("last_admin", "This is the organization's last human admin; make someone else admin first.");
 
-export async function changeMemberRole(c: Ctx, orgId: string, memberId: string, role: string) {
-  const target = await findMember(c, orgId, memberId);
-  const access = c.var.access;
-  await assertMayManage(c, access, target, role);
+export async function changeMemberRole(ctx: OrgCtx, role: string, loaded: { member: FoundMember[] | undefined; roles: { name: string; permissions: string[] }[] }) {
+  const target = found(loaded.member);
+  assertMayManage(ctx, target, { name: role, known: permissionsOfRoles([role], loaded.roles) });
   if (target.role === role) return serializeMember(target);
-  const [updated] = await c.var.db
+  const orgId = ctx.org.id;
+  const [updated] = await ctx.db
     .update(members)
     .set({ role })
-    .where(and(eq(members.organizationId, orgId), eq(members.memberId, memberId), role === "admin" ? undefined : keepsAnotherAdmin(orgId, memberId)))
+    .where(and(eq(members.organizationId, orgId), eq(members.memberId, target.memberId), role === "admin" ? undefined : keepsAnotherAdmin(orgId, target.memberId)))
     .returning(memberColumns);
   if (!updated) throw lastAdmin();
   return serializeMember(updated);
 }
 
-/** Removal (or leaving, when it is oneself). The last admin stays; access ends on the next request. */
-export async function removeMember(c: Ctx, orgId: string, memberId: string) {
-  const target = await findMember(c, orgId, memberId);
-  const access = c.var.access;
-  if (target.type === "service_account") return removeServiceAccount(c, orgId, memberId, target.role);
-  if (memberId !== memberIdOf(c.var.actor!)) await assertMayManage(c, access, target);
-  const db = c.var.db;
+/** Removal (or leaving, when it is oneself). The last human admin stays; access ends on the next request. */
+export async function removeMember(ctx: OrgCtx, rows: FoundMember[] | undefined) {
+  const target = found(rows);
+  const orgId = ctx.org.id;
+  const self = target.memberId === memberIdOf(ctx.actor);
+  if (!self) assertMayManage(ctx, target);
+  if (target.type === "service_account") return removeServiceAccount(ctx, target.memberId);
+  const db = ctx.db;
   const [deleted] = await db.batch([
     db
       .delete(members)
-      .where(and(eq(members.organizationId, orgId), eq(members.memberId, memberId), keepsAnotherAdmin(orgId, memberId)))
+      .where(and(eq(members.organizationId, orgId), eq(members.memberId, target.memberId), keepsAnotherAdmin(orgId, target.memberId)))
       .returning({ id: members.memberId }),
     db
       .update(organizations)
@@ -250,7 +282,7 @@ export async function removeMember(c: Ctx, orgId: string, memberId: string) {
         memberCount: sql`${organizations.memberCount} - 1`,
         userMemberCount: sql`${organizations.userMemberCount} - 1`,
         // An owner who leaves is no longer shown as the owner.
-        ownerId: sql`case when ${organizations.ownerId} = ${memberId} then null else ${organizations.ownerId} end`,
+        ownerId: sql`case when ${organizations.ownerId} = ${target.memberId} then null else ${organizations.ownerId} end`,
       })
       .where(and(eq(organizations.id, orgId), sql`changes() = 1`)),
   ]);

@@ -1,17 +1,18 @@
 import { z } from "../../lib/openapi";
 import { fromBase64 } from "../../lib/encoding";
 import { iso } from "../../lib/time";
+import { multiLine, singleLine } from "../../lib/text";
 
 export const SLUG_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 export const MAX_LOGO_BYTES = 256 * 1024;
 const LOGO_PREFIX = /^data:image\/(png|jpeg|svg\+xml|webp);base64,/;
 
-export const NameInput = z.string().trim().min(1, "must not be empty").max(100, "must be at most 100 characters");
+export const NameInput = singleLine(100);
 export const SlugInput = z
   .string()
   .regex(SLUG_PATTERN, "must be 1–64 lower-case letters, digits or dashes, not starting or ending with a dash")
   .openapi({ example: "acme" });
-export const DescriptionInput = z.string().trim().max(1000, "must be at most 1000 characters");
+export const DescriptionInput = multiLine(1000);
 
 export const LogoInput = z
   .string()

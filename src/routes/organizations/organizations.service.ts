@@ -1,11 +1,11 @@
 import { and, asc, eq, sql, type SQL } from "drizzle-orm";
-import type { Ctx } from "../../env";
+import type { OrgScope, ReadDb } from "../../db/authz";
+import type { OrgCtx, ServiceCtx } from "../../env";
 import { members, organizations, users } from "../../db/schema";
 import { ApiError, isUniqueViolation, rootMessage } from "../../lib/errors";
 import { compileFilter, parseFilter, type FilterField } from "../../lib/filter";
 import { newId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
-import type { OrgAccess } from "../../lib/permissions";
 import { serializeOrganization, type OrganizationJson } from "./organizations.schemas";
 
 export function slugify(name: string): string {
@@ -38,12 +38,50 @@ const orgColumns = {
 const ownerOf = (r: { ownerId: string | null; ownerName: string | null; ownerEmail: string | null }) =>
   r.ownerId && r.ownerName !== null && r.ownerEmail !== null ? { id: r.ownerId, displayName: r.ownerName, email: r.ownerEmail } : null;
 
+/** The organization with its owner, for an authorized caller (the logo is read only here, not on every request). */
+export const organizationQuery = (db: ReadDb, org: OrgScope) =>
+  db
+    .select({ ...orgColumns, ownerName: users.displayName, ownerEmail: users.email })
+    .from(organizations)
+    .leftJoin(users, eq(users.id, organizations.ownerId))
+    .where(eq(organizations.id, org.guard(org.id)))
+    .limit(1);
+
+type OrganizationWithOwner = Awaited<ReturnType<typeof organizationQuery>>[number];
+
+export const serializeOrganizationRow = (r: OrganizationWithOwner) => serializeOrganization(r, ownerOf(r));
+
+export const preferencesQuery = (db: ReadDb, org: OrgScope) =>
+  db
+    .select({ supportTeamAccess: organizations.supportTeamAccess, ssoAdminBypass: organizations.ssoAdminBypass })
+    .from(organizations)
+    .where(eq(organizations.id, org.guard(org.id)))
+    .limit(1);
+
+export const serializePreferences = (o: { supportTeamAccess: boolean; ssoAdminBypass: boolean }) => ({
+  support_team_access: o.supportTeamAccess,
+  sso_admin_bypass: o.ssoAdminBypass,
+});
+
+export async function updatePreferences(ctx: OrgCtx, input: { support_team_access?: boolean; sso_admin_bypass?: boolean }) {
+  const patch: Partial<typeof organizations.$inferInsert> = { updatedAt: Date.now() };
+  if (input.support_team_access !== undefined) patch.supportTeamAccess = input.support_team_access;
+  if (input.sso_admin_bypass !== undefined) patch.ssoAdminBypass = input.sso_admin_bypass;
+  const [row] = await ctx.db
+    .update(organizations)
+    .set(patch)
+    .where(eq(organizations.id, ctx.org.id))
+    .returning({ supportTeamAccess: organizations.supportTeamAccess, ssoAdminBypass: organizations.ssoAdminBypass });
+  if (!row) throw new ApiError("not_found", "The organization does not exist.");
+  return serializePreferences(row);
+}
+
 export async function createOrganization(
-  c: Ctx,
+  ctx: ServiceCtx,
   userId: string,
   input: { name: string; slug?: string; description?: string; logo_data_uri?: string },
 ): Promise<OrganizationJson> {
-  const db = c.var.db;
+  const db = ctx.db;
   const [user] = await db.select({ displayName: users.displayName, email: users.email }).from(users).where(eq(users.id, userId)).limit(1);
   if (!user) throw new ApiError("unauthenticated", "The account no longer exists.");
   // A derived slug that collides gets a random suffix; an explicit one is the caller's choice: 409.
@@ -95,11 +133,11 @@ export function memberValues(orgId: string, user: { id: string; displayName: str
 }
 
 export async function updateOrganization(
-  c: Ctx,
-  access: OrgAccess,
+  ctx: OrgCtx,
+  current: OrganizationWithOwner,
   input: { name?: string; slug?: string; description?: string | null; logo_data_uri?: string | null; active?: boolean },
 ): Promise<OrganizationJson> {
-  const org = access.organization;
+  const org = ctx.org;
   // An inactive organization is read-only; the one write it takes is being switched back on.
   if (!org.active && input.active !== true) {
     throw new ApiError("organization_inactive", "The organization is inactive and read-only; send {\"active\": true} to reactivate it.");
@@ -111,9 +149,9 @@ export async function updateOrganization(
   if (input.logo_data_uri !== undefined) patch.logoDataUri = input.logo_data_uri;
   if (input.active !== undefined) patch.active = input.active;
   try {
-    const [row] = await c.var.db.update(organizations).set(patch).where(eq(organizations.id, org.id)).returning(orgColumns);
+    const [row] = await ctx.db.update(organizations).set(patch).where(eq(organizations.id, org.id)).returning(orgColumns);
     if (!row) throw new ApiError("not_found", "The organization does not exist.");
-    return serializeOrganization(row, access.owner);
+    return serializeOrganization(row, ownerOf(current));
   } catch (err) {
     if (isUniqueViolation(err, "organizations.slug")) throw new ApiError("slug_taken", `The slug \`${input.slug}\` is taken.`);
     throw err;
@@ -121,8 +159,8 @@ export async function updateOrganization(
 }
 
 /** Everything of the organization goes with it through ON DELETE CASCADE; members' other organizations are untouched. */
-export async function deleteOrganization(c: Ctx, orgId: string): Promise<void> {
-  await c.var.db.delete(organizations).where(eq(organizations.id, orgId));
+export async function deleteOrganization(ctx: OrgCtx): Promise<void> {
+  await ctx.db.delete(organizations).where(eq(organizations.id, ctx.org.id));
 }
 
 const MY_ORG_FILTER: Record<string, FilterField> = {
@@ -135,7 +173,7 @@ const MY_ORG_FILTER: Record<string, FilterField> = {
  * (member_id, organization_id) index: a page reads O(page_size) rows whatever the count.
  */
 export async function listUserOrganizations(
-  c: Ctx,
+  ctx: ServiceCtx,
   userId: string,
   q: { page_size: number; page_token?: string; filter?: string; active_only?: boolean },
 ) {
@@ -144,11 +182,11 @@ export async function listUserOrganizations(
   if (q.active_only) conds.push(eq(organizations.active, true));
   if (q.filter) conds.push(compileFilter(parseFilter(q.filter), MY_ORG_FILTER));
   if (q.page_token) {
-    const [after] = await decodePageToken(c.var.config.hmacSecret, fingerprint, q.page_token, 1);
+    const [after] = await decodePageToken(ctx.config.hmacSecret, fingerprint, q.page_token, 1);
     if (typeof after !== "string") throw new ApiError("invalid_page_token");
     conds.push(sql`${members.organizationId} > ${after}`);
   }
-  const rows = await c.var.db
+  const rows = await ctx.db
     .select({ ...orgColumns, role: members.role, ownerName: users.displayName, ownerEmail: users.email })
     .from(members)
     .innerJoin(organizations, eq(organizations.id, members.organizationId))
@@ -156,7 +194,7 @@ export async function listUserOrganizations(
     .where(and(...conds))
     .orderBy(asc(members.organizationId))
     .limit(q.page_size + 1);
-  const page = await finishPage(c.var.config.hmacSecret, fingerprint, rows, q.page_size, (r) => [r.id]);
+  const page = await finishPage(ctx.config.hmacSecret, fingerprint, rows, q.page_size, (r) => [r.id]);
   return {
     items: page.rows.map((r) => ({ organization: serializeOrganization(r, ownerOf(r)), role: r.role })),
     next_page_token: page.nextPageToken,

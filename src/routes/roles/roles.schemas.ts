@@ -1,5 +1,6 @@
 import { z } from "../../lib/openapi";
 import { PERMISSIONS } from "../../lib/permissions";
+import { multiLine } from "../../lib/text";
 
 export const CUSTOM_ROLE_NAME = /^[a-z][a-z0-9_-]{1,39}$/;
 
@@ -11,7 +12,7 @@ const PermissionList = z
 export const RoleCreateInput = z
   .object({
     name: z.string().regex(CUSTOM_ROLE_NAME, "must match ^[a-z][a-z0-9_-]{1,39}$"),
-    description: z.string().trim().max(500).optional(),
+    description: multiLine(500).optional(),
     permissions: PermissionList,
   })
   .openapi("RoleCreate");
@@ -19,7 +20,7 @@ export const RoleCreateInput = z
 export const RoleUpdateInput = z
   .object({
     name: z.string().regex(CUSTOM_ROLE_NAME, "must match ^[a-z][a-z0-9_-]{1,39}$").optional(),
-    description: z.string().trim().max(500).nullable().optional(),
+    description: multiLine(500).nullable().optional(),
     permissions: PermissionList.optional(),
   })
   .openapi("RoleUpdate");

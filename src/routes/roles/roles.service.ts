@@ -1,12 +1,12 @@
 import { and, asc, eq, gt, inArray, sql } from "drizzle-orm";
-import type { Ctx } from "../../env";
+import type { OrgScope, ReadDb } from "../../db/authz";
+import type { Config, OrgCtx } from "../../env";
 import { invitations, members, roles } from "../../db/schema";
 import { ApiError, isUniqueViolation, notFound } from "../../lib/errors";
 import { isId, newId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
 import { BUILT_IN_ROLES, isBuiltInRole, rolePermissions, type Permission } from "../../lib/permissions";
 import { iso } from "../../lib/time";
-import { authorizedRead, authorizeWithoutRead } from "../../middleware/authorize";
 
 export interface RoleJson {
   id: string;
@@ -40,22 +40,37 @@ export const serializeRole = (r: RoleRow): RoleJson => ({
   updated_at: iso(r.updatedAt),
 });
 
-/**
- * The permissions of the named roles in one read (built-ins from code). Unknown names are
- * absent from the map.
- */
-export async function permissionsOfRoles(c: Ctx, orgId: string, names: string[]): Promise<Map<string, Set<Permission>>> {
-  const out = new Map<string, Set<Permission>>();
+/** The custom roles among `names`, for a route's load (built-in roles live in code). */
+export function customRolesQuery(db: ReadDb, org: OrgScope, names: string[]) {
   const custom = [...new Set(names.filter((n) => !isBuiltInRole(n)))];
+  return db
+    .select({ name: roles.name, permissions: roles.permissions })
+    .from(roles)
+    .where(and(org.inOrg(roles.organizationId), inArray(roles.name, custom.length ? custom : [""])));
+}
+
+/**
+ * The permissions of the named roles: built-ins from code, custom ones from rows read by
+ * `customRolesQuery`. Unknown names are absent from the map.
+ */
+export function permissionsOfRoles(names: string[], customRows: { name: string; permissions: string[] }[]): Map<string, Set<Permission>> {
+  const out = new Map<string, Set<Permission>>();
   for (const n of names) if (isBuiltInRole(n)) out.set(n, rolePermissions(n, null));
-  if (custom.length > 0) {
-    const rows = await c.var.db
-      .select({ name: roles.name, permissions: roles.permissions })
-      .from(roles)
-      .where(and(eq(roles.organizationId, orgId), inArray(roles.name, custom)));
-    for (const r of rows) out.set(r.name, rolePermissions(r.name, r.permissions));
-  }
+  for (const r of customRows) out.set(r.name, rolePermissions(r.name, r.permissions));
   return out;
+}
+
+/** A role's permissions when the role's stored permissions were read with the member (null for built-ins). */
+export function permissionsOfRole(role: string, stored: string | null): Set<Permission> {
+  let custom: string[] = [];
+  if (stored) {
+    try {
+      custom = JSON.parse(stored) as string[];
+    } catch {
+      custom = [];
+    }
+  }
+  return rolePermissions(role, custom);
 }
 
 /**
@@ -69,65 +84,78 @@ export function assertWithinCaller(callerPermissions: Set<Permission>, granted: 
   }
 }
 
-/** Resolves a role name for assignment: 400 when the organization has no such role. */
-export async function requireAssignableRole(c: Ctx, orgId: string, name: string, callerPermissions: Set<Permission>): Promise<Set<Permission>> {
-  const perms = (await permissionsOfRoles(c, orgId, [name])).get(name);
+/** A role for assignment: 400 when the organization has no such role, 403 beyond the caller's own power. */
+export function requireAssignableRole(ctx: OrgCtx, name: string, known: Map<string, Set<Permission>>): Set<Permission> {
+  const perms = known.get(name);
   if (!perms) {
     throw new ApiError("validation_failed", `The organization has no role \`${name}\`.`, { errors: [{ path: "role", message: "no such role in this organization" }] });
   }
-  assertWithinCaller(callerPermissions, perms, `assign the role \`${name}\``);
+  assertWithinCaller(ctx.org.permissions, perms, `assign the role \`${name}\``);
   return perms;
 }
 
-/** Built-in roles first (ids are their names), then custom roles by id. */
-export async function listRoles(c: Ctx, orgId: string, q: { page_size: number; page_token?: string }) {
-  const fingerprint = `roles|${orgId}`;
-  let after: string | undefined;
-  if (q.page_token) after = String((await decodePageToken(c.var.config.hmacSecret, fingerprint, q.page_token, 1))[0]);
-  const inBuiltIns = after === undefined || isBuiltInRole(after);
+const rolesFingerprint = (orgId: string) => `roles|${orgId}`;
+
+async function rolesCursor(config: Config, orgId: string, pageToken: string | undefined): Promise<string | undefined> {
+  return pageToken ? String((await decodePageToken(config.hmacSecret, rolesFingerprint(orgId), pageToken, 1))[0]) : undefined;
+}
+
+function builtInsAfter(after: string | undefined): RoleJson[] {
+  if (after === undefined) return BUILT_IN_LIST;
   // After a custom role's cursor every built-in has been served already.
-  const builtIns = after === undefined ? BUILT_IN_LIST : inBuiltIns ? BUILT_IN_LIST.slice(BUILT_IN_LIST.findIndex((r) => r.id === after) + 1) : [];
-  const items: RoleJson[] = builtIns.slice(0, q.page_size + 1);
-  if (items.length <= q.page_size) {
-    const rows = await authorizedRead(
-      c,
-      c.var.db
-        .select()
-        .from(roles)
-        .where(and(eq(roles.organizationId, orgId), inBuiltIns ? undefined : gt(roles.id, after!)))
-        .orderBy(asc(roles.id))
-        .limit(q.page_size + 1 - items.length),
-    );
-    items.push(...rows.map(serializeRole));
-  } else await authorizeWithoutRead(c);
-  const page = await finishPage(c.var.config.hmacSecret, fingerprint, items, q.page_size, (r) => [r.id]);
+  return isBuiltInRole(after) ? BUILT_IN_LIST.slice(BUILT_IN_LIST.findIndex((r) => r.id === after) + 1) : [];
+}
+
+/** Built-in roles first (ids are their names), then custom roles by id: the custom part of a page, if the built-ins leave room. */
+export async function rolesPageQuery(db: ReadDb, org: OrgScope, config: Config, q: { page_size: number; page_token?: string }) {
+  const after = await rolesCursor(config, org.id, q.page_token);
+  const builtIns = builtInsAfter(after);
+  if (builtIns.length > q.page_size) return undefined;
+  const inBuiltIns = after === undefined || isBuiltInRole(after);
+  const custom = db
+    .select()
+    .from(roles)
+    .where(and(org.inOrg(roles.organizationId), inBuiltIns ? undefined : gt(roles.id, after!)))
+    .orderBy(asc(roles.id))
+    .limit(q.page_size + 1 - builtIns.length);
+  return { custom };
+}
+
+export async function rolesPage(ctx: OrgCtx, q: { page_size: number; page_token?: string }, customRows: RoleRow[] | undefined) {
+  const builtIns = builtInsAfter(await rolesCursor(ctx.config, ctx.org.id, q.page_token));
+  const items: RoleJson[] = [...builtIns.slice(0, q.page_size + 1), ...(customRows ?? []).map(serializeRole)];
+  const page = await finishPage(ctx.config.hmacSecret, rolesFingerprint(ctx.org.id), items, q.page_size, (r) => [r.id]);
   return { items: page.rows, next_page_token: page.nextPageToken };
 }
 
-async function customRole(c: Ctx, orgId: string, roleId: string): Promise<RoleRow> {
-  if (!isId("role", roleId)) throw notFound("role");
-  const [row] = await authorizedRead(c, c.var.db.select().from(roles).where(and(eq(roles.id, roleId), eq(roles.organizationId, orgId))).limit(1));
-  if (!row) throw notFound("role");
-  return row;
+/** A custom role by id, or nothing to read for a built-in name or a malformed id. */
+export function customRoleQuery(db: ReadDb, org: OrgScope, roleId: string) {
+  if (!isId("role", roleId)) return undefined;
+  return db
+    .select()
+    .from(roles)
+    .where(and(eq(roles.id, org.guard(roleId)), eq(roles.organizationId, org.id)))
+    .limit(1);
 }
 
-export async function getRole(c: Ctx, orgId: string, roleId: string): Promise<RoleJson> {
+export function getRole(roleId: string, rows: RoleRow[] | undefined): RoleJson {
   const builtIn = BUILT_IN_LIST.find((r) => r.id === roleId);
-  if (!builtIn) return serializeRole(await customRole(c, orgId, roleId));
-  await authorizeWithoutRead(c);
-  return builtIn;
+  if (builtIn) return builtIn;
+  if (!rows?.[0]) throw notFound("role");
+  return serializeRole(rows[0]);
 }
 
 const builtInImmutable = () => new ApiError("conflict", "Built-in roles cannot be changed or deleted.");
 const nameTaken = (name: string) => new ApiError("conflict", `A role named \`${name}\` already exists (built-in names are reserved).`);
 
-export async function createRole(c: Ctx, orgId: string, callerPermissions: Set<Permission>, input: { name: string; description?: string; permissions: Permission[] }) {
+export async function createRole(ctx: OrgCtx, input: { name: string; description?: string; permissions: Permission[] }) {
+  const orgId = ctx.org.id;
   if (isBuiltInRole(input.name)) throw nameTaken(input.name);
-  assertWithinCaller(callerPermissions, new Set(input.permissions), "create this role");
+  assertWithinCaller(ctx.org.permissions, new Set(input.permissions), "create this role");
   const now = Date.now();
   const row: RoleRow = { id: newId("role"), organizationId: orgId, name: input.name, description: input.description ?? null, permissions: [...new Set(input.permissions)], createdAt: now, updatedAt: now };
   try {
-    await c.var.db.insert(roles).values(row);
+    await ctx.db.insert(roles).values(row);
   } catch (err) {
     if (isUniqueViolation(err, "roles.organization_id, roles.name")) throw nameTaken(input.name);
     throw err;
@@ -135,10 +163,12 @@ export async function createRole(c: Ctx, orgId: string, callerPermissions: Set<P
   return serializeRole(row);
 }
 
-export async function updateRole(c: Ctx, orgId: string, roleId: string, input: { name?: string; description?: string | null; permissions?: Permission[] }) {
+export async function updateRole(ctx: OrgCtx, roleId: string, rows: RoleRow[] | undefined, input: { name?: string; description?: string | null; permissions?: Permission[] }) {
   if (isBuiltInRole(roleId)) throw builtInImmutable();
-  const current = await customRole(c, orgId, roleId);
-  const callerPermissions = c.var.access.permissions;
+  const current = rows?.[0];
+  if (!current) throw notFound("role");
+  const orgId = ctx.org.id;
+  const callerPermissions = ctx.org.permissions;
   // Editing a role changes what its holders can do: the caller must hold both old and new powers.
   assertWithinCaller(callerPermissions, rolePermissions(current.name, current.permissions), "change this role");
   if (input.permissions) assertWithinCaller(callerPermissions, new Set(input.permissions), "grant these permissions");
@@ -148,7 +178,7 @@ export async function updateRole(c: Ctx, orgId: string, roleId: string, input: {
   if (input.name !== undefined) patch.name = input.name;
   if (input.description !== undefined) patch.description = input.description;
   if (input.permissions !== undefined) patch.permissions = [...new Set(input.permissions)];
-  const db = c.var.db;
+  const db = ctx.db;
   try {
     // A rename carries the members holding the role along, in the same transaction.
     if (patch.name !== undefined && patch.name !== current.name) {
@@ -172,12 +202,13 @@ export async function updateRole(c: Ctx, orgId: string, roleId: string, input: {
 }
 
 /** A role still assigned to anyone (or promised by a pending invitation) is not deleted: one conditional statement, no read-then-write. */
-export async function deleteRole(c: Ctx, orgId: string, roleId: string) {
+export async function deleteRole(ctx: OrgCtx, roleId: string, rows: RoleRow[] | undefined) {
   if (isBuiltInRole(roleId)) throw builtInImmutable();
-  const current = await customRole(c, orgId, roleId);
-  const callerPermissions = c.var.access.permissions;
-  assertWithinCaller(callerPermissions, rolePermissions(current.name, current.permissions), "delete this role");
-  const deleted = await c.var.db
+  const current = rows?.[0];
+  if (!current) throw notFound("role");
+  const orgId = ctx.org.id;
+  assertWithinCaller(ctx.org.permissions, rolePermissions(current.name, current.permissions), "delete this role");
+  const deleted = await ctx.db
     .delete(roles)
     .where(
       and(

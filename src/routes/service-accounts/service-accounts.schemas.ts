@@ -2,10 +2,11 @@ import { z } from "../../lib/openapi";
 import { SCOPES } from "../../lib/permissions";
 import { iso, isoOrNull } from "../../lib/time";
 import { RoleNameInput } from "../members/members.schemas";
+import { singleLine } from "../../lib/text";
 
 export const ServiceAccountCreateInput = z
   .object({
-    name: z.string().trim().min(1, "must not be empty").max(100, "must be at most 100 characters"),
+    name: singleLine(100),
     role: RoleNameInput.default("service_account"),
     scopes: z
       .array(z.enum(SCOPES))

@@ -1,22 +1,21 @@
 import { and, asc, eq, gt, isNull, or, sql } from "drizzle-orm";
-import type { Ctx } from "../../env";
+import type { OrgScope, ReadDb } from "../../db/authz";
+import type { Config, OrgCtx, ServiceCtx } from "../../env";
 import { members, organizations, serviceAccountKeys, serviceAccounts } from "../../db/schema";
 import { memberIdOf } from "../../lib/actor";
 import { newSecret, sha256Hex } from "../../lib/crypto";
-import { ApiError, notFound } from "../../lib/errors";
+import { notFound } from "../../lib/errors";
 import { isId, newId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
-import { SCOPES, type OrgAccess, type Permission, type Scope } from "../../lib/permissions";
-import { authorizedRead } from "../../middleware/authorize";
-import { keepsAnotherAdmin } from "../members/last-admin";
-import { assertWithinCaller, permissionsOfRoles, requireAssignableRole } from "../roles/roles.service";
+import { SCOPES, type Scope } from "../../lib/permissions";
+import { assertWithinCaller, permissionsOfRole, permissionsOfRoles, requireAssignableRole } from "../roles/roles.service";
 import { serializeServiceAccount, type ServiceAccountView } from "./service-accounts.schemas";
 
 const KEY_PREFIX_LENGTH = 8;
 
-/** The account with its role (from its membership) and current key prefix, in one read. */
-function selectView(c: Ctx) {
-  return c.var.db
+/** The account with its role (from its membership), that role's stored permissions and the current key prefix, in one read. */
+function selectView(db: ReadDb) {
+  return db
     .select({
       id: serviceAccounts.id,
       organizationId: serviceAccounts.organizationId,
@@ -27,11 +26,14 @@ function selectView(c: Ctx) {
       createdAt: serviceAccounts.createdAt,
       updatedAt: serviceAccounts.updatedAt,
       role: members.role,
+      rolePermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${serviceAccounts.organizationId} and r.name = ${members.role})`,
       keyPrefix: sql<string | null>`(select k.key_prefix from service_account_keys k where k.service_account_id = ${serviceAccounts.id} and k.expires_at is null order by k.created_at desc limit 1)`,
     })
     .from(serviceAccounts)
     .innerJoin(members, and(eq(members.organizationId, serviceAccounts.organizationId), eq(members.memberId, serviceAccounts.id)));
 }
+
+type FoundAccount = ServiceAccountView & { rolePermissions: string | null };
 
 async function newKey(serviceAccountId: string, now: number) {
   const key = newSecret("sak");
@@ -41,15 +43,15 @@ async function newKey(serviceAccountId: string, now: number) {
   };
 }
 
-export async function createServiceAccount(c: Ctx, access: OrgAccess, input: { name: string; role: string; scopes?: Scope[] }) {
-  const orgId = access.organization.id;
-  await requireAssignableRole(c, orgId, input.role, access.permissions);
+export async function createServiceAccount(ctx: OrgCtx, input: { name: string; role: string; scopes?: Scope[] }, customRoles: { name: string; permissions: string[] }[]) {
+  const orgId = ctx.org.id;
+  requireAssignableRole(ctx, input.role, permissionsOfRoles([input.role], customRoles));
   const now = Date.now();
   const id = newId("serviceAccount");
   const scopes = input.scopes ?? [...SCOPES];
-  const createdBy = memberIdOf(c.var.actor!);
+  const createdBy = memberIdOf(ctx.actor);
   const { key, row } = await newKey(id, now);
-  const db = c.var.db;
+  const db = ctx.db;
   // Account, key and membership land together; service accounts take no seat.
   await db.batch([
     db.insert(serviceAccounts).values({ id, organizationId: orgId, name: input.name, scopes, createdBy, createdAt: now, updatedAt: now }),
@@ -61,35 +63,44 @@ export async function createServiceAccount(c: Ctx, access: OrgAccess, input: { n
   return { service_account: serializeServiceAccount(view), key };
 }
 
-export async function listServiceAccounts(c: Ctx, orgId: string, q: { page_size: number; page_token?: string }) {
-  const fingerprint = `service-accounts|${orgId}`;
-  let after: string | undefined;
-  if (q.page_token) after = String((await decodePageToken(c.var.config.hmacSecret, fingerprint, q.page_token, 1))[0]);
-  const rows = await authorizedRead(
-    c,
-    selectView(c)
-      .where(and(eq(serviceAccounts.organizationId, orgId), after ? gt(serviceAccounts.id, after) : undefined))
-      .orderBy(asc(serviceAccounts.id))
-      .limit(q.page_size + 1),
-  );
-  const page = await finishPage(c.var.config.hmacSecret, fingerprint, rows, q.page_size, (r) => [r.id]);
+const listFingerprint = (orgId: string) => `service-accounts|${orgId}`;
+
+export async function serviceAccountListQuery(db: ReadDb, org: OrgScope, config: Config, q: { page_size: number; page_token?: string }) {
+  const after = q.page_token ? String((await decodePageToken(config.hmacSecret, listFingerprint(org.id), q.page_token, 1))[0]) : undefined;
+  const page = selectView(db)
+    .where(and(org.inOrg(serviceAccounts.organizationId), after ? gt(serviceAccounts.id, after) : undefined))
+    .orderBy(asc(serviceAccounts.id))
+    .limit(q.page_size + 1);
+  return { page };
+}
+
+export async function serviceAccountPage(ctx: OrgCtx, q: { page_size: number }, rows: FoundAccount[]) {
+  const page = await finishPage(ctx.config.hmacSecret, listFingerprint(ctx.org.id), rows, q.page_size, (r) => [r.id]);
   return { items: page.rows.map(serializeServiceAccount), next_page_token: page.nextPageToken };
 }
 
-async function findView(c: Ctx, orgId: string, id: string): Promise<ServiceAccountView> {
-  if (!isId("serviceAccount", id)) throw notFound("service account");
-  const [row] = await authorizedRead(
-    c,
-    selectView(c)
-      .where(and(eq(serviceAccounts.id, id), eq(serviceAccounts.organizationId, orgId)))
-      .limit(1),
-  );
+/** One account of the organization; nothing to read for a malformed id. */
+export function serviceAccountQuery(db: ReadDb, org: OrgScope, id: string) {
+  if (!isId("serviceAccount", id)) return undefined;
+  return selectView(db)
+    .where(and(eq(serviceAccounts.id, org.guard(id)), eq(serviceAccounts.organizationId, org.id)))
+    .limit(1);
+}
+
+function found(rows: FoundAccount[] | undefined): FoundAccount {
+  const row = rows?.[0];
   if (!row) throw notFound("service account");
   return row;
 }
 
-export async function getServiceAccount(c: Ctx, orgId: string, id: string) {
-  return serializeServiceAccount(await findView(c, orgId, id));
+export const getServiceAccountFrom = (rows: FoundAccount[] | undefined) => serializeServiceAccount(found(rows));
+
+/** The account a key belongs to, for `GET /v1/me` with that key (the caller is the account itself). */
+export async function getServiceAccount(ctx: ServiceCtx, orgId: string, id: string) {
+  const [row] = await selectView(ctx.db)
+    .where(and(eq(serviceAccounts.id, id), eq(serviceAccounts.organizationId, orgId)))
+    .limit(1);
+  return serializeServiceAccount(found(row ? [row] : []));
 }
 
 /**
@@ -97,69 +108,48 @@ export async function getServiceAccount(c: Ctx, orgId: string, id: string) {
  * both need every permission of the account's role, like assigning that role would. The account
  * itself may always rotate its own key or remove itself: that grants it nothing new.
  */
-async function assertMayManage(c: Ctx, access: OrgAccess, id: string, role: string, what: string) {
-  if (memberIdOf(c.var.actor!) === id) return;
-  const granted = (await permissionsOfRoles(c, access.organization.id, [role])).get(role) ?? new Set<Permission>();
-  assertWithinCaller(access.permissions, granted, what);
+function assertMayManage(ctx: OrgCtx, account: FoundAccount, what: string) {
+  if (memberIdOf(ctx.actor) === account.id) return;
+  assertWithinCaller(ctx.org.permissions, permissionsOfRole(account.role, account.rolePermissions), what);
+}
+
+/** Deletes the account, its keys (cascade) and its membership together; its key fails on the very next request. */
+export async function deleteServiceAccount(ctx: OrgCtx, rows: FoundAccount[] | undefined): Promise<void> {
+  const account = found(rows);
+  assertMayManage(ctx, account, `delete a service account whose role is \`${account.role}\``);
+  await removeServiceAccount(ctx, account.id);
 }
 
 /**
- * Deletes the account, its keys (cascade) and its membership together; its key fails on the very
- * next request. An admin service account that is the organization's last admin stays (409).
+ * The deletion itself, for a caller already allowed to make it. A service account never counts
+ * as the organization's last admin (see members/last-admin.ts), so nothing blocks it.
  */
-export async function deleteServiceAccount(c: Ctx, orgId: string, id: string): Promise<void> {
-  if (!isId("serviceAccount", id)) throw notFound("service account");
-  const [member] = await authorizedRead(
-    c,
-    c.var.db
-      .select({ role: members.role })
-      .from(members)
-      .where(and(eq(members.organizationId, orgId), eq(members.memberId, id), eq(members.type, "service_account")))
-      .limit(1),
-  );
-  if (!member) throw notFound("service account");
-  await removeServiceAccount(c, orgId, id, member.role);
-}
-
-/** The deletion itself, for a caller that has already read the account's role. */
-export async function removeServiceAccount(c: Ctx, orgId: string, id: string, role: string): Promise<void> {
-  const db = c.var.db;
-  await assertMayManage(c, c.var.access, id, role, `delete a service account whose role is \`${role}\``);
-  const [removed, , deleted] = await db.batch([
+export async function removeServiceAccount(ctx: OrgCtx, id: string): Promise<void> {
+  const db = ctx.db;
+  const orgId = ctx.org.id;
+  const [removed] = await db.batch([
     db
       .delete(members)
-      .where(
-        and(
-          eq(members.organizationId, orgId),
-          eq(members.memberId, id),
-          keepsAnotherAdmin(orgId, id),
-        ),
-      )
+      .where(and(eq(members.organizationId, orgId), eq(members.memberId, id)))
       .returning({ id: members.memberId }),
     db.update(organizations).set({ memberCount: sql`${organizations.memberCount} - 1` }).where(and(eq(organizations.id, orgId), sql`changes() = 1`)),
-    db
-      .delete(serviceAccounts)
-      .where(and(eq(serviceAccounts.id, id), eq(serviceAccounts.organizationId, orgId), sql`not exists (select 1 from members m where m.organization_id = ${orgId} and m.member_id = ${id})`))
-      .returning({ id: serviceAccounts.id }),
+    db.delete(serviceAccounts).where(and(eq(serviceAccounts.id, id), eq(serviceAccounts.organizationId, orgId))),
   ]);
-  if (deleted.length === 0) {
-    if (removed.length === 0 && (await db.select({ id: serviceAccounts.id }).from(serviceAccounts).where(and(eq(serviceAccounts.id, id), eq(serviceAccounts.organizationId, orgId)))).length > 0) {
-      throw new ApiError("last_admin", "This service account is the organization's last admin; make someone else admin first.");
-    }
-    throw notFound("service account");
-  }
+  // Deleted by a concurrent request: gone either way, but this request did not do it.
+  if (removed.length === 0) throw notFound("service account");
 }
 
 /**
  * A new key, shown once. Without a grace period the old keys are deleted in the same batch;
  * with one they expire at its end (never later than any earlier expiry).
  */
-export async function rotateServiceAccountKey(c: Ctx, orgId: string, id: string, graceSeconds: number | undefined) {
-  const view = await findView(c, orgId, id);
-  await assertMayManage(c, c.var.access, id, view.role, `rotate the key of a service account whose role is \`${view.role}\``);
+export async function rotateServiceAccountKey(ctx: OrgCtx, rows: FoundAccount[] | undefined, graceSeconds: number | undefined) {
+  const view = found(rows);
+  const id = view.id;
+  assertMayManage(ctx, view, `rotate the key of a service account whose role is \`${view.role}\``);
   const now = Date.now();
   const { key, row } = await newKey(id, now);
-  const db = c.var.db;
+  const db = ctx.db;
   const graceEnd = now + (graceSeconds ?? 0) * 1000;
   await db.batch([
     graceSeconds

@@ -1,28 +1,28 @@
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, eq, inArray, sql, type SQL } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
-import type { Ctx } from "../../env";
+import type { OrgScope, ReadDb } from "../../db/authz";
+import type { OrgCtx } from "../../env";
 import { organizationSecrets, organizationSettings, organizations } from "../../db/schema";
 import { encryptString } from "../../lib/crypto";
 import { ApiError, rootMessage } from "../../lib/errors";
 import { iso } from "../../lib/time";
-import { authorizedReads } from "../../middleware/authorize";
 import { MAX_SECRETS } from "./settings.schemas";
 
 /** Binds a ciphertext to its organization and name: copied elsewhere, it does not decrypt. */
 export const secretAad = (orgId: string, name: string) => `org-secret:${orgId}:${name}`;
 
-function readStatements(c: Ctx, orgId: string) {
-  return [
-    c.var.db.select().from(organizationSettings).where(eq(organizationSettings.organizationId, orgId)),
-    c.var.db
-      .select({ name: organizationSecrets.name, updatedAt: organizationSecrets.updatedAt })
-      .from(organizationSecrets)
-      .where(eq(organizationSecrets.organizationId, orgId))
-      .orderBy(organizationSecrets.name),
-  ] as const;
-}
+const settingsRead = (db: ReadDb, orgId: SQL | string) => db.select().from(organizationSettings).where(eq(organizationSettings.organizationId, orgId));
+const secretsRead = (db: ReadDb, orgId: SQL | string) =>
+  db
+    .select({ name: organizationSecrets.name, updatedAt: organizationSecrets.updatedAt })
+    .from(organizationSecrets)
+    .where(eq(organizationSecrets.organizationId, orgId))
+    .orderBy(organizationSecrets.name);
 
-function shape(settingsRows: (typeof organizationSettings.$inferSelect)[], secretRows: { name: string; updatedAt: number }[]) {
+/** The settings row and the names of stored secrets, for an authorized caller. */
+export const settingsQueries = (db: ReadDb, org: OrgScope) => ({ settings: settingsRead(db, org.guard(org.id)), secrets: secretsRead(db, org.guard(org.id)) });
+
+export function shape(settingsRows: (typeof organizationSettings.$inferSelect)[], secretRows: { name: string; updatedAt: number }[]) {
   const s = settingsRows[0];
   const latest = Math.max(s?.updatedAt ?? 0, ...secretRows.map((r) => r.updatedAt));
   return {
@@ -30,11 +30,6 @@ function shape(settingsRows: (typeof organizationSettings.$inferSelect)[], secre
     secrets: Object.fromEntries(secretRows.map((r) => [r.name, { set: true as const, updated_at: iso(r.updatedAt) }])),
     updated_at: latest > 0 ? iso(latest) : null,
   };
-}
-
-export async function getSettings(c: Ctx, orgId: string) {
-  const [settings, secrets] = await authorizedReads(c, readStatements(c, orgId));
-  return shape(settings, secrets);
 }
 
 /** Marker of the limit guard's deliberate SQL error (SQLite has no RAISE outside triggers). */
@@ -45,8 +40,9 @@ const tooManySecrets = () =>
     errors: [{ path: "secrets", message: `at most ${MAX_SECRETS} secrets in total` }],
   });
 
-export async function putSettings(c: Ctx, orgId: string, input: { settings?: Record<string, unknown>; secrets?: Record<string, string | null> }) {
-  const db = c.var.db;
+export async function putSettings(ctx: OrgCtx, input: { settings?: Record<string, unknown>; secrets?: Record<string, string | null> }) {
+  const db = ctx.db;
+  const orgId = ctx.org.id;
   const now = Date.now();
   const entries = Object.entries(input.secrets ?? {});
   const toSet = entries.filter((e): e is [string, string] => e[1] !== null);
@@ -61,7 +57,7 @@ export async function putSettings(c: Ctx, orgId: string, input: { settings?: Rec
     );
   }
   for (const [name, value] of toSet) {
-    const ciphertext = await encryptString(c.var.config.encryptionKey, value, secretAad(orgId, name));
+    const ciphertext = await encryptString(ctx.config.encryptionKey, value, secretAad(orgId, name));
     writes.push(
       db
         .insert(organizationSecrets)
@@ -87,7 +83,7 @@ export async function putSettings(c: Ctx, orgId: string, input: { settings?: Rec
   // Writes, the limit guard and the read-back in one transaction and one round trip.
   let results: unknown[];
   try {
-    results = await db.batch([...writes, ...readStatements(c, orgId)] as unknown as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+    results = await db.batch([...writes, settingsRead(db, orgId), secretsRead(db, orgId)] as unknown as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
   } catch (err) {
     if (rootMessage(err).includes(SECRET_LIMIT_MARKER)) throw tooManySecrets();
     throw err;

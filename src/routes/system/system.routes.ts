@@ -1,40 +1,37 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../env";
 import { publicJwks } from "../../lib/jwt";
-import { createRouter, defineRoute, jsonResponse, z } from "../../lib/openapi";
+import { jsonResponse, z } from "../../lib/openapi";
+import { createRouter, publicRoute } from "../../middleware/route";
 import { PERMISSIONS, SCOPES, SCOPE_GRANTS, BUILT_IN_ROLES } from "../../lib/permissions";
 import { DOCS_HTML } from "./docs-page";
 
 export const systemRoutes = createRouter();
 
-systemRoutes.openapi(
-  defineRoute({ kind: "public" }, {
-    method: "get",
-    path: "/healthz",
-    tags: ["System"],
-    summary: "Liveness and build version",
-    responses: { 200: jsonResponse(z.object({ status: z.literal("ok"), version: z.string() }), "The worker is up.") },
-  }),
-  (c) => c.json({ status: "ok" as const, version: c.var.config.buildVersion }, 200),
-);
+publicRoute(systemRoutes, {
+  method: "get",
+  path: "/healthz",
+  tags: ["System"],
+  summary: "Liveness and build version",
+  responses: { 200: jsonResponse(z.object({ status: z.literal("ok"), version: z.string() }), "The worker is up.") },
+  handle: ({ ctx }, c) => c.json({ status: "ok" as const, version: ctx.config.buildVersion }, 200),
+});
 
 const Jwk = z.object({ kty: z.string(), crv: z.string(), x: z.string(), y: z.string(), kid: z.string(), alg: z.string(), use: z.string() }).passthrough();
 
-systemRoutes.openapi(
-  defineRoute({ kind: "public" }, {
-    method: "get",
-    path: "/.well-known/jwks.json",
-    tags: ["System"],
-    summary: "Public keys that verify access tokens",
-    description: "Several keys may be listed during a rotation; pick by the token's `kid`.",
-    responses: { 200: jsonResponse(z.object({ keys: z.array(Jwk) }), "The JSON Web Key Set.") },
-  }),
-  async (c) => {
-    const jwks = await publicJwks(c.var.config.jwtSigningKeys);
+publicRoute(systemRoutes, {
+  method: "get",
+  path: "/.well-known/jwks.json",
+  tags: ["System"],
+  summary: "Public keys that verify access tokens",
+  description: "Several keys may be listed during a rotation; pick by the token's `kid`.",
+  responses: { 200: jsonResponse(z.object({ keys: z.array(Jwk) }), "The JSON Web Key Set.") },
+  handle: async ({ ctx }, c) => {
+    const jwks = await publicJwks(ctx.config.jwtSigningKeys);
     c.header("Cache-Control", "public, max-age=300");
     return c.json(jwks as { keys: z.infer<typeof Jwk>[] }, 200);
   },
-);
+});
 
 const AUTHZ_DOC = [
   "Every route lists its `x-authorization` rule: `public`, `any` credential, `user` (access token or PAT with a scope),",

@@ -1,6 +1,7 @@
 import { z } from "../../lib/openapi";
 import { passwordProblem } from "../../lib/password-policy";
 import { iso } from "../../lib/time";
+import { singleLine } from "../../lib/text";
 
 export const EmailInput = z
   .string()
@@ -10,7 +11,7 @@ export const EmailInput = z
   .transform((e) => e.toLowerCase())
   .openapi({ type: "string", format: "email", example: "ada@example.com" });
 
-export const DisplayNameInput = z.string().trim().min(1, "must not be empty").max(100, "must be at most 100 characters").openapi({ example: "Ada Lovelace" });
+export const DisplayNameInput = singleLine(100).openapi({ example: "Ada Lovelace" });
 
 export const PasswordInput = z
   .string()

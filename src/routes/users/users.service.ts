@@ -1,8 +1,8 @@
-import { and, eq, inArray, isNull, sql } from "drizzle-orm";
+import { and, eq, inArray, isNull, or, sql } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
-import type { Ctx } from "../../env";
+import type { ServiceCtx } from "../../env";
 import { members, organizations, sessions, users } from "../../db/schema";
-import type { Actor } from "../../lib/actor";
+import type { Caller } from "../../lib/actor";
 import { hashPassword, verifyPassword } from "../../lib/crypto";
 import { ApiError, isUniqueViolation, notFound, validationError } from "../../lib/errors";
 import { isId } from "../../lib/ids";
@@ -15,42 +15,49 @@ type UserRow = typeof users.$inferSelect;
 
 const accountGone = () => new ApiError("unauthenticated", "The account behind this credential no longer exists.");
 
-/** A platform administrator: a verified email listed in PLATFORM_ADMIN_EMAILS. */
-function isPlatformAdmin(c: Ctx, user: UserRow): boolean {
-  // Verified only: otherwise anyone could sign up with an admin's address before the admin does.
-  return user.emailVerifiedAt !== null && c.var.config.platformAdminEmails.includes(user.email);
+/**
+ * A platform administrator: a verified email listed in PLATFORM_ADMIN_EMAILS. Verified means
+ * through a token the server emailed (see verifyEmail and invitation accept): otherwise anyone
+ * could claim an admin's address before the admin does.
+ */
+function isPlatformAdmin(ctx: ServiceCtx, user: UserRow): boolean {
+  return user.emailVerifiedAt !== null && ctx.config.platformAdminEmails.includes(user.email);
 }
 
-export async function getUserRow(c: Ctx, userId: string): Promise<UserRow | undefined> {
-  const [row] = await c.var.db.select().from(users).where(eq(users.id, userId)).limit(1);
+export async function getUserRow(ctx: ServiceCtx, userId: string): Promise<UserRow | undefined> {
+  const [row] = await ctx.db.select().from(users).where(eq(users.id, userId)).limit(1);
   return row;
 }
 
-export async function getSelf(c: Ctx, userId: string): Promise<UserJson> {
-  const row = await getUserRow(c, userId);
+export async function getSelf(ctx: ServiceCtx, userId: string): Promise<UserJson> {
+  const row = await getUserRow(ctx, userId);
   if (!row) throw accountGone();
   return serializeUser(row);
 }
 
 /**
  * The caller and the target in one read; only the user themself or a platform administrator
- * gets past this, and a refusal comes before any existence check so it reveals nothing.
+ * gets past this. The target row is read only for a caller who is a verified platform admin (the
+ * check is inside the statement), so a refusal reads the same rows whether or not the target
+ * exists.
  */
-export async function resolveUserTarget(c: Ctx, actor: Actor, targetId: string): Promise<{ caller: UserRow; target: UserRow; byAdmin: boolean }> {
-  if (actor.kind === "service_account") throw new ApiError("forbidden", "Service account keys cannot manage user accounts.");
-  const ids = actor.userId === targetId || !isId("user", targetId) ? [actor.userId] : [actor.userId, targetId];
-  const rows = await c.var.db.select().from(users).where(inArray(users.id, ids));
-  const caller = rows.find((r) => r.id === actor.userId);
-  if (!caller) throw accountGone();
-  if (targetId === caller.id) return { caller, target: caller, byAdmin: false };
-  if (!isPlatformAdmin(c, caller)) throw new ApiError("forbidden", "Only platform administrators may manage other users.");
+export async function resolveUserTarget(ctx: ServiceCtx, caller: Caller, targetId: string): Promise<{ caller: UserRow; target: UserRow; byAdmin: boolean }> {
+  if (caller.kind === "service_account") throw new ApiError("forbidden", "Service account keys cannot manage user accounts.");
+  const admins = JSON.stringify(ctx.config.platformAdminEmails);
+  const asAdmin = sql`(select ${targetId} where exists (select 1 from users a where a.id = ${caller.userId} and a.email_verified_at is not null and a.email in (select value from json_each(${admins}))))`;
+  const others = caller.userId === targetId || !isId("user", targetId) ? undefined : eq(users.id, asAdmin);
+  const rows = await ctx.db.select().from(users).where(or(eq(users.id, caller.userId), others));
+  const self = rows.find((r) => r.id === caller.userId);
+  if (!self) throw accountGone();
+  if (targetId === self.id) return { caller: self, target: self, byAdmin: false };
+  if (!isPlatformAdmin(ctx, self)) throw new ApiError("forbidden", "Only platform administrators may manage other users.");
   const target = rows.find((r) => r.id === targetId);
   if (!target) throw notFound("user");
-  return { caller, target, byAdmin: true };
+  return { caller: self, target, byAdmin: true };
 }
 
 export async function updateUser(
-  c: Ctx,
+  ctx: ServiceCtx,
   opts: {
     target: UserRow;
     byAdmin: boolean;
@@ -82,9 +89,9 @@ export async function updateUser(
     patch.email = input.email;
     patch.emailVerifiedAt = null;
   }
-  if (input.new_password !== undefined) patch.passwordHash = await hashPassword(input.new_password, c.var.config.passwordHashIterations);
+  if (input.new_password !== undefined) patch.passwordHash = await hashPassword(input.new_password, ctx.config.passwordHashIterations);
 
-  const db = c.var.db;
+  const db = ctx.db;
   const statements: BatchItem<"sqlite">[] = [db.update(users).set(patch).where(eq(users.id, target.id))];
   if (patch.displayName !== undefined || emailChanges) {
     // Members rows carry copies of name and email for cheap listing and search.
@@ -98,7 +105,7 @@ export async function updateUser(
   }
   let outboxId: string | undefined;
   if (emailChanges) {
-    const verify = await verificationEmail(c, { id: target.id, email: input.email!, displayName: patch.displayName ?? target.displayName });
+    const verify = await verificationEmail(ctx, { id: target.id, email: input.email!, displayName: patch.displayName ?? target.displayName });
     statements.push(...verify.statements);
     outboxId = verify.outboxId;
   }
@@ -108,22 +115,23 @@ export async function updateUser(
     if (isUniqueViolation(err, "users.email")) throw new ApiError("email_taken", "Another account uses this email.");
     throw err;
   }
-  if (outboxId) await enqueueOutbox(c.env, [outboxId], c.executionCtx);
+  if (outboxId) await enqueueOutbox(ctx, [outboxId]);
   if (input.new_password !== undefined) {
     // Every other session ends, access and refresh alike; the caller's own stays.
-    await revokeSessions(c, await activeSessionIds(c, target.id, byAdmin ? undefined : opts.currentSessionId));
+    await revokeSessions(ctx, await activeSessionIds(ctx, target.id, byAdmin ? undefined : opts.currentSessionId));
   }
   return serializeUser({ ...target, ...patch });
 }
 
 /**
- * Organizations where `userId` is the only admin while someone else is still a member: deleting
- * the account would leave them without an admin.
+ * Organizations where `userId` is the only human admin while someone else (a person or a service
+ * account) is still a member: deleting the account would leave them without an admin who can
+ * sign in. A service account with the admin role does not count (see last-admin.ts).
  */
 const lastAdminOrgIds = (userId: string) => sql`select m.organization_id from members m
   where m.member_id = ${userId} and m.role = 'admin'
     and exists (select 1 from members o where o.organization_id = m.organization_id and o.member_id <> ${userId})
-    and not exists (select 1 from members a where a.organization_id = m.organization_id and a.role = 'admin' and a.member_id <> ${userId})`;
+    and not exists (select 1 from members a where a.organization_id = m.organization_id and a.role = 'admin' and a.type = 'user' and a.member_id <> ${userId})`;
 
 const lastAdmin = (organizationIds: string[]) =>
   new ApiError("last_admin", "The account is the last admin of organizations that have other members; promote another admin or delete those organizations first.", {
@@ -138,8 +146,8 @@ const lastAdmin = (organizationIds: string[]) =>
  * read first and written later: two admins of one organization deleting themselves at once
  * must not both pass a check made before either deletion.
  */
-export async function deleteUser(c: Ctx, userId: string): Promise<void> {
-  const db = c.var.db;
+export async function deleteUser(ctx: ServiceCtx, userId: string): Promise<void> {
+  const db = ctx.db;
   const allowed = sql`not exists (${lastAdminOrgIds(userId)})`;
   const myOrgIds = db.select({ id: members.organizationId }).from(members).where(eq(members.memberId, userId));
   const [sessionRows, , , , deleted] = await db.batch([
@@ -170,9 +178,9 @@ export async function deleteUser(c: Ctx, userId: string): Promise<void> {
     const blocking = (await db.all<{ organization_id: string }>(lastAdminOrgIds(userId))).map((r) => r.organization_id);
     if (blocking.length > 0) throw lastAdmin(blocking);
     // Deleted by a concurrent request: the outcome the caller asked for.
-    if (!(await getUserRow(c, userId))) return;
+    if (!(await getUserRow(ctx, userId))) return;
     throw new ApiError("conflict", "The account changed while it was being deleted; retry.");
   }
   // The D1 rows are gone; KV stops the sessions' access tokens on their very next request.
-  await revokeAccessTokens(c, sessionRows.map((r) => r.id));
+  await revokeAccessTokens(ctx, sessionRows.map((r) => r.id));
 }

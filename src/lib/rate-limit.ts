@@ -1,0 +1,119 @@
+import { hmacHex } from "./crypto";
+import { kvKeys } from "./kv-keys";
+
+/** What a response reports in RateLimit-* headers: the tightest limit met on the request. */
+export interface RateLimitState {
+  limit: number;
+  remaining: number;
+  /** Seconds until the window resets. */
+  reset: number;
+}
+
+export interface Limit {
+  /** What is counted (`client`, `credential`, `login-email`, …): buckets never share a counter. */
+  bucket: string;
+  /** Whose budget: an IP prefix, a credential, an email. Only its HMAC reaches KV. */
+  subject: string;
+  limit: number;
+  windowSeconds: number;
+}
+
+/** A limit resolved to its KV counter for the current fixed window. */
+export interface Counter {
+  limit: Limit;
+  key: string;
+  ttl: number;
+  windowEnd: number;
+  reset: number;
+}
+
+export async function counterFor(hmacSecret: string, limit: Limit, nowMs = Date.now()): Promise<Counter> {
+  const now = Math.floor(nowMs / 1000);
+  const windowStart = now - (now % limit.windowSeconds);
+  const windowEnd = windowStart + limit.windowSeconds;
+  // Subjects (IPs, emails, credentials) are keyed by HMAC so KV holds no personal data in the clear.
+  const hashed = (await hmacHex(hmacSecret, `rl:${limit.subject}`)).slice(0, 32);
+  const { key, ttl } = kvKeys.rateLimit(limit.bucket, hashed, windowStart, limit.windowSeconds);
+  return { limit, key, ttl, windowEnd, reset: windowEnd - now };
+}
+
+/**
+ * This isolate's hits per counter. KV allows about one write a second per key and is eventually
+ * consistent, so hits are counted here exactly and written to KV in steps (`flushEvery`): the
+ * shared count lags by less than a step per isolate. The limit is a brake on abuse, not a quota.
+ */
+const local = new Map<string, { written: number; pending: number; windowEnd: number }>();
+
+function entry(counter: Counter) {
+  let e = local.get(counter.key);
+  if (!e) {
+    if (local.size > 10_000) {
+      const now = Date.now() / 1000;
+      for (const [k, v] of local) if (v.windowEnd <= now) local.delete(k);
+    }
+    e = { written: 0, pending: 0, windowEnd: counter.windowEnd };
+    local.set(counter.key, e);
+  }
+  return e;
+}
+
+/** Hits so far in the window: the larger of KV's count and what this isolate last wrote, plus its unwritten hits. */
+function countOf(counter: Counter, stored: string | null): number {
+  const e = local.get(counter.key);
+  const kv = Number(stored ?? "0") || 0;
+  return Math.max(kv, e?.written ?? 0) + (e?.pending ?? 0);
+}
+
+/** The state after this request, and whether the request is over the limit. */
+export function evaluate(counter: Counter, stored: string | null): { count: number; state: RateLimitState; exceeded: boolean } {
+  const count = countOf(counter, stored);
+  const { limit } = counter.limit;
+  return { count, state: { limit, remaining: Math.max(0, limit - count - 1), reset: counter.reset }, exceeded: count >= limit };
+}
+
+/**
+ * Counts one hit. Every `flushEvery` hits (about one write a second at the limit's own rate) the
+ * total goes to KV; the write runs after the response and a failed one is counted again later.
+ */
+export function recordHit(counter: Counter, stored: string | null, kv: KVNamespace, waitUntil: (p: Promise<unknown>) => void): void {
+  const total = countOf(counter, stored) + 1;
+  const e = entry(counter);
+  const pending = e.pending + 1;
+  const flushEvery = Math.max(1, Math.ceil(counter.limit.limit / counter.limit.windowSeconds));
+  if (pending < flushEvery) {
+    e.pending = pending;
+    return;
+  }
+  const base = e.written;
+  e.written = total;
+  e.pending = 0;
+  waitUntil(
+    kv.put(counter.key, String(total), { expirationTtl: counter.ttl }).catch(() => {
+      e.written = base;
+      e.pending += pending;
+    }),
+  );
+}
+
+/** The tighter of two states: the one with fewer requests left. */
+export function tighter(a: RateLimitState | undefined, b: RateLimitState): RateLimitState {
+  return !a || b.remaining < a.remaining ? b : a;
+}
+
+/**
+ * The budget a client address draws on: an IPv4 address, or an IPv6 /64 (one subscriber's
+ * network; a client that holds a /64 could otherwise rotate through 2^64 addresses).
+ */
+export function clientSubject(ip: string): string {
+  const v4mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (v4mapped) return v4mapped[1]!;
+  if (!ip.includes(":")) return ip;
+  const [head = "", tail = ""] = ip.toLowerCase().split("::");
+  const left = head ? head.split(":") : [];
+  const right = tail ? tail.split(":") : [];
+  const groups = ip.includes("::") ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right] : left;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => (parseInt(g, 16) || 0).toString(16))
+    .join(":")}::/64`;
+}
