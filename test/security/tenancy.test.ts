@@ -1,8 +1,8 @@
 import { describe, expect, it, beforeAll } from "vitest";
 import { createApp } from "../../src/app";
 import { BUILT_IN_ROLES, SCOPES, SCOPE_GRANTS, type Permission } from "../../src/lib/permissions";
-import { api } from "../helpers/client";
-import { addMemberDirect, createOrg, createPat, createUser, type TestUser } from "../helpers/factories";
+import { api, type ApiResponse } from "../helpers/client";
+import { addMemberDirect, createOrg, createPat, createUser, unique, uniqueEmail, type TestUser } from "../helpers/factories";
 import { fillPath, operations, type Operation } from "../helpers/openapi";
 
 /**
@@ -143,6 +143,71 @@ describe("security", () => {
       const res = await call(o, patsByScope.get("*"));
       expect(res.status, res.text).toBe(403);
       expect(res.body.code).toBe("forbidden");
+    });
+  });
+
+  /**
+   * Issue 8: a refused caller learns nothing from the work done before its refusal. For every
+   * organization route, a made-up PAT, a made-up key and an outsider's session get the same
+   * status, body code and Server-Timing figures from an empty organization as from one full of
+   * members, invitations, roles, service accounts and settings, with every path id naming a real
+   * resource of the full one and every body one that a member's request would act on.
+   */
+  describe("refusals look the same whatever the organization holds", async () => {
+    const orgOps = (await operations()).filter((o) => o.auth.kind === "org");
+    let empty: string;
+    let full: string;
+    let outsider: TestUser;
+    const ids: Record<string, string> = {};
+    const bodies: Record<string, unknown> = {};
+
+    beforeAll(async () => {
+      const [owner, other, member] = await Promise.all([createUser(), createUser(), createUser()]);
+      outsider = other;
+      empty = (await createOrg(owner)).id;
+      full = (await createOrg(owner)).id;
+      const token = { token: owner.accessToken };
+      await addMemberDirect(full, member, "user");
+      for (let i = 0; i < 15; i++) {
+        const u = { id: `usr_${unique("").toUpperCase().replace(/[^0-9A-Z]/g, "0").padEnd(26, "0").slice(0, 26)}`, email: `carol${i}${unique("c")}@example.com`, displayName: `Carol ${i}` };
+        await addMemberDirect(full, u);
+      }
+      const role = await api("POST", `/v1/organizations/${full}/roles`, { ...token, body: { name: unique("r").slice(0, 30), permissions: ["organization:read"] } });
+      const sa = await api("POST", `/v1/organizations/${full}/service-accounts`, { ...token, body: { name: "robot" } });
+      const invEmail = uniqueEmail("pending");
+      const inv = await api("POST", `/v1/organizations/${full}/invitations`, { ...token, body: { email: invEmail, send_email: false }, env: { FREE_PLAN_SEATS: "1000" } });
+      await api("PUT", `/v1/organizations/${full}/settings`, { ...token, body: { settings: { a: 1 }, secrets: { s: "v" } } });
+      for (const r of [role, sa, inv]) expect(r.status, r.text).toBe(201);
+      Object.assign(ids, { user_id: member.id, role_id: role.body.id, service_account_id: sa.body.service_account.id, invitation_id: inv.body.id });
+      Object.assign(bodies, {
+        "POST /v1/organizations/{org_id}/members": { email: member.email, role: "user" },
+        "PATCH /v1/organizations/{org_id}/members/{user_id}": { role: "user" },
+        "POST /v1/organizations/{org_id}/invitations": { email: invEmail, combine_pending: true, send_email: false },
+        "POST /v1/organizations/{org_id}/invitations/batch": { invitations: [{ email: invEmail, combine_pending: true, send_email: false }, { email: member.email }] },
+        "POST /v1/organizations/{org_id}/roles": { name: "another", permissions: ["organization:read"] },
+        "PATCH /v1/organizations/{org_id}/roles/{role_id}": { description: "x" },
+        "POST /v1/organizations/{org_id}/service-accounts": { name: "bot", role: role.body.name },
+        "PATCH /v1/organizations/{org_id}": { name: "Renamed" },
+        "PUT /v1/organizations/{org_id}/settings": { settings: { b: 2 } },
+        "PATCH /v1/organizations/{org_id}/preferences": { sso_admin_bypass: false },
+      });
+    });
+
+    const observed = (res: ApiResponse) => ({ status: res.status, code: res.body?.code, ...res.cost });
+    const query = (o: Operation) => (o.method === "GET" && o.path.endsWith("/members") ? `?page_size=1000&filter=${encodeURIComponent('search:"c"')}` : o.method === "GET" && !o.path.endsWith("}") ? "?page_size=1000" : "");
+    const pathIn = (o: Operation, orgId: string) => o.path.replace(/\{([a-z_]+)\}/g, (_, name: string) => (name === "org_id" ? orgId : (ids[name] ?? "x"))) + query(o);
+    const bogus = (prefix: string) => `${prefix}_${unique("b").replace(/[^A-Za-z0-9]/g, "x").padEnd(43, "x").slice(0, 43)}`;
+
+    it.each(orgOps.map((o) => [key(o), o] as const))("%s: a bogus PAT, a bogus key and an outsider see no difference", async (_, o) => {
+      const callers = { pat: bogus("pat"), key: bogus("sak"), outsider: outsider.accessToken };
+      for (const [who, token] of Object.entries(callers)) {
+        const body = o.op.requestBody ? (bodies[key(o)] ?? {}) : undefined;
+        const a = await api(o.method, pathIn(o, empty), { token, body });
+        const b = await api(o.method, pathIn(o, full), { token, body });
+        expect([401, 403, 404], `${who}: ${a.text}`).toContain(a.status);
+        expect(observed(b), who).toEqual(observed(a));
+        expect(b.body.detail, who).toBe(a.body.detail);
+      }
     });
   });
 });
