@@ -1,8 +1,8 @@
 import { and, eq, ne, sql } from "drizzle-orm";
-import { outbox } from "../db/schema";
+import type { Db } from "../db/client";
+import { invitations, outbox } from "../db/schema";
 import { systemCtx, type Bindings, type ServiceCtx } from "../env";
 import { decryptString } from "../lib/crypto";
-import { invitationEmailStatus, invitationStillWantsEmail } from "../routes/invitations/invitations.service";
 import { EmailMessageSchema } from "./messages";
 import { PROVIDERS, ProviderError } from "./providers";
 import { templates, type TemplateName } from "./templates";
@@ -88,4 +88,22 @@ async function markFailed(ctx: ServiceCtx, outboxId: string, error: string) {
       .where(and(eq(outbox.id, outboxId), ne(outbox.status, "sent"))),
     invitationEmailStatus(db, outboxId, "failed"),
   ]);
+}
+
+/** The queue consumer asks before sending: an invitation canceled, accepted, deleted or re-sent since no longer wants this email (its link is dead). */
+async function invitationStillWantsEmail(ctx: ServiceCtx, outboxId: string): Promise<boolean> {
+  const [live] = await ctx.db
+    .select({ id: invitations.id })
+    .from(invitations)
+    .where(and(eq(invitations.outboxId, outboxId), eq(invitations.status, "pending")))
+    .limit(1);
+  return Boolean(live);
+}
+
+/** The invitation's email_status follows its current email's outcome; a sent one is never marked failed. */
+function invitationEmailStatus(db: Db, outboxId: string, status: "sent" | "failed") {
+  return db
+    .update(invitations)
+    .set({ emailStatus: status })
+    .where(and(eq(invitations.outboxId, outboxId), status === "failed" ? ne(invitations.emailStatus, "sent") : undefined));
 }

@@ -200,6 +200,12 @@ describe("cost", () => {
     const rows = Array.from({ length: 60 }, () => ({ email: uniqueEmail("cost"), send_email: false }));
     const seeded = await post(`${invitationsPath(org.id)}/batch`, { invitations: rows }, { token: admin.accessToken, env: { FREE_PLAN_SEATS: "1000" } });
     expect(seeded.cost.queries).toBe(2);
+    // Inviting (and combining) reads what the new rows need, not the organization's 60 pending invitations.
+    for (const body of [{ email: uniqueEmail("cost"), send_email: false }, { email: rows[0]!.email, combine_pending: true, send_email: false }]) {
+      const one = await post(invitationsPath(org.id), body, { token: admin.accessToken, env: { FREE_PLAN_SEATS: "1000" } });
+      expect(one.status, one.text).toBeLessThan(300);
+      expect(one.cost.rowsRead, JSON.stringify(body)).toBeLessThanOrEqual(30);
+    }
     const other = await adminAndOrg();
     for (const status of ["", "pending", "expired", "canceled"]) {
       const res = await get(`${invitationsPath(other.org.id)}?page_size=5${status ? `&status=${status}` : ""}`, { token: other.admin.accessToken });

@@ -1,7 +1,6 @@
-import { and, desc, eq, lt, ne, sql, type SQL } from "drizzle-orm";
+import { and, desc, eq, lt, sql, type SQL } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { OrgScope, ReadDb } from "../../db/authz";
-import type { Db } from "../../db/client";
 import type { Config, OrgCtx, ServiceCtx } from "../../env";
 import { invitations, members, organizations } from "../../db/schema";
 import { memberIdOf } from "../../lib/actor";
@@ -54,14 +53,22 @@ function roughRows(rawRows: unknown[]) {
  */
 export function createContextQueries(db: ReadDb, org: OrgScope, rawRows: unknown[]) {
   const rows = roughRows(rawRows);
-  const emails = JSON.stringify([...new Set(rows.filter((r) => r.combine_pending).map((r) => r.email))]);
+  const combining = [...new Set(rows.filter((r) => r.combine_pending).map((r) => r.email))];
+  // One probe of the (organization_id, email) pending index per email: a filter on the
+  // organization's pending invitations would read all of them.
+  const pendingRole = sql`(select i.role from invitations i where i.organization_id = ${org.guard(org.id)} and i.email = j.value and i.status = 'pending')`;
   return {
     org: db.select({ name: organizations.name }).from(organizations).where(eq(organizations.id, org.guard(org.id))),
     roles: customRolesQuery(db, org, rows.map((r) => r.role)),
-    pending: db
-      .select({ email: invitations.email, role: invitations.role, rolePermissions: rolePermissionsOf(invitations.role) })
-      .from(invitations)
-      .where(and(org.inOrg(invitations.organizationId), eq(invitations.status, "pending"), sql`${invitations.email} in (select value from json_each(${emails}))`)),
+    pending: combining.length
+      ? db
+          .select({
+            email: sql<string>`j.value`,
+            role: sql<string | null>`${pendingRole}`,
+            rolePermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${org.id} and r.name = ${pendingRole})`,
+          })
+          .from(sql`json_each(${JSON.stringify(combining)}) j`)
+      : undefined,
   };
 }
 
@@ -72,7 +79,7 @@ const rolePermissionsOf = (role: typeof invitations.role) =>
 type CreateContext = {
   org: { name: string }[];
   roles: { name: string; permissions: string[] }[];
-  pending: { email: string; role: string; rolePermissions: string | null }[];
+  pending: { email: string; role: string | null; rolePermissions: string | null }[] | undefined;
 };
 
 /**
@@ -90,7 +97,7 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
   const now = Date.now();
   const seats = seatLimit(ctx);
   const orgName = context.org[0]?.name ?? "";
-  const pendingByEmail = new Map(context.pending.map((p) => [p.email, p]));
+  const pendingByEmail = new Map((context.pending ?? []).flatMap((p) => (p.role === null ? [] : [[p.email, { role: p.role, rolePermissions: p.rolePermissions }] as const])));
   const results: (BatchResult | undefined)[] = new Array(rawRows.length);
   const parsed: { index: number; row: InvitationCreate }[] = [];
   const seen = new Set<string>();
@@ -385,24 +392,6 @@ export async function invitationByToken(ctx: ServiceCtx, token: string) {
     .where(eq(invitations.tokenHash, await sha256Hex(token)))
     .limit(1);
   return row ?? null;
-}
-
-/** The queue consumer asks before sending: an invitation canceled, accepted, deleted or re-sent since no longer wants this email (its link is dead). */
-export async function invitationStillWantsEmail(ctx: ServiceCtx, outboxId: string): Promise<boolean> {
-  const [live] = await ctx.db
-    .select({ id: invitations.id })
-    .from(invitations)
-    .where(and(eq(invitations.outboxId, outboxId), eq(invitations.status, "pending")))
-    .limit(1);
-  return Boolean(live);
-}
-
-/** The invitation's email_status follows its current email's outcome; a sent one is never marked failed. */
-export function invitationEmailStatus(db: Db, outboxId: string, status: "sent" | "failed") {
-  return db
-    .update(invitations)
-    .set({ emailStatus: status })
-    .where(and(eq(invitations.outboxId, outboxId), status === "failed" ? ne(invitations.emailStatus, "sent") : undefined));
 }
 
 /**
