@@ -176,7 +176,10 @@ export async function startOurs(opts: { tmp: string; sizes: number[]; log: (msg:
       requestFor: (route, size) => requests[route](size),
       notes: [
         `password hash: ${scheme}, ${formatCount(Number(iterations))} iterations (PASSWORD_HASH_ITERATIONS unset: the production default)`,
-        `raised for the bench: FREE_PLAN_SEATS=${raised.FREE_PLAN_SEATS}, AUTH_RATE_LIMIT_PER_MINUTE=${raised.AUTH_RATE_LIMIT_PER_MINUTE}, LOGIN_RATE_LIMIT_PER_EMAIL=${raised.LOGIN_RATE_LIMIT_PER_EMAIL}, ACCESS_TOKEN_TTL_SECONDS=${raised.ACCESS_TOKEN_TTL_SECONDS}`,
+        `set for the bench: ${Object.entries(raised)
+          .filter(([k]) => !["APP_BASE_URL", "API_BASE_URL", "BUILD_VERSION"].includes(k))
+          .map(([k, v]) => `${k}=${v}`)
+          .join(", ")}`,
         "invitations with send_email: false (no outbox row, no queue message)",
       ],
       stop,

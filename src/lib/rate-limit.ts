@@ -27,12 +27,26 @@ export interface Counter {
   reset: number;
 }
 
+// A credential makes many requests: its subject's HMAC is kept per isolate (bounded).
+const subjectKeys = new Map<string, string>();
+
+async function subjectKey(hmacSecret: string, subject: string): Promise<string> {
+  const id = `${hmacSecret}\n${subject}`;
+  let hashed = subjectKeys.get(id);
+  if (hashed === undefined) {
+    hashed = (await hmacHex(hmacSecret, `rl:${subject}`)).slice(0, 32);
+    if (subjectKeys.size >= 10_000) subjectKeys.clear();
+    subjectKeys.set(id, hashed);
+  }
+  return hashed;
+}
+
 export async function counterFor(hmacSecret: string, limit: Limit, nowMs = Date.now()): Promise<Counter> {
   const now = Math.floor(nowMs / 1000);
   const windowStart = now - (now % limit.windowSeconds);
   const windowEnd = windowStart + limit.windowSeconds;
   // Subjects (IPs, emails, credentials) are keyed by HMAC so KV holds no personal data in the clear.
-  const hashed = (await hmacHex(hmacSecret, `rl:${limit.subject}`)).slice(0, 32);
+  const hashed = await subjectKey(hmacSecret, limit.subject);
   const { key, ttl } = kvKeys.rateLimit(limit.bucket, hashed, windowStart, limit.windowSeconds);
   return { limit, key, ttl, windowEnd, reset: windowEnd - now };
 }
