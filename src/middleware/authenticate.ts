@@ -10,7 +10,8 @@ import { ApiError } from "../lib/errors";
 import { verifyAccessToken } from "../lib/jwt";
 import { kvKeys } from "../lib/kv-keys";
 import type { Scope } from "../lib/permissions";
-import { admit } from "./rate-limit";
+import { clientSubject } from "../lib/rate-limit";
+import { admit, clientIp, countHit, rateLimited, readCounters, report, type Reading } from "./rate-limit";
 
 /** last_used_at is written at most once a minute per token, never on every request. */
 const LAST_USED_RESOLUTION_MS = 60_000;
@@ -22,10 +23,10 @@ export const unauthenticated = (detail: string) =>
  * The credential a request presents, checked as far as it can be without D1: an access token's
  * signature, expiry and revocation; a PAT's or key's hash, whose row the seam reads in its batch.
  */
-export type Presented = { kind: "session"; actor: SessionActor } | StoredCredential;
+export type Presented = { kind: "session"; actor: SessionActor } | (StoredCredential & { invalidFromClient: Reading });
 
 /** The credential as the authorization SQL names it. */
-export const credentialRef = (p: Presented): CredentialRef => (p.kind === "session" ? { kind: "session", userId: p.actor.userId } : p);
+export const credentialRef = (p: Presented): CredentialRef => (p.kind === "session" ? { kind: "session", userId: p.actor.userId } : { kind: p.kind, hash: p.hash });
 
 /**
  * Reads the Authorization header. Absent: null. Present but malformed, forged, expired or
@@ -40,9 +41,21 @@ export async function presentedCredential(c: Context<AppEnv>): Promise<Presented
   const token = m[1]!;
   if (token.startsWith("scim_")) throw unauthenticated("SCIM tokens are accepted on /scim/v2 only.");
   if (token.startsWith("pat_") || token.startsWith("sak_")) {
-    const presented: StoredCredential = { kind: token.startsWith("pat_") ? "pat" : "sak", hash: await sha256Hex(token) };
-    await admit(c, { bucket: "credential", subject: `${presented.kind}:${presented.hash}`, limit: c.var.config.credentialRateLimitPerMinute, windowSeconds: 60 });
-    return presented;
+    const kind = token.startsWith("pat_") ? "pat" : "sak";
+    const hash = await sha256Hex(token);
+    // Its own budget, and (in the same KV call) the client's budget of tokens that turned out not
+    // to exist: every made-up token would otherwise have a fresh budget and cost a D1 read.
+    const { readings } = await readCounters(c, [
+      { bucket: "credential", subject: `${kind}:${hash}`, limit: c.var.config.credentialRateLimitPerMinute, windowSeconds: 60 },
+      { bucket: "invalid-credential", subject: clientSubject(clientIp(c)), limit: c.var.config.clientRateLimitPerMinute, windowSeconds: 60 },
+    ]);
+    const [own, invalid] = readings as [Reading, Reading];
+    for (const r of [own, invalid]) {
+      report(c, r);
+      if (r.exceeded) throw rateLimited(r.state);
+    }
+    countHit(c, own);
+    return { kind, hash, invalidFromClient: invalid };
   }
   const claims = await verifyAccessToken(c.var.config.jwtSigningKeys, token);
   if (!claims) throw unauthenticated("The access token is invalid or expired.");
@@ -59,9 +72,10 @@ export async function presentedCredential(c: Context<AppEnv>): Promise<Presented
  * Turns a PAT or key row read in the seam's batch into the caller, or 401. A rotated-out key
  * works until the end of its grace period, not a moment longer.
  */
-export function callerFromRow(c: Context<AppEnv>, presented: StoredCredential, row: CredentialRow | undefined): Caller {
+export function callerFromRow(c: Context<AppEnv>, presented: Exclude<Presented, { kind: "session" }>, row: CredentialRow | undefined): Caller {
   const now = Date.now();
   if (!row || (row.expiresAt !== null && row.expiresAt <= now)) {
+    countHit(c, presented.invalidFromClient);
     throw unauthenticated(presented.kind === "pat" ? "The personal access token is invalid, revoked or expired." : "The service account key is invalid, rotated or revoked.");
   }
   if (row.lastUsedAt === null || now - row.lastUsedAt >= LAST_USED_RESOLUTION_MS) {
@@ -81,6 +95,6 @@ export function callerFromRow(c: Context<AppEnv>, presented: StoredCredential, r
 /** The caller behind a presented credential, for routes outside an organization: a PAT or key costs its one D1 read. */
 export async function callerOf(c: Context<AppEnv>, presented: Presented): Promise<Caller> {
   if (presented.kind === "session") return presented.actor;
-  const [row] = await credentialQuery(c.var.db, presented);
+  const [row] = await credentialQuery(c.var.db, { kind: presented.kind, hash: presented.hash });
   return callerFromRow(c, presented, row);
 }

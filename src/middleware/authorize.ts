@@ -85,7 +85,7 @@ export async function authorizeOrg<I, L extends LoadResult>(
   const now = Date.now();
   const cred = credentialRef(presented);
   const statements: BatchItem<"sqlite">[] = [];
-  if (presented.kind !== "session") statements.push(credentialQuery(db, presented));
+  if (presented.kind !== "session") statements.push(credentialQuery(db, { kind: presented.kind, hash: presented.hash }));
   let loaded: [string | null, ReadQuery][] = [];
   let inputError = input.ok ? null : input.error;
   if (validOrg) {

@@ -141,6 +141,14 @@ describe("security", () => {
       expect((await get("/v1/me", { ...opts, token: pat.token })).status).toBe(200);
     });
 
+    it("a client spraying made-up PATs or keys is stopped before D1", async () => {
+      const opts = { headers: fromIp(freshIp()), env: { AUTH_RATE_LIMIT_PER_MINUTE: "2" } };
+      for (const prefix of ["pat", "sak"]) expectProblem(await get("/v1/me", { ...opts, token: bogus(prefix) }), 401, "unauthenticated");
+      const limited = await get("/v1/me", { ...opts, token: bogus("pat") });
+      expectProblem(limited, 429, "rate_limited");
+      expect(limited.cost.queries).toBe(0);
+    });
+
     it("IPv6 clients share a bucket per /64", async () => {
       const prefix = `2001:db8:${(Date.now() & 0xfff).toString(16)}:${(++ipSeq).toString(16)}`;
       const opts = (suffix: string) => ({ headers: fromIp(`${prefix}::${suffix}`), env: { AUTH_RATE_LIMIT_PER_MINUTE: "2" } });
