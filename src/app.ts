@@ -14,6 +14,11 @@ import { invitationRoutes } from "./routes/invitations/invitations.routes";
 import { memberRoutes } from "./routes/members/members.routes";
 import { roleRoutes } from "./routes/roles/roles.routes";
 import { serviceAccountRoutes } from "./routes/service-accounts/service-accounts.routes";
+import { projectRoutes } from "./routes/projects/projects.routes";
+import { tagRoutes } from "./routes/tags/tags.routes";
+import { proxyRoutes } from "./routes/proxies/proxies.routes";
+import { integrationRoutes } from "./routes/integrations/integrations.routes";
+import { licenseRoutes } from "./routes/licenses/licenses.routes";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -29,6 +34,11 @@ const ROUTERS: Router[] = [
   roleRoutes,
   serviceAccountRoutes,
   invitationRoutes,
+  projectRoutes,
+  tagRoutes,
+  proxyRoutes,
+  integrationRoutes,
+  licenseRoutes,
   devRoutes,
 ];
 

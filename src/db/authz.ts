@@ -123,15 +123,33 @@ export interface OrgScope {
   guard(value: string): SQL;
   /** `column = <this organization's id>` for an authorized caller; matches nothing otherwise. */
   inOrg(column: SQLiteColumn): SQL;
+  /**
+   * True when the caller also holds `permission` here (its token scopes included): for rules a
+   * route applies inside its query, such as which private projects a caller sees. Use it in a
+   * WHERE clause next to an indexed guard, never as the only condition.
+   */
+  holds(permission: Permission): SQL;
+  /** The caller's member id (`usr_…` or `sa_…`) as SQL; NULL for an unknown or expired token. */
+  readonly callerId: SQL;
+}
+
+/** The caller's role grants `permission` (built-in list inline, custom roles by their stored list). */
+function permittedSql(alias: string, permission: Permission): SQL {
+  const a = sql.raw(alias);
+  return sql`(${a}.role in (${literal(builtInRolesGranting(permission))}) or exists (
+      select 1 from roles ${sql.raw(`${alias}_r`)}, json_each(${sql.raw(`${alias}_r`)}.permissions) ${sql.raw(`${alias}_p`)}
+      where ${sql.raw(`${alias}_r`)}.organization_id = ${a}.organization_id and ${sql.raw(`${alias}_r`)}.name = ${a}.role and ${sql.raw(`${alias}_p`)}.value = ${literal([permission])}))`;
 }
 
 export function orgScope(orgId: string, cred: CredentialRef, rule: { permission: Permission; selfTarget?: string }, now: number): OrgScope {
   // A token reads only if it is live and holds a scope that grants the permission.
   const memberId = memberIdSql(cred, now, scopesGranting(rule.permission));
   const self = rule.selfTarget === undefined ? sql`` : sql`authz.member_id = ${rule.selfTarget} or `;
-  const permitted = sql`(${self}authz.role in (${literal(builtInRolesGranting(rule.permission))}) or exists (
-      select 1 from roles authz_r, json_each(authz_r.permissions) authz_p
-      where authz_r.organization_id = authz.organization_id and authz_r.name = authz.role and authz_p.value = ${literal([rule.permission])}))`;
+  const permitted = sql`(${self}${permittedSql("authz", rule.permission)})`;
   const guard = (value: string) => sql`(select ${value} from members authz where authz.organization_id = ${orgId} and authz.member_id = ${memberId} and ${permitted})`;
-  return { id: orgId, guard, inOrg: (column) => sql`${column} = ${guard(orgId)}` };
+  const holds = (permission: Permission) =>
+    sql`exists (select 1 from members authz_h where authz_h.organization_id = ${orgId} and authz_h.member_id = ${memberIdSql(cred, now, scopesGranting(permission))} and ${permittedSql("authz_h", permission)})`;
+  const caller = memberIdSql(cred, now);
+  const callerId = typeof caller === "string" ? sql`${caller}` : caller;
+  return { id: orgId, guard, inOrg: (column) => sql`${column} = ${guard(orgId)}`, holds, callerId };
 }

@@ -24,6 +24,10 @@ export const PERMISSIONS = [
   "integrations:write",
   "projects:read",
   "projects:write",
+  /** See every private project and manage tags organization-wide. */
+  "projects:admin",
+  "proxies:read",
+  "proxies:write",
   "webhooks:read",
   "webhooks:write",
   "audit_log:read",
@@ -44,12 +48,12 @@ export type Scope = (typeof SCOPES)[number];
 
 /** What each scope lets a token do. A `:write` scope includes its `:read`. */
 const READ_SCOPE_GRANTS: Record<string, Permission[]> = {
-  "organization:read": ["organization:read", "roles:read", "sso:read", "billing:read", "projects:read", "webhooks:read", "audit_log:read"],
+  "organization:read": ["organization:read", "roles:read", "sso:read", "billing:read", "projects:read", "proxies:read", "webhooks:read", "audit_log:read"],
   "organization_member:read": ["members:read", "invitations:read", "service_accounts:read"],
   "organization_integration:read": ["integrations:read"],
 };
 const WRITE_SCOPE_GRANTS: Record<string, Permission[]> = {
-  "organization:write": ["organization:write", "organization:delete", "roles:write", "sso:write", "billing:write", "projects:write", "webhooks:write"],
+  "organization:write": ["organization:write", "organization:delete", "roles:write", "sso:write", "billing:write", "projects:write", "projects:admin", "proxies:write", "webhooks:write"],
   "organization_member:write": ["members:write", "invitations:write", "service_accounts:write"],
   "organization_integration:write": ["integrations:write"],
 };
