@@ -1,4 +1,5 @@
 import { and, eq, sql } from "drizzle-orm";
+import { seatLimitReached, seatLimitSql, seatsInForce, seatsUsedSql } from "../licenses/seats";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { ServiceCtx } from "../../env";
 import { invitations, members, organizations, users } from "../../db/schema";
@@ -53,7 +54,7 @@ function acceptStatements(ctx: ServiceCtx, inv: { id: string; organizationId: st
     db
       .update(invitations)
       .set({ status: "accepted", acceptedAt: now, acceptedBy: user.id, updatedAt: now })
-      .where(and(eq(invitations.id, inv.id), eq(invitations.status, "pending"), sql`${invitations.expiresAt} > ${now}`))
+      .where(and(eq(invitations.id, inv.id), eq(invitations.status, "pending"), sql`${invitations.expiresAt} > ${now}`, withinSeats(ctx, inv.organizationId, now)))
       .returning({ id: invitations.id }),
     db
       .update(organizations)
@@ -73,6 +74,22 @@ function acceptStatements(ctx: ServiceCtx, inv: { id: string; organizationId: st
       .set({ emailVerifiedAt: sql`coalesce(${users.emailVerifiedAt}, ${now})` })
       .where(and(eq(users.id, user.id), accepted, sql`exists (select 1 from invitations where id = ${inv.id} and ${emailedLink})`)),
   ];
+}
+
+/**
+ * The pending invitation already holds its seat, so accepting takes none; but an organization
+ * over its limit (its license was downgraded or expired) lets nobody new in until it fits again.
+ */
+const withinSeats = (ctx: ServiceCtx, orgId: string, now: number) => sql`${seatsUsedSql(orgId)} <= ${seatLimitSql(orgId, now, ctx.config.freePlanSeats)}`;
+
+/** Why an accept changed nothing: a concurrent accept (or expiry) won, or the organization is over its seats. */
+async function refusal(ctx: ServiceCtx, invitationId: string, orgId: string): Promise<ApiError> {
+  const [row] = await ctx.db
+    .select({ id: invitations.id })
+    .from(invitations)
+    .where(and(eq(invitations.id, invitationId), eq(invitations.status, "pending"), sql`${invitations.expiresAt} > ${Date.now()}`))
+    .limit(1);
+  return row ? seatLimitReached(await seatsInForce(ctx, orgId)) : gone();
 }
 
 export async function acceptInvitation(ctx: ServiceCtx, caller: Caller | null, token: string, body: { display_name?: string; password?: string }) {
@@ -101,7 +118,7 @@ export async function acceptInvitation(ctx: ServiceCtx, caller: Caller | null, t
     const results = await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
     // Only the flip's own row count tells the winner: two requests of one user can share `now`
     // (workerd's clock stands still between I/O), so "accepted by me at now" matches both.
-    if ((results[0] as unknown[]).length !== 1) throw gone();
+    if ((results[0] as unknown[]).length !== 1) throw await refusal(ctx, inv.id, inv.organizationId);
     const member = (results[results.length - 1] as (typeof members.$inferSelect)[])[0];
     const verifiedAt = user.emailVerifiedAt ?? (emailed ? now : null);
     return { status: 200 as const, body: { organization, member: serializeMember(member!), user: serializeUser({ ...user, emailVerifiedAt: verifiedAt }) } };
@@ -132,7 +149,7 @@ export async function acceptInvitation(ctx: ServiceCtx, caller: Caller | null, t
       .insert(users)
       .select(
         sql`select ${user.id}, ${user.email}, ${user.displayName}, ${user.passwordHash}, ${user.emailVerifiedAt}, ${now}, ${now}
-            where exists (select 1 from invitations where id = ${inv.id} and status = 'pending' and expires_at > ${now})`,
+            where exists (select 1 from invitations where id = ${inv.id} and status = 'pending' and expires_at > ${now}) and ${withinSeats(ctx, inv.organizationId, now)}`,
       ),
     ...acceptStatements(ctx, inv, user, now),
     ...session.statements,
@@ -144,7 +161,7 @@ export async function acceptInvitation(ctx: ServiceCtx, caller: Caller | null, t
     if (isUniqueViolation(err, "users.email")) {
       throw new ApiError("email_taken", "An account with this email exists; sign in and accept the invitation while signed in.");
     }
-    if (rootMessage(err).includes("FOREIGN KEY constraint failed")) throw gone();
+    if (rootMessage(err).includes("FOREIGN KEY constraint failed")) throw await refusal(ctx, inv.id, inv.organizationId);
     throw err;
   }
   if (verify) await enqueueOutbox(ctx, [verify.outboxId]);

@@ -137,13 +137,13 @@ publicRoute(invitationRoutes, {
   tags: ["Invitations"],
   summary: "Accept an invitation",
   description:
-    "Signed in (access token) as the invited email: 200, you become a member with the invited role. Not signed in, with `{display_name, password}`: 201, the account is created, joins, and gets a token pair; its email counts as verified only if this link arrived by email (otherwise a verification email is sent). Another user's session: 403 `invitation_email_mismatch`. Used, canceled or expired: 410 `invitation_not_pending`. An inactive organization: 409 `organization_inactive`. Single use: of two concurrent accepts exactly one wins. Limited per client.",
+    "Signed in (access token) as the invited email: 200, you become a member with the invited role. Not signed in, with `{display_name, password}`: 201, the account is created, joins, and gets a token pair; its email counts as verified only if this link arrived by email (otherwise a verification email is sent). Another user's session: 403 `invitation_email_mismatch`. Used, canceled or expired: 410 `invitation_not_pending`. An inactive organization: 409 `organization_inactive`. The invitation already holds its seat, but an organization over its seat limit (after a license downgrade or expiry) admits nobody: 409 `seat_limit_reached`. Single use: of two concurrent accepts exactly one wins. Limited per client.",
   request: { params: TokenParams, body: { ...jsonBody(AcceptInput), required: false } },
   responses: {
     200: jsonResponse(AcceptResultSchema, "Joined as the signed-in user."),
     201: jsonResponse(AcceptResultSchema, "Account created and joined, with a token pair."),
   },
-  errors: ["not_found", "invitation_not_pending", "invitation_email_mismatch", "email_taken", "unauthenticated", "forbidden", "organization_inactive"],
+  errors: ["not_found", "invitation_not_pending", "invitation_email_mismatch", "email_taken", "unauthenticated", "forbidden", "organization_inactive", "seat_limit_reached"],
   handle: async ({ ctx, actor, input }, c) => {
     const result = await acceptInvitation(ctx, actor, input.param.token, input.json);
     return result.status === 201 ? c.json(result.body, 201) : c.json(result.body, 200);

@@ -12,7 +12,7 @@ import type { Permission } from "../../lib/permissions";
 import { DAY_MS } from "../../lib/time";
 import { enqueueOutbox, outboxInsert } from "../../queue/outbox";
 import { link } from "../../queue/templates";
-import { seatLimit, seatLimitReached } from "../members/members.service";
+import { seatFreeSql, seatLimitReached, seatsInForce } from "../licenses/seats";
 import { assertWithinCaller, customRolesQuery, permissionsOfRole, permissionsOfRoles } from "../roles/roles.service";
 import { InvitationCreateInput, effectiveStatus, serializeInvitation, type InvitationCreate, type InvitationRow } from "./invitations.schemas";
 
@@ -32,10 +32,10 @@ export function serializeBatchResults(results: BatchResult[]) {
 }
 
 /** The SQL of "no pending invitation for this email yet and a seat is free" for one row. */
-function insertGuard(orgId: string, email: string, seats: number) {
+function insertGuard(orgId: string, email: string, seatFree: SQL) {
   return sql`not exists (select 1 from members where organization_id = ${orgId} and email = ${email})
     and not exists (select 1 from invitations where organization_id = ${orgId} and email = ${email} and status = 'pending')
-    and (select user_member_count + pending_invitation_count from organizations where id = ${orgId}) < ${seats}`;
+    and ${seatFree}`;
 }
 
 /** Rows as far as they parse: what a create's load needs to know before the rows are judged one by one. */
@@ -95,7 +95,7 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
   const orgId = ctx.org.id;
   const db = ctx.db;
   const now = Date.now();
-  const seats = seatLimit(ctx);
+  const seatFree = seatFreeSql(orgId, now, ctx.config.freePlanSeats);
   const orgName = context.org[0]?.name ?? "";
   const pendingByEmail = new Map((context.pending ?? []).flatMap((p) => (p.role === null ? [] : [[p.email, { role: p.role, rolePermissions: p.rolePermissions }] as const])));
   const results: (BatchResult | undefined)[] = new Array(rawRows.length);
@@ -193,7 +193,7 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
         .select(
           sql`select ${id}, ${orgId}, ${row.email}, ${row.role}, ${row.message ?? null}, ${JSON.stringify(row.project_ids)}, 'pending', ${tokenHash},
                      ${memberIdOf(ctx.actor)}, ${ctx.org.memberName}, ${outboxId}, ${emailStatus}, ${expiresAt}, null, null, ${now}, ${now}
-              where ${insertGuard(orgId, row.email, seats)}`,
+              where ${insertGuard(orgId, row.email, seatFree)}`,
         ),
       db
         .update(organizations)
@@ -223,6 +223,7 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
     const [landed, memberEmails, pendingEmails] = written.slice(-3) as [InvitationRow[], { email: string }[], { email: string }[]];
     const byHash = new Map(landed.map((r) => [r.tokenHash, r]));
     const isMember = new Set(memberEmails.map((r) => r.email));
+    let seats: number | undefined;
     const isPending = new Set(pendingEmails.map((r) => r.email));
     const toSend: string[] = [];
     for (const p of planned) {
@@ -240,6 +241,7 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
           error: rowError("invitation_pending", "A pending invitation for this email exists; resend it, or pass combine_pending: true."),
         };
       } else {
+        seats ??= await seatsInForce(ctx, orgId);
         results[p.index] = { email: p.row.email, status: "error", error: seatLimitReached(seats) };
       }
     }

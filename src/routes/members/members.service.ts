@@ -1,4 +1,5 @@
 import { and, eq, sql, type SQL } from "drizzle-orm";
+import { seatFreeSql, seatLimitReached, seatsInForce } from "../licenses/seats";
 import type { OrgScope, ReadDb } from "../../db/authz";
 import type { Config, OrgCtx } from "../../env";
 import { members, organizations, users } from "../../db/schema";
@@ -157,16 +158,6 @@ function found(rows: FoundMember[] | undefined): FoundMember {
 
 export const getMember = (rows: FoundMember[] | undefined) => serializeMember(found(rows));
 
-/** The seat limit in force; licenses (a later issue) will override the free plan here. */
-export function seatLimit(ctx: { config: Config }): number {
-  return ctx.config.freePlanSeats;
-}
-
-export const seatLimitReached = (seats: number) =>
-  new ApiError("seat_limit_reached", `The plan's ${seats} seats are taken by members and pending invitations; remove someone or upgrade.`, {
-    extra: { seats },
-  });
-
 /** The account an email belongs to, read only for an authorized caller (whether an address has an account is itself private). */
 export function userByEmailQuery(db: ReadDb, org: OrgScope, email: string) {
   return db
@@ -208,7 +199,6 @@ export async function addMember(
       extra: { hint: "invite" },
     });
   }
-  const seats = seatLimit(ctx);
   const now = Date.now();
   const v = memberValues(orgId, user, input.role, now);
   const db = ctx.db;
@@ -217,7 +207,7 @@ export async function addMember(
     const [ins] = await db.batch([
       db.insert(members).select(
         sql`select ${v.organizationId}, ${v.memberId}, ${v.type}, ${v.role}, ${v.displayName}, ${v.nameKey}, ${v.email}, ${v.joinedAt}
-            where (select user_member_count + pending_invitation_count from organizations where id = ${orgId}) < ${seats}
+            where ${seatFreeSql(orgId, now, ctx.config.freePlanSeats)}
                or exists (select 1 from members m where m.organization_id = ${orgId} and m.member_id = ${v.memberId})`,
       ),
       db
@@ -230,7 +220,7 @@ export async function addMember(
     if (isUniqueViolation(err, "members.organization_id, members.member_id")) throw new ApiError("already_member", "This user is already a member.");
     throw err;
   }
-  if (inserted.changes !== 1) throw seatLimitReached(seats);
+  if (inserted.changes !== 1) throw seatLimitReached(await seatsInForce(ctx, orgId));
   return serializeMember({ memberId: user.id, type: "user", role: input.role, displayName: user.displayName, email: user.email, joinedAt: now });
 }
 
