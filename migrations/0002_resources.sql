@@ -14,13 +14,14 @@ CREATE TABLE `project_tags` (
 	`project_id` text NOT NULL,
 	`tag_id` text NOT NULL,
 	`organization_id` text NOT NULL,
+	`private` integer DEFAULT false NOT NULL,
 	PRIMARY KEY(`project_id`, `tag_id`),
 	FOREIGN KEY (`project_id`) REFERENCES `projects`(`id`) ON UPDATE no action ON DELETE cascade,
 	FOREIGN KEY (`tag_id`) REFERENCES `tags`(`id`) ON UPDATE no action ON DELETE cascade,
 	FOREIGN KEY (`organization_id`) REFERENCES `organizations`(`id`) ON UPDATE no action ON DELETE cascade
 );
 --> statement-breakpoint
-CREATE INDEX `project_tags_tag_idx` ON `project_tags` (`tag_id`,`project_id`);--> statement-breakpoint
+CREATE INDEX `project_tags_tag_idx` ON `project_tags` (`tag_id`,`private`,`project_id`);--> statement-breakpoint
 CREATE TABLE `projects` (
 	`id` text PRIMARY KEY NOT NULL,
 	`organization_id` text NOT NULL,
@@ -44,6 +45,7 @@ CREATE TABLE `tags` (
 	`id` text PRIMARY KEY NOT NULL,
 	`organization_id` text NOT NULL,
 	`name` text NOT NULL,
+	`name_key` text NOT NULL,
 	`project_count` integer DEFAULT 0 NOT NULL,
 	`created_at` integer NOT NULL,
 	`updated_at` integer NOT NULL,
@@ -51,7 +53,7 @@ CREATE TABLE `tags` (
 );
 --> statement-breakpoint
 CREATE UNIQUE INDEX `tags_org_name_idx` ON `tags` (`organization_id`,`name`);--> statement-breakpoint
-CREATE INDEX `tags_org_id_idx` ON `tags` (`organization_id`,`id`);--> statement-breakpoint
+CREATE INDEX `tags_org_name_key_idx` ON `tags` (`organization_id`,`name_key`,`name`);--> statement-breakpoint
 CREATE TABLE `integration_environments` (
 	`integration_id` text NOT NULL,
 	`environment` text NOT NULL,
@@ -80,6 +82,7 @@ CREATE TABLE `integrations` (
 );
 --> statement-breakpoint
 CREATE INDEX `integrations_org_id_idx` ON `integrations` (`organization_id`,`id`);--> statement-breakpoint
+CREATE INDEX `integrations_org_kind_idx` ON `integrations` (`organization_id`,`kind`,`id`);--> statement-breakpoint
 CREATE TABLE `proxies` (
 	`id` text PRIMARY KEY NOT NULL,
 	`organization_id` text NOT NULL,
@@ -126,4 +129,5 @@ CREATE TABLE `licenses` (
 );
 --> statement-breakpoint
 CREATE UNIQUE INDEX `licenses_key_hash_idx` ON `licenses` (`key_hash`);--> statement-breakpoint
-CREATE UNIQUE INDEX `licenses_org_idx` ON `licenses` (`organization_id`);
+CREATE UNIQUE INDEX `licenses_org_idx` ON `licenses` (`organization_id`);--> statement-breakpoint
+CREATE INDEX `licenses_plan_id_idx` ON `licenses` (`plan`,`id`);

@@ -8,7 +8,21 @@ import path from "node:path";
 import { unstable_readConfig, unstable_splitSqlQuery } from "wrangler";
 import { newId } from "../../src/lib/ids";
 import { bundleWorker, freePort, startWorker, type D1 } from "./runtime";
-import { ADMIN, PAGE_SIZE, SEARCH_PREFIX, SEQUENCE_CTE, formatCount, memberEmailSql, memberNameSql, type RequestSpec, type RouteKey, type System } from "./systems";
+import {
+  ADMIN,
+  GRANTED,
+  MEMBER,
+  PAGE_SIZE,
+  PRIVATE_EVERY,
+  SEARCH_PREFIX,
+  SEQUENCE_CTE,
+  formatCount,
+  memberEmailSql,
+  memberNameSql,
+  type RequestSpec,
+  type RouteKey,
+  type System,
+} from "./systems";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 
@@ -116,15 +130,28 @@ export async function startOurs(opts: { tmp: string; sizes: number[]; log: (msg:
       }),
     );
     const admin = { id: signup.user.id as string, token: signup.access_token as string };
+    const memberSignup = await json(
+      await fetch(`${url}/v1/auth/signup`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ email: MEMBER.email, password: MEMBER.password, display_name: MEMBER.name }),
+      }),
+    );
+    const member = { id: memberSignup.user.id as string, token: memberSignup.access_token as string };
     // The hash records its own parameters: what login will verify against, from the source.
     const stored = await db.prepare("select password_hash from users where id = ?").bind(admin.id).first<{ password_hash: string }>();
     const [scheme, iterations] = (stored?.password_hash ?? "").split("$");
 
     const started = Date.now();
     const orgs = await seed(db, admin.id, opts.sizes);
-    opts.log(`ours: seeded ${formatCount(Math.max(...opts.sizes))} users and ${opts.sizes.length} organizations in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    for (const size of opts.sizes) await seedProjects(db, orgs.get(size)!, member.id, size);
+    opts.log(
+      `ours: seeded ${formatCount(Math.max(...opts.sizes))} users, ${opts.sizes.length} organizations and their projects in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
 
     const auth = { Authorization: `Bearer ${admin.token}` };
+    const memberAuth = { Authorization: `Bearer ${member.token}` };
+    const projectsPath = (size: number) => `/v1/organizations/${orgs.get(size)}/projects?page_size=${PAGE_SIZE}`;
     const deepTokens = new Map<number, string>();
     for (const size of opts.sizes) {
       const t = Date.now();
@@ -161,6 +188,8 @@ export async function startOurs(opts: { tmp: string; sizes: number[]; log: (msg:
         path: membersPath(size, { filter: `search:"${SEARCH_PREFIX}"` }),
         headers: auth,
       }),
+      projects: (size) => ({ label: "GET …/projects?page_size=50 (admin)", method: "GET", path: projectsPath(size), headers: auth }),
+      "projects-member": (size) => ({ label: "GET …/projects?page_size=50 (member)", method: "GET", path: projectsPath(size), headers: memberAuth }),
       invite: (size) => ({
         label: "POST …/invitations (send_email: false)",
         method: "POST",
@@ -181,6 +210,7 @@ export async function startOurs(opts: { tmp: string; sizes: number[]; log: (msg:
           .map(([k, v]) => `${k}=${v}`)
           .join(", ")}`,
         "invitations with send_email: false (no outbox row, no queue message)",
+        `projects: N per organization of size N, 1 in ${PRIVATE_EVERY} public; the member (role user) is granted ${GRANTED} private ones`,
       ],
       stop,
     };
@@ -245,6 +275,35 @@ async function seed(db: D1, adminId: string, sizes: number[]): Promise<Map<numbe
     }
   }
   return orgs;
+}
+
+/**
+ * `count` projects in one organization, generated inside SQLite: project i is public when
+ * i % PRIVATE_EVERY = 0, and the member (added with the built-in `user` role) is granted the
+ * first GRANTED private ones. Ids are well-formed and ordered like the API's own.
+ */
+async function seedProjects(db: D1, orgId: string, memberId: string, count: number) {
+  const base = Date.now() - 20 * 86_400_000;
+  const prefix = newId("project", base).slice(0, 14);
+  const member = await db.prepare("select display_name, email from users where id = ?").bind(memberId).first<{ display_name: string; email: string }>();
+  await db.batch([
+    db
+      .prepare(
+        `${SEQUENCE_CTE} insert into projects (id, organization_id, name, name_key, description, private, created_by, created_at, updated_at)
+         select ?2 || printf('%016d', i), ?3, printf('Project %06d', i), printf('project %06d', i), null, (i % ${PRIVATE_EVERY}) != 0, null, ?4 + i, ?4 + i from seq`,
+      )
+      .bind(count, prefix, orgId, base),
+    db
+      .prepare("insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at) values (?, ?, 'user', 'user', ?, ?, ?, ?)")
+      .bind(orgId, memberId, member!.display_name, member!.display_name.toLowerCase(), member!.email, base),
+    db.prepare("update organizations set member_count = member_count + 1, user_member_count = user_member_count + 1 where id = ?").bind(orgId),
+    db
+      .prepare(
+        `insert into project_members (project_id, member_id, organization_id, granted_by, granted_at)
+         select id, ?2, ?1, null, ?3 from projects where organization_id = ?1 and private = 1 order by id limit ${GRANTED}`,
+      )
+      .bind(orgId, memberId, base),
+  ]);
 }
 
 /**

@@ -153,6 +153,17 @@ export function checks(results: RouteResult[], sizes: number[]): Check[] {
       detail: rows.map(([size, v]) => `${formatCount(size)}: ${fmtCost(v!)}`).join(", "),
     });
   }
+  for (const route of ["projects", "projects-member"] as const) {
+    const rows = sizes.map((size) => [size, at(route, size)?.cost.rowsRead] as const).filter(([, v]) => v !== undefined);
+    if (rows.length === 0) continue;
+    const max = Math.max(...rows.map(([, v]) => v!));
+    // Visibility is applied inside the query: a page merges at most three guarded, page-sized reads.
+    out.push({
+      name: `${route}: rows read per request ≤ 3 × (page_size + 1) + 10 at every size`,
+      pass: max <= 3 * (PAGE_SIZE + 1) + 10,
+      detail: rows.map(([size, v]) => `${formatCount(size)}: ${fmtCost(v!)}`).join(", "),
+    });
+  }
   const small = Math.min(...sizes);
   const large = Math.max(...sizes);
   if (small !== large) {

@@ -15,6 +15,8 @@ export const ROUTES = [
   { key: "members", title: "members, first page of 50", size: true },
   { key: "members-deep", title: "members, last page of 50", size: true },
   { key: "members-search", title: 'members, search prefix "member 000"', size: true },
+  { key: "projects", title: "projects, first page of 50 (admin)", size: true },
+  { key: "projects-member", title: "projects, first page of 50 (member: public + granted)", size: true },
   { key: "invite", title: "invite a new email", size: true },
 ] as const;
 
@@ -43,6 +45,11 @@ export interface System {
 
 /** The seeded population, the same for both systems. */
 export const ADMIN = { email: "admin@bench.test", password: "correct horse battery staple", name: "Bench Admin" };
+/** A member with the built-in `user` role: sees public projects and the private ones granted to it. */
+export const MEMBER = { email: "member@bench.test", password: "correct horse battery staple", name: "Bench Member" };
+/** The organization of size N also holds N projects, one in PRIVATE_EVERY public and the rest private; the member is granted GRANTED of the private ones. */
+export const PRIVATE_EVERY = 10;
+export const GRANTED = 100;
 export const PAGE_SIZE = 50;
 export const SEARCH_PREFIX = "member 000";
 

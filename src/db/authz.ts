@@ -1,4 +1,5 @@
 import { and, eq, sql, type SQL } from "drizzle-orm";
+import { outer } from "./schema/columns";
 import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
 import { builtInRolesGranting, scopesGranting, type Permission } from "../lib/permissions";
 import type { Db } from "./client";
@@ -80,8 +81,8 @@ export function accessQuery(db: Db, orgId: string, cred: CredentialRef, now: num
       role: members.role,
       memberType: members.type,
       memberName: members.displayName,
-      active: sql<number>`(select o.active from organizations o where o.id = ${members.organizationId})`,
-      customPermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${members.organizationId} and r.name = ${members.role})`,
+      active: sql<number>`(select o.active from organizations o where o.id = ${outer(members.organizationId)})`,
+      customPermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${outer(members.organizationId)} and r.name = ${outer(members.role)})`,
     })
     .from(members)
     .where(and(eq(members.organizationId, orgId), eq(members.memberId, memberIdSql(cred, now))))

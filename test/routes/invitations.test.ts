@@ -1,4 +1,5 @@
 import { env } from "cloudflare:workers";
+import { createProject } from "./projects-helpers";
 import { describe, expect, it } from "vitest";
 import { sha256Hex } from "../../src/lib/crypto";
 import { newId } from "../../src/lib/ids";
@@ -69,7 +70,7 @@ describe("happy", () => {
 
   it("keeps role, message, project_ids and expiry; send_email=false returns the accept_url once and queues nothing", async () => {
     const { admin, org } = await adminAndOrg();
-    const projects = [projectId(), projectId()];
+    const projects = [(await createProject(admin.accessToken, org.id)).id, (await createProject(admin.accessToken, org.id, { private: true })).id];
     const res = await post(
       invitationsPath(org.id),
       { email: uniqueEmail(), role: "admin", message: "  Welcome aboard!  ", project_ids: projects, send_email: false, expires_in_days: 30 },
@@ -101,7 +102,7 @@ describe("happy", () => {
 
   it("combine_pending refreshes the pending invitation: 200, new token and expiry, new role, project ids united", async () => {
     const { admin, org } = await adminAndOrg();
-    const [p1, p2, p3] = [projectId(), projectId(), projectId()];
+    const [p1, p2, p3] = await Promise.all([1, 2, 3].map(async () => (await createProject(admin.accessToken, org.id)).id));
     const first = await inviteWithToken(admin.accessToken, org.id, { role: "user", project_ids: [p1, p2], message: "first", expires_in_days: 2 });
     const res = await post(
       invitationsPath(org.id),

@@ -244,4 +244,24 @@ describe("security", () => {
       expectProblem(await patch("/v1/me", { display_name: "Bell\u0007" }, { token: user.accessToken }), 400, "validation_failed");
     });
   });
+  it("9. a custom role's permissions come from its own organization, never from another's role of the same name", async () => {
+    // Found while building issue 9: the role subquery compared the role's organization with
+    // itself (an unqualified column bound to the subquery's table), so any organization's role
+    // of that name lent its permissions.
+    const [mallory, victimAdmin, member] = await Promise.all([createUser(), createUser(), createUser()]);
+    const malloryOrg = await createOrg(mallory);
+    const victimOrg = await createOrg(victimAdmin);
+    const name = unique("dev").toLowerCase().replace(/[^a-z0-9]/g, "").slice(0, 30);
+    // The attacker's organization defines the name first, with every permission it wants to lend.
+    const lent = await post(`/v1/organizations/${malloryOrg.id}/roles`, { name, permissions: ["invitations:read", "members:write", "organization:write"] }, { token: mallory.accessToken });
+    expect(lent.status, lent.text).toBe(201);
+    const own = await post(`/v1/organizations/${victimOrg.id}/roles`, { name, permissions: ["organization:read"] }, { token: victimAdmin.accessToken });
+    expect(own.status, own.text).toBe(201);
+    await addMemberDirect(victimOrg.id, member, name);
+    expectProblem(await get(`/v1/organizations/${victimOrg.id}/invitations`, { token: member.accessToken }), 403, "forbidden");
+    expectProblem(await patch(`/v1/organizations/${victimOrg.id}`, { name: "Owned" }, { token: member.accessToken }), 403, "forbidden");
+    const me = await get(`/v1/organizations/${victimOrg.id}/members/${member.id}`, { token: victimAdmin.accessToken });
+    expect(me.status, me.text).toBe(200);
+    expect((await get(`/v1/organizations/${victimOrg.id}`, { token: member.accessToken })).status).toBe(200);
+  });
 });

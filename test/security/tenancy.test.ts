@@ -19,6 +19,7 @@ const PUBLIC_ROUTES = [
   "GET /v1/dev/emails",
   "GET /v1/invitations/{token}",
   "POST /v1/invitations/{token}/accept",
+  "POST /v1/licenses/{license_id}/deployments",
 ].sort();
 
 /** The two routes that describe the API rather than being part of it. */
@@ -113,7 +114,13 @@ describe("security", () => {
     it("every write is denied to the lowest role", () => {
       const writesAllowedToUser = orgOps.filter((o) => o.method !== "GET" && !userLacks(o.auth.permission!)).map(key);
       // Writes the `user` role may make by design (projects) are listed here as they arrive.
-      expect(writesAllowedToUser).toEqual([]);
+      expect(writesAllowedToUser).toEqual([
+        "POST /v1/organizations/{org_id}/projects",
+        "PATCH /v1/organizations/{org_id}/projects/{project_id}",
+        "DELETE /v1/organizations/{org_id}/projects/{project_id}",
+        "PUT /v1/organizations/{org_id}/projects/{project_id}/members/{user_id}",
+        "DELETE /v1/organizations/{org_id}/projects/{project_id}/members/{user_id}",
+      ]);
     });
 
     it.each(deniedToLowest.map((o) => [key(o), o] as const))("%s: lowest role → 403", async (_, o) => {

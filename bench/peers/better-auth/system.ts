@@ -98,6 +98,9 @@ export async function startBetterAuth(opts: { tmp: string; sizes: number[]; log:
       }),
       // list-members filters on the member table's own columns only: no name or email search.
       "members-search": () => null,
+      // Better Auth's organization plugin has no projects.
+      projects: () => null,
+      "projects-member": () => null,
       invite: (size) => ({
         label: "POST …/organization/invite-member",
         method: "POST",

@@ -41,7 +41,8 @@ export const integrations = sqliteTable(
     createdBy: text("created_by"),
     ...timestamps,
   },
-  (t) => [index("integrations_org_id_idx").on(t.organizationId, t.id)],
+  // The kind index serves the list's `kind = "…"` filter as one index range per page.
+  (t) => [index("integrations_org_id_idx").on(t.organizationId, t.id), index("integrations_org_kind_idx").on(t.organizationId, t.kind, t.id)],
 );
 
 /** External environment → project of the same organization; a deleted project drops out by cascade. */

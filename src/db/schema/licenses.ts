@@ -24,7 +24,12 @@ export const licenses = sqliteTable(
     createdBy: text("created_by"),
     ...timestamps,
   },
-  (t) => [uniqueIndex("licenses_key_hash_idx").on(t.keyHash), uniqueIndex("licenses_org_idx").on(t.organizationId)],
+  (t) => [
+    uniqueIndex("licenses_key_hash_idx").on(t.keyHash),
+    uniqueIndex("licenses_org_idx").on(t.organizationId),
+    // The platform list filtered by plan, in id order, reads one index range.
+    index("licenses_plan_id_idx").on(t.plan, t.id),
+  ],
 );
 
 /** A self-hosted deployment registered (and heartbeating) with a license key; one row per name. */

@@ -57,11 +57,13 @@ export const tags = sqliteTable(
       .notNull()
       .references(() => organizations.id, { onDelete: "cascade" }),
     name: text("name").notNull(),
+    // Lower-cased copy of name: tags list in case-insensitive order and match `name:"p"` by prefix.
+    nameKey: text("name_key").notNull(),
     // Maintained in the same batch as every tagging change, so counts never scan project_tags.
     projectCount: integer("project_count").notNull().default(0),
     ...timestamps,
   },
-  (t) => [uniqueIndex("tags_org_name_idx").on(t.organizationId, t.name), index("tags_org_id_idx").on(t.organizationId, t.id)],
+  (t) => [uniqueIndex("tags_org_name_idx").on(t.organizationId, t.name), index("tags_org_name_key_idx").on(t.organizationId, t.nameKey, t.name)],
 );
 
 export const projectTags = sqliteTable(
@@ -76,6 +78,9 @@ export const projectTags = sqliteTable(
     organizationId: text("organization_id")
       .notNull()
       .references(() => organizations.id, { onDelete: "cascade" }),
+    // A copy of projects.private, kept in the same batch as every change of it: a tag's public
+    // projects are one index range, however many private projects carry the same tag.
+    private: bool("private").notNull().default(false),
   },
-  (t) => [primaryKey({ columns: [t.projectId, t.tagId] }), index("project_tags_tag_idx").on(t.tagId, t.projectId)],
+  (t) => [primaryKey({ columns: [t.projectId, t.tagId] }), index("project_tags_tag_idx").on(t.tagId, t.private, t.projectId)],
 );

@@ -2,7 +2,7 @@ import { and, eq, sql } from "drizzle-orm";
 import { seatLimitReached, seatLimitSql, seatsInForce, seatsUsedSql } from "../licenses/seats";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { ServiceCtx } from "../../env";
-import { invitations, members, organizations, users } from "../../db/schema";
+import { invitations, members, organizations, projectMembers, users } from "../../db/schema";
 import type { Caller } from "../../lib/actor";
 import { hashPassword } from "../../lib/crypto";
 import { ApiError, isUniqueViolation, notFound, rootMessage, validationError } from "../../lib/errors";
@@ -46,7 +46,12 @@ const wasEmailed = (inv: { outboxId: string | null; emailStatus: string | null }
  * its row); everything after is guarded by that flip. A user who is somehow already a member
  * keeps their membership.
  */
-function acceptStatements(ctx: ServiceCtx, inv: { id: string; organizationId: string; role: string }, user: { id: string; displayName: string; email: string }, now: number): BatchItem<"sqlite">[] {
+function acceptStatements(
+  ctx: ServiceCtx,
+  inv: { id: string; organizationId: string; role: string; invitedById: string | null },
+  user: { id: string; displayName: string; email: string },
+  now: number,
+): BatchItem<"sqlite">[] {
   const db = ctx.db;
   const m = memberValues(inv.organizationId, user, inv.role, now);
   const accepted = sql`exists (select 1 from invitations where id = ${inv.id} and status = 'accepted' and accepted_by = ${user.id} and accepted_at = ${now})`;
@@ -68,6 +73,16 @@ function acceptStatements(ctx: ServiceCtx, inv: { id: string; organizationId: st
       .update(organizations)
       .set({ memberCount: sql`${organizations.memberCount} + 1`, userMemberCount: sql`${organizations.userMemberCount} + 1` })
       .where(and(eq(organizations.id, inv.organizationId), sql`changes() = 1`)),
+    // The invitation's projects that are still in the organization, read from the row as it is
+    // now (a combine may have added some); a project deleted meanwhile is skipped.
+    db
+      .insert(projectMembers)
+      .select(
+        sql`select p.id, ${user.id}, p.organization_id, ${inv.invitedById}, ${now} from projects p
+            where p.id in (select value from json_each((select i.project_ids from invitations i where i.id = ${inv.id})))
+              and p.organization_id = ${inv.organizationId} and ${accepted}`,
+      )
+      .onConflictDoNothing(),
     // Following a link that was emailed proves the address.
     db
       .update(users)

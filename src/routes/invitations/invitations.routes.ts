@@ -41,7 +41,7 @@ orgRoute(invitationRoutes, {
   description: `201 with the new invitation; 200 when \`combine_pending\` refreshed an existing pending one (new token and expiry, the new role, project ids united). Already a member: 409 \`already_member\`; a pending invitation exists: 409 \`invitation_pending\`. Members plus pending invitations may not exceed the seats: 409 \`seat_limit_reached\`. The email goes out through the queue; with \`send_email: false\` the response carries \`accept_url\` once (and accepting that link does not verify the address). ${ESCALATION} Combining also needs the replaced invitation's role within them.`,
   request: { params: OrgParams, body: jsonBody(InvitationCreateInput) },
   responses: { 201: jsonResponse(InvitationSchema, "The new invitation."), 200: jsonResponse(InvitationSchema, "The refreshed pending invitation.") },
-  errors: ["already_member", "invitation_pending", "seat_limit_reached"],
+  errors: ["already_member", "invitation_pending", "seat_limit_reached", "unprocessable"],
   load: ({ db, org, input }) => createContextQueries(db, org, [input.json]),
   handle: async ({ ctx, input, loaded }, c) => {
     const [result] = await createInvitations(ctx, [input.json], loaded);

@@ -18,7 +18,10 @@ export const InvitationCreateInput = z
       .max(100)
       .refine((p) => new Set(p).size === p.length, "must not repeat a project")
       .default([])
-      .openapi({ description: "Private projects to grant on acceptance (kept for the projects feature)." }),
+      .openapi({
+        description:
+          "Projects the new member is granted access to on acceptance (those still in the organization then). Each must be a project of this organization that the inviter can see: 422 `unprocessable` naming the others.",
+      }),
     send_email: z.boolean().default(true),
     combine_pending: z.boolean().default(false).openapi({ description: "Refresh an existing pending invitation for this email instead of refusing (200)." }),
     expires_in_days: z.number().int().min(1).max(30).default(7),

@@ -1,8 +1,9 @@
 import { and, desc, eq, lt, sql, type SQL } from "drizzle-orm";
+import { outer } from "../../db/schema/columns";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { OrgScope, ReadDb } from "../../db/authz";
 import type { Config, OrgCtx, ServiceCtx } from "../../env";
-import { invitations, members, organizations } from "../../db/schema";
+import { invitations, members, organizations, projects } from "../../db/schema";
 import { memberIdOf } from "../../lib/actor";
 import { newSecret, sha256Hex } from "../../lib/crypto";
 import { ApiError, notFound, zodIssues, type ErrorCode, type FieldError } from "../../lib/errors";
@@ -60,6 +61,7 @@ export function createContextQueries(db: ReadDb, org: OrgScope, rawRows: unknown
   return {
     org: db.select({ name: organizations.name }).from(organizations).where(eq(organizations.id, org.guard(org.id))),
     roles: customRolesQuery(db, org, rows.map((r) => r.role)),
+    projects: visibleProjectIdsQuery(db, org, [...new Set(rows.flatMap((r) => r.project_ids))]),
     pending: combining.length
       ? db
           .select({
@@ -72,13 +74,44 @@ export function createContextQueries(db: ReadDb, org: OrgScope, rawRows: unknown
   };
 }
 
+/**
+ * Which of `ids` are projects of this organization the caller can see (holding `projects:read`,
+ * and for a private one `projects:admin` or a grant): the only ones an invitation may grant. One
+ * primary-key probe per id; the guard wraps the id list, so a refused caller probes nothing.
+ */
+function visibleProjectIdsQuery(db: ReadDb, org: OrgScope, ids: string[]) {
+  if (ids.length === 0) return undefined;
+  return db
+    .select({ id: projects.id })
+    .from(projects)
+    .where(
+      and(
+        sql`${projects.id} in (select value from json_each(${org.guard(JSON.stringify(ids))}))`,
+        eq(projects.organizationId, org.id),
+        org.holds("projects:read"),
+        sql`(${outer(projects.private)} = 0 or ${org.holds("projects:admin")} or exists (select 1 from project_members v where v.project_id = ${outer(projects.id)} and v.member_id = ${org.callerId}))`,
+      ),
+    );
+}
+
+/** A row naming projects the caller cannot grant: 422, naming them. */
+function unknownProjects(row: InvitationCreate, visible: Set<string>): ApiError | null {
+  const bad = row.project_ids.filter((id) => !visible.has(id));
+  if (bad.length === 0) return null;
+  return new ApiError("unprocessable", `Not a project of this organization that you can see: ${bad.join(", ")}.`, {
+    errors: row.project_ids.flatMap((id, i) => (visible.has(id) ? [] : [{ path: `project_ids.${i}`, message: "not a project of this organization that you can see" }])),
+    extra: { project_ids: bad },
+  });
+}
+
 /** The stored permissions of the role an invitation names (null for a built-in role). */
 const rolePermissionsOf = (role: typeof invitations.role) =>
-  sql<string | null>`(select r.permissions from roles r where r.organization_id = ${invitations.organizationId} and r.name = ${role})`;
+  sql<string | null>`(select r.permissions from roles r where r.organization_id = ${outer(invitations.organizationId)} and r.name = ${outer(role)})`;
 
 type CreateContext = {
   org: { name: string }[];
   roles: { name: string; permissions: string[] }[];
+  projects?: { id: string }[] | undefined;
   pending: { email: string; role: string | null; rolePermissions: string | null }[] | undefined;
 };
 
@@ -97,6 +130,7 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
   const now = Date.now();
   const seatFree = seatFreeSql(orgId, now, ctx.config.freePlanSeats);
   const orgName = context.org[0]?.name ?? "";
+  const visibleProjects = new Set((context.projects ?? []).map((p) => p.id));
   const pendingByEmail = new Map((context.pending ?? []).flatMap((p) => (p.role === null ? [] : [[p.email, { role: p.role, rolePermissions: p.rolePermissions }] as const])));
   const results: (BatchResult | undefined)[] = new Array(rawRows.length);
   const parsed: { index: number; row: InvitationCreate }[] = [];
@@ -128,6 +162,8 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
     }
     try {
       assertWithinCaller(ctx.org.permissions, perms, `invite into the role \`${row.role}\``);
+      const badProjects = unknownProjects(row, visibleProjects);
+      if (badProjects) throw badProjects;
       const existing = row.combine_pending ? pendingByEmail.get(row.email) : undefined;
       if (existing) assertWithinCaller(ctx.org.permissions, permissionsOfRole(existing.role, existing.rolePermissions), `replace a pending invitation whose role is \`${existing.role}\``);
     } catch (err) {
@@ -174,7 +210,7 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
             tokenHash,
             role: row.role,
             message: row.message === undefined ? sql`${invitations.message}` : row.message,
-            projectIds: sql`(select json_group_array(value) from (select value from json_each(${invitations.projectIds}) union select value from json_each(${JSON.stringify(row.project_ids)})))`,
+            projectIds: sql`(select json_group_array(value) from (select value from json_each(${outer(invitations.projectIds)}) union select value from json_each(${JSON.stringify(row.project_ids)})))`,
             expiresAt,
             // The old email carries the old token, dead from here on: unlinking it keeps the
             // consumer from sending it if it is still on its way (as resend does).
@@ -260,7 +296,7 @@ export function invitationQuery(db: ReadDb, org: OrgScope, id: string) {
     .select({
       invitation: invitations,
       rolePermissions: rolePermissionsOf(invitations.role),
-      orgName: sql<string>`(select o.name from organizations o where o.id = ${invitations.organizationId})`,
+      orgName: sql<string>`(select o.name from organizations o where o.id = ${outer(invitations.organizationId)})`,
     })
     .from(invitations)
     .where(and(eq(invitations.id, org.guard(id)), eq(invitations.organizationId, org.id)))
@@ -408,7 +444,7 @@ export async function sweepExpiredInvitations(ctx: ServiceCtx, now = Date.now())
     db
       .update(organizations)
       .set({
-        pendingInvitationCount: sql`${organizations.pendingInvitationCount} - (select count(*) from invitations i where i.organization_id = ${organizations.id} and i.status = 'pending' and i.expires_at <= ${now})`,
+        pendingInvitationCount: sql`${organizations.pendingInvitationCount} - (select count(*) from invitations i where i.organization_id = ${outer(organizations.id)} and i.status = 'pending' and i.expires_at <= ${now})`,
       })
       .where(sql`${organizations.id} in (${due})`),
     db

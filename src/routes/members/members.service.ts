@@ -1,8 +1,9 @@
 import { and, eq, sql, type SQL } from "drizzle-orm";
+import { outer } from "../../db/schema/columns";
 import { seatFreeSql, seatLimitReached, seatsInForce } from "../licenses/seats";
 import type { OrgScope, ReadDb } from "../../db/authz";
 import type { Config, OrgCtx } from "../../env";
-import { members, organizations, users } from "../../db/schema";
+import { members, organizations, projectMembers, users } from "../../db/schema";
 import { ApiError, isUniqueViolation, notFound } from "../../lib/errors";
 import { compileFilter, parseFilter, parseOrderBy, type FilterField, type FilterTerm } from "../../lib/filter";
 import { memberIdOf } from "../../lib/actor";
@@ -141,7 +142,7 @@ export function memberQuery(db: ReadDb, org: OrgScope, memberId: string) {
   return db
     .select({
       ...memberColumns,
-      rolePermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${members.organizationId} and r.name = ${members.role})`,
+      rolePermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${outer(members.organizationId)} and r.name = ${outer(members.role)})`,
     })
     .from(members)
     .where(and(eq(members.organizationId, org.id), eq(members.memberId, org.guard(memberId))))
@@ -166,7 +167,7 @@ export function userByEmailQuery(db: ReadDb, org: OrgScope, email: string) {
       displayName: users.displayName,
       email: users.email,
       emailVerifiedAt: users.emailVerifiedAt,
-      isMember: sql<number>`exists (select 1 from members m where m.organization_id = ${org.id} and m.member_id = ${users.id})`,
+      isMember: sql<number>`exists (select 1 from members m where m.organization_id = ${org.id} and m.member_id = ${outer(users.id)})`,
     })
     .from(users)
     .where(eq(users.email, org.guard(email)))
@@ -275,6 +276,16 @@ export async function removeMember(ctx: OrgCtx, rows: FoundMember[] | undefined)
         ownerId: sql`case when ${organizations.ownerId} = ${target.memberId} then null else ${organizations.ownerId} end`,
       })
       .where(and(eq(organizations.id, orgId), sql`changes() = 1`)),
+    // Project grants go with the membership: someone who rejoins starts with none.
+    db
+      .delete(projectMembers)
+      .where(
+        and(
+          eq(projectMembers.organizationId, orgId),
+          eq(projectMembers.memberId, target.memberId),
+          sql`not exists (select 1 from members m where m.organization_id = ${orgId} and m.member_id = ${target.memberId})`,
+        ),
+      ),
   ]);
   if (deleted.length === 0) throw lastAdmin();
 }

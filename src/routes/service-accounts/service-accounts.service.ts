@@ -1,7 +1,8 @@
 import { and, asc, eq, gt, isNull, or, sql } from "drizzle-orm";
+import { outer } from "../../db/schema/columns";
 import type { OrgScope, ReadDb } from "../../db/authz";
 import type { Config, OrgCtx, ServiceCtx } from "../../env";
-import { members, organizations, serviceAccountKeys, serviceAccounts } from "../../db/schema";
+import { members, organizations, projectMembers, serviceAccountKeys, serviceAccounts } from "../../db/schema";
 import { memberIdOf } from "../../lib/actor";
 import { newSecret, sha256Hex } from "../../lib/crypto";
 import { notFound } from "../../lib/errors";
@@ -26,8 +27,8 @@ function selectView(db: ReadDb) {
       createdAt: serviceAccounts.createdAt,
       updatedAt: serviceAccounts.updatedAt,
       role: members.role,
-      rolePermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${serviceAccounts.organizationId} and r.name = ${members.role})`,
-      keyPrefix: sql<string | null>`(select k.key_prefix from service_account_keys k where k.service_account_id = ${serviceAccounts.id} and k.expires_at is null order by k.created_at desc limit 1)`,
+      rolePermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${outer(serviceAccounts.organizationId)} and r.name = ${outer(members.role)})`,
+      keyPrefix: sql<string | null>`(select k.key_prefix from service_account_keys k where k.service_account_id = ${outer(serviceAccounts.id)} and k.expires_at is null order by k.created_at desc limit 1)`,
     })
     .from(serviceAccounts)
     .innerJoin(members, and(eq(members.organizationId, serviceAccounts.organizationId), eq(members.memberId, serviceAccounts.id)));
@@ -134,6 +135,16 @@ export async function removeServiceAccount(ctx: OrgCtx, id: string): Promise<voi
       .returning({ id: members.memberId }),
     db.update(organizations).set({ memberCount: sql`${organizations.memberCount} - 1` }).where(and(eq(organizations.id, orgId), sql`changes() = 1`)),
     db.delete(serviceAccounts).where(and(eq(serviceAccounts.id, id), eq(serviceAccounts.organizationId, orgId))),
+    // Its project grants go with it (member ids are not foreign keys of project_members).
+    db
+      .delete(projectMembers)
+      .where(
+        and(
+          eq(projectMembers.organizationId, orgId),
+          eq(projectMembers.memberId, id),
+          sql`not exists (select 1 from members m where m.organization_id = ${orgId} and m.member_id = ${id})`,
+        ),
+      ),
   ]);
   // Deleted by a concurrent request: gone either way, but this request did not do it.
   if (removed.length === 0) throw notFound("service account");

@@ -1,7 +1,8 @@
 import { and, eq, inArray, isNull, or, sql } from "drizzle-orm";
+import { outer } from "../../db/schema/columns";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { ServiceCtx } from "../../env";
-import { members, organizations, sessions, users } from "../../db/schema";
+import { members, organizations, projectMembers, sessions, users } from "../../db/schema";
 import type { Caller } from "../../lib/actor";
 import { hashPassword, verifyPassword } from "../../lib/crypto";
 import { ApiError, isUniqueViolation, notFound, validationError } from "../../lib/errors";
@@ -20,7 +21,7 @@ const accountGone = () => new ApiError("unauthenticated", "The account behind th
  * through a token the server emailed (see verifyEmail and invitation accept): otherwise anyone
  * could claim an admin's address before the admin does.
  */
-function isPlatformAdmin(ctx: ServiceCtx, user: UserRow): boolean {
+export function isPlatformAdmin(ctx: ServiceCtx, user: UserRow): boolean {
   return user.emailVerifiedAt !== null && ctx.config.platformAdminEmails.includes(user.email);
 }
 
@@ -150,7 +151,7 @@ export async function deleteUser(ctx: ServiceCtx, userId: string): Promise<void>
   const db = ctx.db;
   const allowed = sql`not exists (${lastAdminOrgIds(userId)})`;
   const myOrgIds = db.select({ id: members.organizationId }).from(members).where(eq(members.memberId, userId));
-  const [sessionRows, , , , deleted] = await db.batch([
+  const [sessionRows, , , , , deleted] = await db.batch([
     // Read in the same transaction as the delete, so a session opened meanwhile is not missed.
     db.select({ id: sessions.id }).from(sessions).where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt))),
     // Organizations with no other member go with the account (their rows cascade).
@@ -159,7 +160,7 @@ export async function deleteUser(ctx: ServiceCtx, userId: string): Promise<void>
       .where(
         and(
           inArray(organizations.id, myOrgIds),
-          sql`not exists (select 1 from members o where o.organization_id = ${organizations.id} and o.member_id <> ${userId})`,
+          sql`not exists (select 1 from members o where o.organization_id = ${outer(organizations.id)} and o.member_id <> ${userId})`,
           allowed,
         ),
       ),
@@ -167,6 +168,8 @@ export async function deleteUser(ctx: ServiceCtx, userId: string): Promise<void>
       .update(organizations)
       .set({ memberCount: sql`${organizations.memberCount} - 1`, userMemberCount: sql`${organizations.userMemberCount} - 1` })
       .where(and(inArray(organizations.id, myOrgIds), allowed)),
+    // Project grants in the organizations that remain (before the memberships they are found by go).
+    db.delete(projectMembers).where(and(inArray(projectMembers.organizationId, myOrgIds), eq(projectMembers.memberId, userId), allowed)),
     db.delete(members).where(and(eq(members.memberId, userId), allowed)),
     // Only once every membership is gone; sessions, refresh tokens, PATs and email tokens cascade.
     db
