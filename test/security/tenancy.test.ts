@@ -1,4 +1,6 @@
+import { env } from "cloudflare:workers";
 import { describe, expect, it, beforeAll } from "vitest";
+import { newId } from "../../src/lib/ids";
 import { createApp } from "../../src/app";
 import { BUILT_IN_ROLES, SCOPES, SCOPE_GRANTS, type Permission } from "../../src/lib/permissions";
 import { api, type ApiResponse } from "../helpers/client";
@@ -184,8 +186,44 @@ describe("security", () => {
       const invEmail = uniqueEmail("pending");
       const inv = await api("POST", `/v1/organizations/${full}/invitations`, { ...token, body: { email: invEmail, send_email: false }, env: { FREE_PLAN_SEATS: "1000" } });
       await api("PUT", `/v1/organizations/${full}/settings`, { ...token, body: { settings: { a: 1 }, secrets: { s: "v" } } });
-      for (const r of [role, sa, inv]) expect(r.status, r.text).toBe(201);
-      Object.assign(ids, { user_id: member.id, role_id: role.body.id, service_account_id: sa.body.service_account.id, invitation_id: inv.body.id });
+      // Issue 9's resources: a private, tagged project the member may see, a default proxy with a
+      // password, an integration with a secret and a mapping, a license with a deployment.
+      const project = await api("POST", `/v1/organizations/${full}/projects`, { ...token, body: { name: "Secret plans", private: true, tags: ["alpha", "beta"] } });
+      const proxy = await api("POST", `/v1/organizations/${full}/proxies`, { ...token, body: { name: "egress", url: "http://proxy.example.com:3128", username: "u", password: "p4ss" } });
+      const integration = await api("POST", `/v1/organizations/${full}/integrations`, { ...token, body: { kind: "vercel", display_name: "Vercel", config: { team: "t" }, secrets: { token: "s3cret" } } });
+      for (const r of [role, sa, inv, project, proxy, integration]) expect(r.status, r.text).toBe(201);
+      const tagList = await api("GET", `/v1/organizations/${full}/tags`, token);
+      const grant = await api("PUT", `/v1/organizations/${full}/projects/${project.body.id}/members/${member.id}`, token);
+      const setDefault = await api("PUT", `/v1/organizations/${full}/proxies/default`, { ...token, body: { proxy_id: proxy.body.id } });
+      const mapping = await api("PATCH", `/v1/organizations/${full}/integrations/${integration.body.id}/environment-mapping`, { ...token, body: { mapping: { production: project.body.id } } });
+      for (const r of [tagList, grant, setDefault, mapping]) expect(r.status, r.text).toBe(200);
+      const licenseId = newId("license");
+      const now = Date.now();
+      await env.DB.batch([
+        env.DB.prepare("insert into licenses (id, plan, seats, features, expires_at, key_hash, key_prefix, organization_id, revoked_at, created_by, created_at, updated_at) values (?, 'team', 50, '[]', null, ?, 'lk_x', ?, null, null, ?, ?)").bind(
+          licenseId,
+          unique("hash"),
+          full,
+          now,
+          now,
+        ),
+        env.DB.prepare("insert into deployments (id, license_id, name, region, version, last_seen_at, created_at, updated_at) values (?, ?, 'eu-1', 'eu', '1.0', ?, ?, ?)").bind(newId("deployment"), licenseId, now, now, now),
+      ]);
+      const spare = newId("license");
+      await env.DB.prepare("insert into licenses (id, plan, seats, features, expires_at, key_hash, key_prefix, organization_id, revoked_at, created_by, created_at, updated_at) values (?, 'team', 5, '[]', null, ?, 'lk_y', null, null, null, ?, ?)")
+        .bind(spare, unique("hash"), now, now)
+        .run();
+      Object.assign(ids, {
+        user_id: member.id,
+        role_id: role.body.id,
+        service_account_id: sa.body.service_account.id,
+        invitation_id: inv.body.id,
+        project_id: project.body.id,
+        tag_id: tagList.body.items[0].id,
+        name: "alpha",
+        proxy_id: proxy.body.id,
+        integration_id: integration.body.id,
+      });
       Object.assign(bodies, {
         "POST /v1/organizations/{org_id}/members": { email: member.email, role: "user" },
         "PATCH /v1/organizations/{org_id}/members/{user_id}": { role: "user" },
@@ -197,11 +235,27 @@ describe("security", () => {
         "PATCH /v1/organizations/{org_id}": { name: "Renamed" },
         "PUT /v1/organizations/{org_id}/settings": { settings: { b: 2 } },
         "PATCH /v1/organizations/{org_id}/preferences": { sso_admin_bypass: false },
+        "POST /v1/organizations/{org_id}/projects": { name: "Another", private: true, tags: ["alpha", "gamma"] },
+        "PATCH /v1/organizations/{org_id}/projects/{project_id}": { name: "Renamed", tags: ["beta"] },
+        "POST /v1/organizations/{org_id}/tags/batch-delete": { ids: [ids.tag_id], names: ["beta"] },
+        "POST /v1/organizations/{org_id}/proxies": { name: "p2", url: "socks5://proxy.example.com:1080" },
+        "PATCH /v1/organizations/{org_id}/proxies/{proxy_id}": { name: "renamed" },
+        "PUT /v1/organizations/{org_id}/proxies/default": { proxy_id: ids.proxy_id },
+        "POST /v1/organizations/{org_id}/integrations": { kind: "slack", display_name: "Slack", config: {} },
+        "PATCH /v1/organizations/{org_id}/integrations/{integration_id}/environment-mapping": { mapping: { staging: ids.project_id } },
+        "PUT /v1/organizations/{org_id}/license": { license_id: spare },
       });
     });
 
     const observed = (res: ApiResponse) => ({ status: res.status, code: res.body?.code, ...res.cost });
-    const query = (o: Operation) => (o.method === "GET" && o.path.endsWith("/members") ? `?page_size=1000&filter=${encodeURIComponent('search:"c"')}` : o.method === "GET" && !o.path.endsWith("}") ? "?page_size=1000" : "");
+    const query = (o: Operation) =>
+      o.method === "GET" && o.path.endsWith("{org_id}/members")
+        ? `?page_size=1000&filter=${encodeURIComponent('search:"c"')}`
+        : o.method === "GET" && o.path.endsWith("/tag-info")
+          ? "?page_size=1000&include_counts=true"
+          : o.method === "GET" && !o.path.endsWith("}")
+            ? "?page_size=1000"
+            : "";
     const pathIn = (o: Operation, orgId: string) => o.path.replace(/\{([a-z_]+)\}/g, (_, name: string) => (name === "org_id" ? orgId : (ids[name] ?? "x"))) + query(o);
     const bogus = (prefix: string) => `${prefix}_${unique("b").replace(/[^A-Za-z0-9]/g, "x").padEnd(43, "x").slice(0, 43)}`;
 
