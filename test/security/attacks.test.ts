@@ -264,4 +264,28 @@ describe("security", () => {
     expect(me.status, me.text).toBe(200);
     expect((await get(`/v1/organizations/${victimOrg.id}`, { token: member.accessToken })).status).toBe(200);
   });
+  it("10. resend and combine_pending do not hand out a link to private projects the caller cannot see", async () => {
+    const admin = await createUser();
+    const org = await createOrg(admin);
+    const inviter = await createUser();
+    const role = await createRole(admin, org.id, ["organization:read", "members:read", "roles:read", "projects:read", "projects:write", "invitations:read", "invitations:write"]);
+    await addMemberDirect(org.id, inviter, role.name);
+    const secret = await post(`/v1/organizations/${org.id}/projects`, { name: "Secret", private: true }, { token: admin.accessToken });
+    expect(secret.status, secret.text).toBe(201);
+    const email = uniqueEmail("target");
+    const { invitation } = await inviteWithToken(admin.accessToken, org.id, { email, role: "user", project_ids: [secret.body.id] });
+    // The inviter may invite into `user`, but the invitation's link grants a project it cannot see.
+    const resent = await post(`${invitationPath(org.id, invitation.id)}/resend`, { send_email: false }, { token: inviter.accessToken });
+    expectProblem(resent, 403, "forbidden");
+    expect(resent.body.accept_url).toBeUndefined();
+    const combined = await post(invitationsPath(org.id), { email, role: "user", combine_pending: true, send_email: false }, { token: inviter.accessToken });
+    expectProblem(combined, 403, "forbidden");
+    expect(combined.body.accept_url).toBeUndefined();
+    // Once the inviter is on the project's access list, both are within its power.
+    const granted = await api("PUT", `/v1/organizations/${org.id}/projects/${secret.body.id}/members/${inviter.id}`, { token: admin.accessToken });
+    expect(granted.status, granted.text).toBe(200);
+    const ok = await post(`${invitationPath(org.id, invitation.id)}/resend`, { send_email: false }, { token: inviter.accessToken });
+    expect(ok.status, ok.text).toBe(200);
+    expect(ok.body.accept_url).toBeTruthy();
+  });
 });

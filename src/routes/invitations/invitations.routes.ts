@@ -30,7 +30,8 @@ export const invitationRoutes = createRouter();
 
 const InvitationParams = OrgParams.extend({ invitation_id: pathParam("invitation_id") });
 const TokenParams = z.object({ token: pathParam("token") });
-const ESCALATION = "Every link handed out is for a role within the caller's own permissions (403 otherwise).";
+const ESCALATION =
+  "Every link handed out is for a role within the caller's own permissions, and for projects the caller can see (403 otherwise; for a new invitation's own `project_ids`, 422 `unprocessable`).";
 
 orgRoute(invitationRoutes, {
   permission: "invitations:write",

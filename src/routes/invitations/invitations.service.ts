@@ -58,6 +58,7 @@ export function createContextQueries(db: ReadDb, org: OrgScope, rawRows: unknown
   // One probe of the (organization_id, email) pending index per email: a filter on the
   // organization's pending invitations would read all of them.
   const pendingRole = sql`(select i.role from invitations i where i.organization_id = ${org.guard(org.id)} and i.email = j.value and i.status = 'pending')`;
+  const pendingProjects = sql`(select i.project_ids from invitations i where i.organization_id = ${org.guard(org.id)} and i.email = j.value and i.status = 'pending')`;
   return {
     org: db.select({ name: organizations.name }).from(organizations).where(eq(organizations.id, org.guard(org.id))),
     roles: customRolesQuery(db, org, rows.map((r) => r.role)),
@@ -68,11 +69,25 @@ export function createContextQueries(db: ReadDb, org: OrgScope, rawRows: unknown
             email: sql<string>`j.value`,
             role: sql<string | null>`${pendingRole}`,
             rolePermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${org.id} and r.name = ${pendingRole})`,
+            hiddenProjects: hiddenProjectsSql(org, pendingProjects),
           })
           .from(sql`json_each(${JSON.stringify(combining)}) j`)
       : undefined,
   };
 }
+
+/**
+ * How many projects in a JSON list of ids are projects of this organization that the caller
+ * cannot see. Resend and combine mint a new link to an existing invitation's projects: like its
+ * role, they must be within what the caller could grant by inviting anew.
+ */
+const hiddenProjectsSql = (org: OrgScope, idsJson: SQL) =>
+  sql<number>`(select count(*) from json_each(${idsJson}) hp join projects p on p.id = hp.value
+    where p.organization_id = ${org.id} and not (${org.holds("projects:read")} and (p.private = 0 or ${org.holds("projects:admin")}
+      or exists (select 1 from project_members v where v.project_id = p.id and v.member_id = ${org.callerId}))))`;
+
+const hiddenProjectsError = (what: string) =>
+  new ApiError("forbidden", `You cannot ${what}: it grants access to projects you cannot see.`);
 
 /**
  * Which of `ids` are projects of this organization the caller can see (holding `projects:read`,
@@ -112,7 +127,7 @@ type CreateContext = {
   org: { name: string }[];
   roles: { name: string; permissions: string[] }[];
   projects?: { id: string }[] | undefined;
-  pending: { email: string; role: string | null; rolePermissions: string | null }[] | undefined;
+  pending: { email: string; role: string | null; rolePermissions: string | null; hiddenProjects: number }[] | undefined;
 };
 
 /**
@@ -131,7 +146,9 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
   const seatFree = seatFreeSql(orgId, now, ctx.config.freePlanSeats);
   const orgName = context.org[0]?.name ?? "";
   const visibleProjects = new Set((context.projects ?? []).map((p) => p.id));
-  const pendingByEmail = new Map((context.pending ?? []).flatMap((p) => (p.role === null ? [] : [[p.email, { role: p.role, rolePermissions: p.rolePermissions }] as const])));
+  const pendingByEmail = new Map(
+    (context.pending ?? []).flatMap((p) => (p.role === null ? [] : [[p.email, { role: p.role, rolePermissions: p.rolePermissions, hiddenProjects: p.hiddenProjects }] as const])),
+  );
   const results: (BatchResult | undefined)[] = new Array(rawRows.length);
   const parsed: { index: number; row: InvitationCreate }[] = [];
   const seen = new Set<string>();
@@ -166,6 +183,7 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
       if (badProjects) throw badProjects;
       const existing = row.combine_pending ? pendingByEmail.get(row.email) : undefined;
       if (existing) assertWithinCaller(ctx.org.permissions, permissionsOfRole(existing.role, existing.rolePermissions), `replace a pending invitation whose role is \`${existing.role}\``);
+      if (existing && existing.hiddenProjects > 0) throw hiddenProjectsError("combine with this pending invitation");
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
       results[index] = { email: row.email, status: "error", error: err };
@@ -297,13 +315,14 @@ export function invitationQuery(db: ReadDb, org: OrgScope, id: string) {
       invitation: invitations,
       rolePermissions: rolePermissionsOf(invitations.role),
       orgName: sql<string>`(select o.name from organizations o where o.id = ${outer(invitations.organizationId)})`,
+      hiddenProjects: hiddenProjectsSql(org, outer(invitations.projectIds)),
     })
     .from(invitations)
     .where(and(eq(invitations.id, org.guard(id)), eq(invitations.organizationId, org.id)))
     .limit(1);
 }
 
-type FoundInvitation = { invitation: InvitationRow; rolePermissions: string | null; orgName: string };
+type FoundInvitation = { invitation: InvitationRow; rolePermissions: string | null; orgName: string; hiddenProjects: number };
 
 function found(rows: FoundInvitation[] | undefined): FoundInvitation {
   const row = rows?.[0];
@@ -377,8 +396,9 @@ export async function cancelInvitation(ctx: OrgCtx, rows: FoundInvitation[] | un
  * inviting into it would need.
  */
 export async function resendInvitation(ctx: OrgCtx, rows: FoundInvitation[] | undefined, input: { expires_in_days: number; send_email: boolean }) {
-  const { invitation: current, rolePermissions, orgName } = found(rows);
+  const { invitation: current, rolePermissions, orgName, hiddenProjects } = found(rows);
   assertWithinCaller(ctx.org.permissions, permissionsOfRole(current.role, rolePermissions) as Set<Permission>, `resend an invitation whose role is \`${current.role}\``);
+  if (hiddenProjects > 0) throw hiddenProjectsError("resend this invitation");
   const now = Date.now();
   if (effectiveStatus(current, now) !== "pending") throw notPending(current);
   const db = ctx.db;
