@@ -79,11 +79,13 @@ export function createContextQueries(db: ReadDb, org: OrgScope, rawRows: unknown
 /**
  * How many projects in a JSON list of ids are projects of this organization that the caller
  * cannot see. Resend and combine mint a new link to an existing invitation's projects: like its
- * role, they must be within what the caller could grant by inviting anew.
+ * role, they must be within what the caller could grant by inviting anew. The cross join keeps
+ * SQLite on the id list first (one primary-key probe per id), never walking the organization's
+ * projects, and the guard keeps a refused caller from probing at all.
  */
 const hiddenProjectsSql = (org: OrgScope, idsJson: SQL) =>
-  sql<number>`(select count(*) from json_each(${idsJson}) hp join projects p on p.id = hp.value
-    where p.organization_id = ${org.id} and not (${org.holds("projects:read")} and (p.private = 0 or ${org.holds("projects:admin")}
+  sql<number>`(select count(*) from json_each(${idsJson}) hp cross join projects p on p.id = hp.value
+    where p.organization_id = ${org.guard(org.id)} and not (${org.holds("projects:read")} and (p.private = 0 or ${org.holds("projects:admin")}
       or exists (select 1 from project_members v where v.project_id = p.id and v.member_id = ${org.callerId}))))`;
 
 const hiddenProjectsError = (what: string) =>
