@@ -19,6 +19,9 @@ import { tagRoutes } from "./routes/tags/tags.routes";
 import { proxyRoutes } from "./routes/proxies/proxies.routes";
 import { integrationRoutes } from "./routes/integrations/integrations.routes";
 import { licenseRoutes } from "./routes/licenses/licenses.routes";
+import { domainRoutes } from "./routes/domains/domains.routes";
+import { identityProviderRoutes } from "./routes/identity-providers/identity-providers.routes";
+import { ssoRoutes } from "./routes/sso/sso.routes";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -39,6 +42,9 @@ const ROUTERS: Router[] = [
   proxyRoutes,
   integrationRoutes,
   licenseRoutes,
+  domainRoutes,
+  identityProviderRoutes,
+  ssoRoutes,
   devRoutes,
 ];
 

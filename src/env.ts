@@ -28,6 +28,7 @@ export interface Bindings {
   LOGIN_RATE_LIMIT_PER_EMAIL?: string;
   LOGIN_FAILURES_PER_CLIENT?: string;
   BUILD_VERSION?: string;
+  DOH_RESOLVER_URL?: string;
 
   JWT_SIGNING_KEYS?: string;
   ENCRYPTION_KEY?: string;
@@ -76,6 +77,8 @@ const ConfigSchema = z.object({
   loginRateLimitPerEmail: intFrom(10, 1, 100_000),
   loginFailuresPerClient: intFrom(5, 1, 100_000),
   buildVersion: z.string(),
+  /** DNS-over-HTTPS JSON endpoint for domain verification (`?name=…&type=TXT`). */
+  dohResolverUrl: z.url(),
   jwtSigningKeys: z.string().min(1, "JWT_SIGNING_KEYS is not set (npm run dev generates .dev.vars)"),
   encryptionKey: z.string().min(1, "ENCRYPTION_KEY is not set (npm run dev generates .dev.vars)"),
   hmacSecret: z.string().min(16, "HMAC_SECRET is not set (npm run dev generates .dev.vars)"),
@@ -107,6 +110,7 @@ export function loadConfig(env: Bindings): Config {
     loginRateLimitPerEmail: env.LOGIN_RATE_LIMIT_PER_EMAIL,
     loginFailuresPerClient: env.LOGIN_FAILURES_PER_CLIENT,
     buildVersion: env.BUILD_VERSION ?? "dev",
+    dohResolverUrl: env.DOH_RESOLVER_URL || "https://cloudflare-dns.com/dns-query",
     jwtSigningKeys: env.JWT_SIGNING_KEYS ?? "",
     encryptionKey: env.ENCRYPTION_KEY ?? "",
     hmacSecret: env.HMAC_SECRET ?? "",

@@ -6,3 +6,4 @@ export * from "./invitations";
 export * from "./projects";
 export * from "./connections";
 export * from "./licenses";
+export * from "./sso";

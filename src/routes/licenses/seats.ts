@@ -9,15 +9,15 @@ import { ApiError } from "../../lib/errors";
  * or a concurrent add can never slip between a check and the insert: D1 runs each batch as one
  * transaction, and the counter it compares against moves in that same batch.
  */
-export function seatLimitSql(orgId: string, now: number, freeSeats: number): SQL {
+export function seatLimitSql(orgId: string | SQL, now: number, freeSeats: number): SQL {
   return sql`coalesce((select l.seats from licenses l where l.organization_id = ${orgId} and l.revoked_at is null and (l.expires_at is null or l.expires_at > ${now})), ${freeSeats})`;
 }
 
 /** Seats taken: human members plus pending invitations (service accounts take none). */
-export const seatsUsedSql = (orgId: string) => sql`(select user_member_count + pending_invitation_count from organizations where id = ${orgId})`;
+export const seatsUsedSql = (orgId: string | SQL) => sql`(select user_member_count + pending_invitation_count from organizations where id = ${orgId})`;
 
 /** "One more seat fits": members + pending invitations stay within the limit after the insert. */
-export const seatFreeSql = (orgId: string, now: number, freeSeats: number) => sql`${seatsUsedSql(orgId)} < ${seatLimitSql(orgId, now, freeSeats)}`;
+export const seatFreeSql = (orgId: string | SQL, now: number, freeSeats: number) => sql`${seatsUsedSql(orgId)} < ${seatLimitSql(orgId, now, freeSeats)}`;
 
 /** The limit as a number, for the refusal's message: read only once a seat was refused. */
 export async function seatsInForce(ctx: Pick<ServiceCtx, "db" | "config">, orgId: string): Promise<number> {
