@@ -412,6 +412,10 @@ describe("security", () => {
         expectProblem(list, 403, "forbidden");
         expect(list.cost.rowsRead, query).toBeLessThanOrEqual(3);
       }
+      // Who may ask is settled before what was asked: a bad filter or page token is 403 here, not 400.
+      for (const query of [`?filter=${encodeURIComponent("nope = 1")}`, "?page_token=forged.token"]) {
+        expectProblem(await get(`/v1/licenses${query}`, opts), 403, "forbidden");
+      }
       const one = await get(`/v1/licenses/${lic.id}`, opts);
       expectProblem(one, 403, "forbidden");
       expect(one.cost.rowsRead).toBeLessThanOrEqual(3);

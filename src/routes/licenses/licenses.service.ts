@@ -103,11 +103,20 @@ const listFingerprint = (filter: string | undefined) => `licenses|${filter ?? ""
  * NULL for anyone but a platform administrator, so a refused caller reads no license.
  */
 export async function listLicenses(ctx: ServiceCtx<SessionActor>, q: { page_size: number; page_token?: string; filter?: string }) {
-  const terms = q.filter ? parseFilter(q.filter) : [];
-  compileFilter(terms, LICENSE_FILTER); // validates: unknown fields, operators and plan values are 400
-  const fingerprint = listFingerprint(q.filter);
-  const after = q.page_token ? String((await decodePageToken(ctx.config.hmacSecret, fingerprint, q.page_token, 1))[0]) : "";
   const userId = ctx.actor.userId;
+  let terms: ReturnType<typeof parseFilter>;
+  let after: string;
+  const fingerprint = listFingerprint(q.filter);
+  try {
+    terms = q.filter ? parseFilter(q.filter) : [];
+    compileFilter(terms, LICENSE_FILTER); // validates: unknown fields, operators and plan values are 400
+    after = q.page_token ? String((await decodePageToken(ctx.config.hmacSecret, fingerprint, q.page_token, 1))[0]) : "";
+  } catch (err) {
+    // As on organization routes, who may ask is settled before what was asked is judged.
+    if (!(err instanceof ApiError)) throw err;
+    assertAdmin(ctx, await callerRow(ctx.db, userId));
+    throw err;
+  }
   const guarded = (value: string) => adminGuard(ctx, userId, value);
   // One guard per statement (each evaluation reads the caller's row again), on the index the
   // statement walks: the organization_id index when filtered by organization, else the id range
