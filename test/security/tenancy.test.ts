@@ -22,6 +22,8 @@ const PUBLIC_ROUTES = [
   "GET /v1/invitations/{token}",
   "POST /v1/invitations/{token}/accept",
   "POST /v1/licenses/{license_id}/deployments",
+  "GET /v1/sso/discover",
+  "GET /v1/sso/saml/{idp_id}/metadata",
 ].sort();
 
 /** The two routes that describe the API rather than being part of it. */

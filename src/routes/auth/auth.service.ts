@@ -1,4 +1,4 @@
-import { and, asc, eq, gte, inArray, isNull, sql } from "drizzle-orm";
+import { and, asc, eq, gte, inArray, isNull, sql, type SQL } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { ServiceCtx } from "../../env";
 import { emailTokens, refreshTokens, sessions, users } from "../../db/schema";
@@ -10,6 +10,8 @@ import { kvKeys } from "../../lib/kv-keys";
 import { DAY_MS } from "../../lib/time";
 import { enqueueOutbox, outboxInsert } from "../../queue/outbox";
 import { serializeUser, type UserJson } from "../users/users.schemas";
+import { samlLoginUrl, ssoBypassSql, verifiedDomainQuery, type VerifiedDomain } from "../domains/domains.service";
+import { jitStatements } from "../domains/jit";
 
 const VERIFY_EMAIL_TTL_MS = 2 * DAY_MS;
 
@@ -30,23 +32,31 @@ export interface OpenedSession {
   signedInAt: number;
 }
 
-/** Statements that open a session (the refresh-token family) with its first refresh token. */
-export async function openSession(ctx: ServiceCtx, userId: string): Promise<OpenedSession & { statements: BatchItem<"sqlite">[] }> {
+/**
+ * Statements that open a session (the refresh-token family) with its first refresh token. With
+ * `when`, the session is opened only if that SQL condition holds when the batch runs (the first
+ * statement's `changes` says whether it did).
+ */
+export async function openSession(ctx: ServiceCtx, userId: string, when?: SQL): Promise<OpenedSession & { statements: BatchItem<"sqlite">[] }> {
   const now = Date.now();
   const sessionId = newId("session");
   const refreshToken = newSecret("rt");
   const expiresAt = now + ctx.config.refreshTokenTtlDays * DAY_MS;
-  const statements: BatchItem<"sqlite">[] = [
-    ctx.db.insert(sessions).values({
-      id: sessionId,
-      userId,
-      createdAt: now,
-      expiresAt,
-      userAgent: ctx.request?.userAgent ?? null,
-      ip: ctx.request?.ip ?? null,
-    }),
-    ctx.db.insert(refreshTokens).values({ tokenHash: await sha256Hex(refreshToken), sessionId, createdAt: now, expiresAt }),
-  ];
+  const userAgent = ctx.request?.userAgent ?? null;
+  const ip = ctx.request?.ip ?? null;
+  const tokenHash = await sha256Hex(refreshToken);
+  const statements: BatchItem<"sqlite">[] =
+    when === undefined
+      ? [
+          ctx.db.insert(sessions).values({ id: sessionId, userId, createdAt: now, expiresAt, userAgent, ip }),
+          ctx.db.insert(refreshTokens).values({ tokenHash, sessionId, createdAt: now, expiresAt }),
+        ]
+      : [
+          // Columns in table order: id, user_id, created_at, expires_at, revoked_at, user_agent, ip.
+          ctx.db.insert(sessions).select(sql`select ${sessionId}, ${userId}, ${now}, ${expiresAt}, null, ${userAgent}, ${ip} where ${when}`),
+          // token_hash, session_id, created_at, expires_at, used_at: only if the session went in.
+          ctx.db.insert(refreshTokens).select(sql`select ${tokenHash}, ${sessionId}, ${now}, ${expiresAt}, null where changes() = 1`),
+        ];
   return { sessionId, refreshToken, signedInAt: now, statements };
 }
 
@@ -109,25 +119,45 @@ export async function signup(ctx: ServiceCtx, input: { email: string; password: 
  * The account for a login, read so that a known and an unknown email cost the same rows: the
  * first email at or after the given one, which a sentinel row (`~`, after every valid address)
  * guarantees exists. An exact lookup would read one row for a known email and none for an
- * unknown one, and Server-Timing would tell them apart.
+ * unknown one, and Server-Timing would tell them apart. The verified domain of the address is
+ * read in the same round trip; it depends on the domain alone, so it reads the same rows for a
+ * known and an unknown address.
  */
-async function loginCandidate(ctx: ServiceCtx, email: string): Promise<UserRow | undefined> {
-  const [row] = await ctx.db.select().from(users).where(gte(users.email, email)).orderBy(asc(users.email)).limit(1);
-  return row?.email === email ? row : undefined;
+async function loginCandidate(ctx: ServiceCtx, email: string): Promise<{ user: UserRow | undefined; domain: VerifiedDomain | undefined }> {
+  const [[row], [domain]] = await ctx.db.batch([
+    ctx.db.select().from(users).where(gte(users.email, email)).orderBy(asc(users.email)).limit(1),
+    verifiedDomainQuery(ctx.db, email),
+  ]);
+  return { user: row?.email === email ? row : undefined, domain };
 }
 
+const ssoRequired = (ctx: ServiceCtx, domain: VerifiedDomain) => {
+  const loginUrl = domain.configId ? samlLoginUrl(ctx.config, domain.configId) : null;
+  return new ApiError("sso_required", loginUrl ? "This address's organization requires single sign-on: sign in at `login_url`." : "This address's organization requires single sign-on, and has no identity provider configured yet: ask its admins.", {
+    extra: { login_url: loginUrl },
+  });
+};
+
 export async function login(ctx: ServiceCtx, input: { email: string; password: string }): Promise<TokenPair> {
-  const user = await loginCandidate(ctx, input.email);
+  const { user, domain } = await loginCandidate(ctx, input.email);
   // Unknown email and wrong password cost the same: both verify against a hash.
   const hash = user?.passwordHash ?? (await dummyPasswordHash(ctx.config.passwordHashIterations));
   const ok = await verifyPassword(input.password, hash);
   if (!user || !user.passwordHash || !ok) throw new ApiError("invalid_credentials", "The email or password is wrong.");
-  const session = await openSession(ctx, user.id);
+  // Enforcement is decided only once the password is right: a wrong one is the usual 401 for
+  // every address, enforced or not, known or not.
+  const enforced = domain?.ssoEnforcement === "required" ? domain : undefined;
+  if (enforced && !enforced.adminBypass) throw ssoRequired(ctx, enforced);
+  // With the admin bypass on, whether this user is one of the organization's admins is decided
+  // inside the statement that opens the session: the membership is read only after the password
+  // proved the account, so it never shows in a refused login's Server-Timing.
+  const session = await openSession(ctx, user.id, enforced ? ssoBypassSql(enforced.organizationId, user.id) : undefined);
   const statements = [...session.statements];
   if (needsRehash(user.passwordHash, ctx.config.passwordHashIterations)) {
     statements.push(ctx.db.update(users).set({ passwordHash: await hashPassword(input.password, ctx.config.passwordHashIterations) }).where(eq(users.id, user.id)));
   }
-  await ctx.db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+  const [opened] = await ctx.db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+  if (enforced && (opened as D1Result).meta.changes !== 1) throw ssoRequired(ctx, enforced);
   return tokenPair(ctx, user, session);
 }
 
@@ -207,22 +237,35 @@ export async function activeSessionIds(ctx: ServiceCtx, userId: string, except?:
   return rows.map((r) => r.id).filter((id) => id !== except);
 }
 
+/**
+ * Uses the token and verifies the address it was sent to, in one batch; when the address
+ * becomes verified, JIT provisioning joins it to the organization that verified its domain (in
+ * the same batch, within the seat limit). Each statement runs only if the one before it changed
+ * its row, so a used token, or an address changed since the token was sent, changes nothing.
+ */
 export async function verifyEmail(ctx: ServiceCtx, token: string): Promise<void> {
   const invalid = () => new ApiError("invalid_token", "The verification token is invalid, used or expired.");
   if (!token.startsWith("vfy_")) throw invalid();
   const now = Date.now();
   const hash = await sha256Hex(token);
-  const [used] = await ctx.db
-    .update(emailTokens)
-    .set({ usedAt: now })
-    .where(and(eq(emailTokens.tokenHash, hash), isNull(emailTokens.usedAt), sql`${emailTokens.expiresAt} > ${now}`))
-    .returning({ userId: emailTokens.userId, email: emailTokens.email });
-  if (!used) throw invalid();
-  // Only verifies the address the token was sent to; an email changed since stays unverified.
-  const updated = await ctx.db
-    .update(users)
-    .set({ emailVerifiedAt: now, updatedAt: now })
-    .where(and(eq(users.id, used.userId), eq(users.email, used.email)))
-    .returning({ id: users.id });
-  if (updated.length === 0) throw invalid();
+  const live = and(eq(emailTokens.tokenHash, hash), isNull(emailTokens.usedAt), sql`${emailTokens.expiresAt} > ${now}`);
+  const [pending] = await ctx.db
+    .select({ userId: emailTokens.userId, email: emailTokens.email, displayName: users.displayName })
+    .from(emailTokens)
+    .innerJoin(users, eq(users.id, emailTokens.userId))
+    .where(live)
+    .limit(1);
+  if (!pending) throw invalid();
+  const db = ctx.db;
+  const [used, verified] = await db.batch([
+    db.update(emailTokens).set({ usedAt: now }).where(live).returning({ userId: emailTokens.userId }),
+    // Only verifies the address the token was sent to; an email changed since stays unverified.
+    db
+      .update(users)
+      .set({ emailVerifiedAt: now, updatedAt: now })
+      .where(and(eq(users.id, pending.userId), eq(users.email, pending.email), sql`changes() = 1`))
+      .returning({ id: users.id }),
+    ...jitStatements(db, ctx.config, { id: pending.userId, displayName: pending.displayName, email: pending.email }, now, undefined, sql`changes() = 1`),
+  ]);
+  if (used.length === 0 || verified.length === 0) throw invalid();
 }

@@ -25,8 +25,17 @@ function jitOrgSql(email: string, orgId?: string): SQL {
  * domain without JIT, an inactive organization, a full one (the seat limit is part of the
  * insert) or an existing member; the counters move only if the row went in.
  */
-export function jitStatements(db: Db, config: Config, user: { id: string; displayName: string; email: string }, now: number, orgId?: string): BatchItem<"sqlite">[] {
+export function jitStatements(
+  db: Db,
+  config: Config,
+  user: { id: string; displayName: string; email: string },
+  now: number,
+  orgId?: string,
+  /** A further condition of the insert, e.g. `changes() = 1` of the statement just before it (the one proving the address). */
+  when?: SQL,
+): BatchItem<"sqlite">[] {
   const org = jitOrgSql(user.email, orgId);
+  const also = when === undefined ? sql`` : sql` and ${when}`;
   const m = memberValues("", user, "user", now);
   return [
     db
@@ -35,7 +44,7 @@ export function jitStatements(db: Db, config: Config, user: { id: string; displa
         sql`select ${org}, ${m.memberId}, 'user', 'user', ${m.displayName}, ${m.nameKey}, ${m.email}, ${m.joinedAt}
             where ${org} is not null
               and (select o.active from organizations o where o.id = ${org}) = 1
-              and ${seatFreeSql(org, now, config.freePlanSeats)}`,
+              and ${seatFreeSql(org, now, config.freePlanSeats)}${also}`,
       )
       .onConflictDoNothing(),
     db
