@@ -20,6 +20,8 @@ async function writeDevVars() {
     "API_BASE_URL=http://127.0.0.1:8787",
     "PLATFORM_ADMIN_EMAILS=admin@example.com",
     "EMAIL_PROVIDER=outbox",
+    // Domain verification asks the local resolver of `npm run dev:resolver` (offline, by hand).
+    "DOH_RESOLVER_URL=http://127.0.0.1:8788/dns-query",
     `JWT_SIGNING_KEYS=${JSON.stringify([{ ...jwk, kid: `dev-${Date.now().toString(36)}` }])}`,
     `ENCRYPTION_KEY=${random(32)}`,
     `HMAC_SECRET=${random(32)}`,
