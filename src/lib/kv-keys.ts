@@ -20,4 +20,28 @@ export const kvKeys = {
     key: `rl:${bucket}:${subject}:${windowStart}`,
     ttl: Math.max(KV_MIN_TTL, windowSeconds + KV_MIN_TTL),
   }),
+
+  /**
+   * An AuthnRequest we issued, awaiting its Response's InResponseTo; bound to the config by the
+   * key, deleted when used. Ten minutes is time enough to sign in at the IdP, MFA included.
+   */
+  samlRequest: (configId: string, requestId: string) => ({
+    key: `saml:req:${configId}:${requestId}`,
+    ttl: 600,
+  }),
+
+  /**
+   * A consumed assertion (by the SHA-256 of its ID: IDs are the IdP's text), kept until the
+   * assertion could no longer be accepted anyway, so it cannot be replayed.
+   */
+  samlAssertion: (configId: string, assertionIdHash: string, secondsLeft: number) => ({
+    key: `saml:asn:${configId}:${assertionIdHash}`,
+    ttl: Math.max(KV_MIN_TTL, Math.ceil(secondsLeft)),
+  }),
+
+  /** The single-use code the ACS hands to the app (by its SHA-256), for `POST /v1/auth/sso/exchange`. */
+  ssoCode: (codeHash: string) => ({
+    key: `sso:code:${codeHash}`,
+    ttl: KV_MIN_TTL,
+  }),
 };

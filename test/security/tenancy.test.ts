@@ -24,6 +24,9 @@ const PUBLIC_ROUTES = [
   "POST /v1/licenses/{license_id}/deployments",
   "GET /v1/sso/discover",
   "GET /v1/sso/saml/{idp_id}/metadata",
+  "GET /v1/sso/saml/{idp_id}/login",
+  "POST /v1/sso/saml/{idp_id}/acs",
+  "POST /v1/auth/sso/exchange",
 ].sort();
 
 /** The two routes that describe the API rather than being part of it. */
