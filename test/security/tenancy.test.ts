@@ -202,6 +202,11 @@ describe("security", () => {
       const setDefault = await api("PUT", `/v1/organizations/${full}/proxies/default`, { ...token, body: { proxy_id: proxy.body.id } });
       const mapping = await api("PATCH", `/v1/organizations/${full}/integrations/${integration.body.id}/environment-mapping`, { ...token, body: { mapping: { production: project.body.id } } });
       for (const r of [tagList, grant, setDefault, mapping]) expect(r.status, r.text).toBe(200);
+      // Issue 10's: a claimed domain and an identity provider config (the default one).
+      const domain = await api("POST", `/v1/organizations/${full}/domains`, { ...token, body: { domain: `${unique("d").toLowerCase()}.example` } });
+      const idp = await api("POST", `/v1/organizations/${full}/saml-sso`, { ...token, body: { entity_id: "https://idp.example.com/metadata", sso_url: "https://idp.example.com/sso" } });
+      expect(domain.status, domain.text).toBe(201);
+      expect(idp.status, idp.text).toBe(201);
       const licenseId = newId("license");
       const now = Date.now();
       await env.DB.batch([
@@ -228,6 +233,8 @@ describe("security", () => {
         name: "alpha",
         proxy_id: proxy.body.id,
         integration_id: integration.body.id,
+        domain_id: domain.body.id,
+        idp_id: idp.body.id,
       });
       Object.assign(bodies, {
         "POST /v1/organizations/{org_id}/members": { email: member.email, role: "user" },
@@ -249,6 +256,11 @@ describe("security", () => {
         "POST /v1/organizations/{org_id}/integrations": { kind: "slack", display_name: "Slack", config: {} },
         "PATCH /v1/organizations/{org_id}/integrations/{integration_id}/environment-mapping": { mapping: { staging: ids.project_id } },
         "PUT /v1/organizations/{org_id}/license": { license_id: spare },
+        "POST /v1/organizations/{org_id}/domains": { domain: "another.example" },
+        "PATCH /v1/organizations/{org_id}/domains/{domain_id}": { jit_provisioning_enabled: false, identity_provider_config_id: ids.idp_id },
+        "POST /v1/organizations/{org_id}/identity-provider-configs": { name: "Okta", saml_entity_id: "https://okta.example.com" },
+        "PATCH /v1/organizations/{org_id}/identity-provider-configs/{idp_id}": { name: "Renamed" },
+        "POST /v1/organizations/{org_id}/saml-sso": { entity_id: "https://idp.example.com/metadata" },
       });
     });
 
