@@ -7,3 +7,4 @@ export * from "./projects";
 export * from "./connections";
 export * from "./licenses";
 export * from "./sso";
+export * from "./scim";

@@ -43,6 +43,11 @@ export const members = sqliteTable(
     // '' for service accounts: keyset comparisons must never meet NULL.
     email: text("email").notNull().default(""),
     joinedAt: ms("joined_at").notNull(),
+    // Insert-selects into members (add member, accept, JIT) list a value for every column in
+    // this order: a new column needs its value there too.
+    // The identity provider config whose SCIM directory manages this membership: while set,
+    // /v1 may not remove the member or change their role (409), so the IdP stays the source of truth.
+    scimConfigId: text("scim_config_id"),
   },
   (t) => [
     primaryKey({ columns: [t.organizationId, t.memberId] }),

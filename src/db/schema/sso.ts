@@ -29,9 +29,18 @@ export const identityProviderConfigs = sqliteTable(
     scimEnabled: bool("scim_enabled").notNull().default(false),
     // The config `POST …/saml-sso` upserts: at most one per organization.
     isDefault: bool("is_default").notNull().default(false),
+    // The SCIM bearer token `scim_…` of this config, as a SHA-256 hash; replaced (the old one
+    // stops at once) by `POST …/scim-token`.
+    scimTokenHash: text("scim_token_hash"),
+    scimTokenPrefix: text("scim_token_prefix"),
+    scimTokenCreatedAt: ms("scim_token_created_at"),
     ...timestamps,
   },
-  (t) => [index("idp_configs_org_id_idx").on(t.organizationId, t.id), uniqueIndex("idp_configs_org_default_idx").on(t.organizationId).where(sql`is_default = 1`)],
+  (t) => [
+    index("idp_configs_org_id_idx").on(t.organizationId, t.id),
+    uniqueIndex("idp_configs_org_default_idx").on(t.organizationId).where(sql`is_default = 1`),
+    uniqueIndex("idp_configs_scim_token_idx").on(t.scimTokenHash),
+  ],
 );
 
 export const SSO_ENFORCEMENT = ["optional", "required"] as const;

@@ -41,7 +41,7 @@ export function jitStatements(
     db
       .insert(members)
       .select(
-        sql`select ${org}, ${m.memberId}, 'user', 'user', ${m.displayName}, ${m.nameKey}, ${m.email}, ${m.joinedAt}
+        sql`select ${org}, ${m.memberId}, 'user', 'user', ${m.displayName}, ${m.nameKey}, ${m.email}, ${m.joinedAt}, null
             where ${org} is not null
               and (select o.active from organizations o where o.id = ${org}) = 1
               and ${seatFreeSql(org, now, config.freePlanSeats)}${also}`,

@@ -67,7 +67,7 @@ function acceptStatements(
       .where(and(eq(organizations.id, inv.organizationId), sql`changes() = 1`)),
     db
       .insert(members)
-      .select(sql`select ${m.organizationId}, ${m.memberId}, ${m.type}, ${m.role}, ${m.displayName}, ${m.nameKey}, ${m.email}, ${m.joinedAt} where ${accepted}`)
+      .select(sql`select ${m.organizationId}, ${m.memberId}, ${m.type}, ${m.role}, ${m.displayName}, ${m.nameKey}, ${m.email}, ${m.joinedAt}, null where ${accepted}`)
       .onConflictDoNothing(),
     db
       .update(organizations)

@@ -207,7 +207,7 @@ export async function addMember(
   try {
     const [ins] = await db.batch([
       db.insert(members).select(
-        sql`select ${v.organizationId}, ${v.memberId}, ${v.type}, ${v.role}, ${v.displayName}, ${v.nameKey}, ${v.email}, ${v.joinedAt}
+        sql`select ${v.organizationId}, ${v.memberId}, ${v.type}, ${v.role}, ${v.displayName}, ${v.nameKey}, ${v.email}, ${v.joinedAt}, null
             where ${seatFreeSql(orgId, now, ctx.config.freePlanSeats)}
                or exists (select 1 from members m where m.organization_id = ${orgId} and m.member_id = ${v.memberId})`,
       ),
