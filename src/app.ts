@@ -22,6 +22,7 @@ import { licenseRoutes } from "./routes/licenses/licenses.routes";
 import { domainRoutes } from "./routes/domains/domains.routes";
 import { identityProviderRoutes } from "./routes/identity-providers/identity-providers.routes";
 import { ssoRoutes } from "./routes/sso/sso.routes";
+import { scimRoutes } from "./scim";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -45,6 +46,7 @@ const ROUTERS: Router[] = [
   domainRoutes,
   identityProviderRoutes,
   ssoRoutes,
+  scimRoutes,
   devRoutes,
 ];
 

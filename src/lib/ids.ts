@@ -27,6 +27,9 @@ export const ID_PREFIXES = {
   email: "eml",
   outbox: "obx",
   audit: "aud",
+  scimUser: "scu",
+  scimGroup: "scg",
+  scimLog: "scl",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

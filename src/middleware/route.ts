@@ -31,9 +31,12 @@ export type AuthRule =
   | { kind: "user"; scope?: Scope }
   /** An interactive session (access token) only: account-level changes no token may make. */
   | { kind: "session" }
-  | ({ kind: "org" } & OrgRule);
+  | ({ kind: "org" } & OrgRule)
+  /** A SCIM token of one identity provider config, on /scim/v2 only (src/scim/route.ts). */
+  | { kind: "scim" };
 
 type JsonBody = { content: { "application/json": { schema: z.ZodType } }; required?: boolean; description?: string };
+export type { Doc };
 export interface RequestSpec {
   params?: z.ZodType;
   query?: z.ZodType;
@@ -191,7 +194,7 @@ function queryObject(c: Context<AppEnv>): Record<string, string | string[]> {
 }
 
 /** Validates params, query and body together: every bad field is listed at once. */
-async function judgeInput<R extends RequestSpec | undefined>(c: Context<AppEnv>, request: R): Promise<Judged<InputOf<R>>> {
+export async function judgeInput<R extends RequestSpec | undefined>(c: Context<AppEnv>, request: R): Promise<Judged<InputOf<R>>> {
   const issues: FieldError[] = [];
   const value: Record<string, unknown> = { param: {}, query: {}, json: undefined };
   try {
@@ -226,6 +229,7 @@ function describeRule(rule: AuthRule) {
 function implicitErrors(rule: AuthRule, path: string, hasBody: boolean): ErrorCode[] {
   const errs: ErrorCode[] = [];
   if (rule.kind !== "public" || path.startsWith("/v1/")) errs.push("rate_limited");
+  if (rule.kind === "scim") return [...errs, "unauthenticated", "forbidden"];
   if (hasBody) errs.push("validation_failed", "malformed_json", "payload_too_large", "unsupported_media_type");
   if (rule.kind === "public") return errs;
   errs.push("unauthenticated", "forbidden", "validation_failed");
@@ -235,7 +239,7 @@ function implicitErrors(rule: AuthRule, path: string, hasBody: boolean): ErrorCo
   return errs;
 }
 
-function register<R extends RequestSpec | undefined>(router: Router, rule: AuthRule, spec: Doc<R>, handler: (c: Context<AppEnv>) => Promise<Response>) {
+export function register<R extends RequestSpec | undefined>(router: Router, rule: AuthRule, spec: Doc<R>, handler: (c: Context<AppEnv>) => Promise<Response>) {
   const { errors = [], method, path, request, description, responses } = spec;
   const documented = describeRule(rule);
   const notes = [

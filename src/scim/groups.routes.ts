@@ -1,0 +1,3 @@
+import { scimRoutes } from "./router";
+
+void scimRoutes;
