@@ -3,6 +3,7 @@ import { mailbox } from "./db/schema";
 import { systemCtx, type Bindings, type ServiceCtx } from "./env";
 import { redeliverStuckOutbox } from "./queue/outbox";
 import { MAILBOX_RETENTION_MS } from "./queue/providers";
+import { pruneScimLogs } from "./routes/identity-providers/scim.service";
 import { sweepExpiredInvitations } from "./routes/invitations/invitations.service";
 
 /** The dev mailbox holds rendered emails with live links: it keeps them a week, not forever. */
@@ -10,9 +11,9 @@ async function pruneMailbox(ctx: ServiceCtx, now = Date.now()) {
   await ctx.db.delete(mailbox).where(lt(mailbox.createdAt, now - MAILBOX_RETENTION_MS));
 }
 
-/** The every-minute cron: deliver what never reached the queue, expire what ran out, prune the dev mailbox. */
+/** The every-minute cron: deliver what never reached the queue, expire what ran out, prune the dev mailbox and SCIM request logs past their 30 days. */
 export async function runScheduled(env: Bindings, execution?: { waitUntil(p: Promise<unknown>): void }): Promise<void> {
   // Every step is awaited here; work handed to waitUntil is only the background kind.
   const ctx = systemCtx(env, execution ?? { waitUntil: () => undefined });
-  await Promise.all([redeliverStuckOutbox(ctx), sweepExpiredInvitations(ctx), pruneMailbox(ctx)]);
+  await Promise.all([redeliverStuckOutbox(ctx), sweepExpiredInvitations(ctx), pruneMailbox(ctx), pruneScimLogs(ctx)]);
 }

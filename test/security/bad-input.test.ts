@@ -84,12 +84,14 @@ describe("errors", async () => {
     const user = await createUser();
     const org = await createOrg(user);
     const token = user.accessToken;
+    // /scim/v2 answers every error in the SCIM error schema (RFC 7644 §3.12), never problem+json.
+    const errorType = o.auth.kind === "scim" ? "application/scim+json" : "application/problem+json";
     const failures: string[] = [];
     const check = async (label: string, path: string, opts: RequestOptions) => {
       const res = await api(o.method, path, { token, ...opts });
       if (res.status >= 500) failures.push(`${label}: ${res.status} ${res.text.slice(0, 200)}`);
-      else if (res.status >= 400 && !(res.headers.get("content-type") ?? "").includes("application/problem+json")) {
-        failures.push(`${label}: ${res.status} without problem+json`);
+      else if (res.status >= 400 && !(res.headers.get("content-type") ?? "").includes(errorType)) {
+        failures.push(`${label}: ${res.status} without ${errorType}`);
       }
     };
     const path = fillPath(o.path, org.id);

@@ -17,6 +17,7 @@ import {
   updateIdp,
   upsertSamlSso,
 } from "./identity-providers.service";
+import { registerScimRoutes } from "./scim.routes";
 
 export const identityProviderRoutes = createRouter();
 
@@ -146,3 +147,6 @@ publicRoute(identityProviderRoutes, {
     return c.body(spMetadataXml(ctx.config, input.param.idp_id), 200);
   },
 });
+
+// The SCIM token and request log routes (scim.routes.ts) join this router.
+registerScimRoutes(identityProviderRoutes);

@@ -143,13 +143,29 @@ export function memberQuery(db: ReadDb, org: OrgScope, memberId: string) {
     .select({
       ...memberColumns,
       rolePermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${outer(members.organizationId)} and r.name = ${outer(members.role)})`,
+      scimConfigId: members.scimConfigId,
     })
     .from(members)
     .where(and(eq(members.organizationId, org.id), eq(members.memberId, org.guard(memberId))))
     .limit(1);
 }
 
-type FoundMember = MemberRow & { nameKey: string; rolePermissions: string | null };
+type FoundMember = MemberRow & { nameKey: string; rolePermissions: string | null; scimConfigId: string | null };
+
+/**
+ * A membership an identity provider's SCIM directory manages is changed there, so the directory
+ * stays the source of truth: /v1 neither changes its role nor removes it (leaving included).
+ * Deprovisioning or deleting the SCIM user, or deleting the config, releases it.
+ */
+function assertNotScimManaged(target: FoundMember) {
+  if (target.scimConfigId !== null) {
+    throw new ApiError(
+      "conflict",
+      `This membership is managed by the SCIM directory of identity provider config ${target.scimConfigId}: change or remove it in the identity provider (deactivating or deleting the SCIM user, or deleting the config, releases it).`,
+      { extra: { identity_provider_config_id: target.scimConfigId } },
+    );
+  }
+}
 
 function found(rows: FoundMember[] | undefined): FoundMember {
   const row = rows?.[0];
@@ -243,6 +259,7 @@ const lastAdmin = () => new ApiError("last_admin", "This is the organization's l
 export async function changeMemberRole(ctx: OrgCtx, role: string, loaded: { member: FoundMember[] | undefined; roles: { name: string; permissions: string[] }[] }) {
   const target = found(loaded.member);
   assertMayManage(ctx, target, { name: role, known: permissionsOfRoles([role], loaded.roles) });
+  assertNotScimManaged(target);
   if (target.role === role) return serializeMember(target);
   const orgId = ctx.org.id;
   const [updated] = await ctx.db
@@ -260,6 +277,7 @@ export async function removeMember(ctx: OrgCtx, rows: FoundMember[] | undefined)
   const orgId = ctx.org.id;
   const self = target.memberId === memberIdOf(ctx.actor);
   if (!self) assertMayManage(ctx, target);
+  assertNotScimManaged(target);
   if (target.type === "service_account") return removeServiceAccount(ctx, target.memberId);
   const db = ctx.db;
   const [deleted] = await db.batch([
