@@ -69,6 +69,8 @@ export const scimGroups = sqliteTable(
     index("scim_groups_config_id_idx").on(t.configId, t.id),
     uniqueIndex("scim_groups_config_name_idx").on(t.configId, t.displayNameKey),
     index("scim_groups_config_external_idx").on(t.configId, t.externalId),
+    // Renaming or deleting a custom role finds the groups that map to it.
+    index("scim_groups_org_role_idx").on(t.organizationId, t.role),
   ],
 );
 

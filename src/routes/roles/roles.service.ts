@@ -1,7 +1,7 @@
 import { and, asc, eq, gt, inArray, sql } from "drizzle-orm";
 import type { OrgScope, ReadDb } from "../../db/authz";
 import type { Config, OrgCtx } from "../../env";
-import { invitations, members, roles } from "../../db/schema";
+import { invitations, members, roles, scimGroups } from "../../db/schema";
 import { ApiError, isUniqueViolation, notFound } from "../../lib/errors";
 import { isId, newId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
@@ -190,6 +190,8 @@ export async function updateRole(ctx: OrgCtx, roleId: string, rows: RoleRow[] | 
           .update(invitations)
           .set({ role: patch.name })
           .where(and(eq(invitations.organizationId, orgId), eq(invitations.status, "pending"), eq(invitations.role, current.name))),
+        // SCIM groups mapped to the role keep their mapping under its new name.
+        db.update(scimGroups).set({ role: patch.name }).where(and(eq(scimGroups.organizationId, orgId), eq(scimGroups.role, current.name))),
       ]);
     } else {
       await db.update(roles).set(patch).where(eq(roles.id, current.id));
@@ -215,8 +217,10 @@ export async function deleteRole(ctx: OrgCtx, roleId: string, rows: RoleRow[] | 
         eq(roles.id, current.id),
         sql`not exists (select 1 from ${members} where ${members.organizationId} = ${orgId} and ${members.role} = ${current.name})`,
         sql`not exists (select 1 from ${invitations} where ${invitations.organizationId} = ${orgId} and ${invitations.status} = 'pending' and ${invitations.role} = ${current.name})`,
+        // A SCIM group mapped to the role would hand its members a role that no longer exists.
+        sql`not exists (select 1 from ${scimGroups} where ${scimGroups.organizationId} = ${orgId} and ${scimGroups.role} = ${current.name})`,
       ),
     )
     .returning({ id: roles.id });
-  if (deleted.length === 0) throw new ApiError("role_in_use", `The role \`${current.name}\` is assigned to members or pending invitations; give them another role first.`);
+  if (deleted.length === 0) throw new ApiError("role_in_use", `The role \`${current.name}\` is assigned to members or pending invitations, or mapped by a SCIM group; give them another role first.`);
 }

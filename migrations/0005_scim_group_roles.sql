@@ -1,0 +1,1 @@
+CREATE INDEX `scim_groups_org_role_idx` ON `scim_groups` (`organization_id`,`role`);
