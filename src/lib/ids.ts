@@ -34,6 +34,9 @@ export const ID_PREFIXES = {
 
 export type IdKind = keyof typeof ID_PREFIXES;
 
+/** A SCIM token is `scim_…`: the /v1 seam refuses the prefix and the /scim/v2 seam requires it. */
+export const SCIM_TOKEN_PREFIX = "scim";
+
 function encodeTime(ms: number): string {
   let out = "";
   for (let i = 0; i < 10; i++) {

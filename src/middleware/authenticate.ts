@@ -1,3 +1,4 @@
+import { SCIM_TOKEN_PREFIX } from "../lib/ids";
 import type { Context } from "hono";
 import { eq } from "drizzle-orm";
 import { credentialQuery, type CredentialRef, type CredentialRow, type StoredCredential } from "../db/authz";
@@ -39,7 +40,7 @@ export async function presentedCredential(c: Context<AppEnv>): Promise<Presented
   const m = /^Bearer\s+([A-Za-z0-9._~+/=-]{1,4096})$/i.exec(header.trim());
   if (!m) throw unauthenticated("The Authorization header must be `Bearer <token>`.");
   const token = m[1]!;
-  if (token.startsWith("scim_")) throw unauthenticated("SCIM tokens are accepted on /scim/v2 only.");
+  if (token.startsWith(`${SCIM_TOKEN_PREFIX}_`)) throw unauthenticated("SCIM tokens are accepted on /scim/v2 only.");
   if (token.startsWith("pat_") || token.startsWith("sak_")) {
     const kind = token.startsWith("pat_") ? "pat" : "sak";
     const hash = await sha256Hex(token);

@@ -6,7 +6,7 @@ import type { ReadDb, ReadQuery } from "../db/authz";
 import { identityProviderConfigs, scimLogs } from "../db/schema";
 import type { AppEnv, ServiceCtx } from "../env";
 import { sha256Hex } from "../lib/crypto";
-import { newId } from "../lib/ids";
+import { newId, SCIM_TOKEN_PREFIX } from "../lib/ids";
 import { judgeInput, register, type Doc, type InputOf, type RequestSpec, type Router } from "../middleware/route";
 import { admit, clientIp } from "../middleware/rate-limit";
 import { ScimError, scimErrorResponse, toScimError } from "./errors";
@@ -18,8 +18,6 @@ import { ScimError, scimErrorResponse, toScimError } from "./errors";
  * nothing); every authenticated request is logged for `…/scim-logs`. Errors are answered in the
  * SCIM error schema, never as problem+json.
  */
-
-export const SCIM_TOKEN_PREFIX = "scim";
 
 /** What a load reads through: the config the token belongs to, as SQL. */
 export interface ScimScope {

@@ -9,7 +9,7 @@ import { isId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
 import { DAY_MS, iso } from "../../lib/time";
 import { spUrls } from "../../sso/metadata";
-import { SCIM_TOKEN_PREFIX } from "../../scim/route";
+import { SCIM_TOKEN_PREFIX } from "../../lib/ids";
 import { serializeIdp, type IdpRow } from "./identity-providers.schemas";
 
 const t = identityProviderConfigs;
