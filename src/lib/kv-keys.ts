@@ -44,4 +44,15 @@ export const kvKeys = {
     key: `sso:code:${codeHash}`,
     ttl: KV_MIN_TTL,
   }),
+
+  /**
+   * Where a served SCIM list page ended (→ the id of its last resource), so the client's request
+   * for the next page (startIndex = nextStartIndex, same list) is a keyset read instead of an
+   * OFFSET walk. Scoped to the token (a replaced token starts over); ten minutes covers an IdP's
+   * sync run between pages. A missing or not-yet-visible key only costs the OFFSET fallback.
+   */
+  scimPageCursor: (tokenKey: string, listFingerprint: string, nextStartIndex: number) => ({
+    key: `scim:page:${tokenKey}:${listFingerprint}:${nextStartIndex}`,
+    ttl: 600,
+  }),
 };

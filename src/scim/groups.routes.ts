@@ -1,7 +1,7 @@
-import { and, asc, eq, sql, type SQL } from "drizzle-orm";
+import { and, asc, eq, gt, sql, type SQL } from "drizzle-orm";
 import type { Context } from "hono";
 import type { AppEnv } from "../env";
-import { scimGroups } from "../db/schema";
+import { identityProviderConfigs, scimGroups } from "../db/schema";
 import { jsonBody, noContent } from "../lib/openapi";
 import { isBuiltInRole } from "../lib/permissions";
 import { scimJson } from "./errors";
@@ -28,7 +28,22 @@ import {
   type GroupRow,
   type MemberUser,
 } from "./groups.service";
-import { checkIfMatch, etagOf, notModified, parsePaging, projectAttributes, ScimListQuery, ScimReadQuery, scimList, totalFor, totalResults, type Paging } from "./resource";
+import {
+  checkIfMatch,
+  etagOf,
+  listCursor,
+  listFingerprint,
+  listTotal,
+  listTotalQuery,
+  notModified,
+  parsePaging,
+  projectAttributes,
+  rememberPage,
+  ScimListQuery,
+  ScimReadQuery,
+  scimList,
+  type Paging,
+} from "./resource";
 import { scimRoute, type ScimScope } from "./route";
 import { scimRoutes } from "./router";
 
@@ -70,19 +85,24 @@ scimRoute(scimRoutes, {
     "RFC 7644 §3.4.2, in id order. `filter` on `id`, `displayName` (case-insensitive), `externalId`, `members[value eq \"…\"]`, `meta.created`, `meta.lastModified`. `members` is left out of list results unless `attributes` names it: a page then costs O(count) rows whatever the size of its groups (GET one group returns its members).",
   request: { query: ScimListQuery },
   responses: { 200: scimContent(GroupListResponse, "A ListResponse of groups.") },
-  load: ({ db, dir, input }) => {
+  load: async ({ db, dir, input, kv, tokenKey }) => {
     const where = listWhere(dir, input.query.filter);
     const paging = pagingOf(input.query);
     if (!where || !paging) return undefined;
-    const page = groupPageQuery(db, dir, where, paging);
-    const pageIds = db.select({ id: scimGroups.id }).from(scimGroups).where(where).orderBy(asc(scimGroups.configId), asc(scimGroups.id)).limit(paging.count).offset(paging.offset);
+    const filtered = scimFilterSql(input.query.filter, groupFilterAttrs()) !== undefined;
+    // After the previous page's last id when this token just read it (resource.ts listCursor), else OFFSET.
+    const after = await listCursor({ kv, tokenKey }, await listFingerprint("Group", input.query.filter), paging, "scimGroup");
+    const paged = after === null ? where : and(where, gt(scimGroups.id, after))!;
+    const page = groupPageQuery(db, dir, where, paging, after);
+    const ids = db.select({ id: scimGroups.id }).from(scimGroups).where(paged).orderBy(asc(scimGroups.configId), asc(scimGroups.id)).limit(paging.count);
+    const pageIds = after === null ? ids.offset(paging.offset) : ids;
     return {
       page,
-      total: totalFor(db, scimGroups, where, paging),
+      total: listTotalQuery(db, dir, identityProviderConfigs.scimGroupCount, scimGroups, paged, paging, after !== null, filtered),
       members: wantsMembers(input.query, false) && paging.count > 0 ? groupMembersQuery(db, dir, sql`in (${pageIds})`) : undefined,
     };
   },
-  handle: ({ ctx, input, loaded }) => {
+  handle: async ({ ctx, input, loaded }) => {
     const paging = parsePaging(input.query);
     // Throws the filter's 400 when the load could not compile it.
     scimFilterSql(input.query.filter, groupFilterAttrs());
@@ -92,7 +112,9 @@ scimRoute(scimRoutes, {
     const withMembers = loaded?.members !== undefined;
     const resources = rows.map((row) => project(groupResource(ctx, row, withMembers ? (byGroup.get(row.id) ?? []) : undefined), input.query));
     ctx.note(`listed groups (${resources.length})`);
-    return scimJson(scimList(resources, { totalResults: totalResults(loaded?.total ?? [], paging, rows.length), startIndex: paging.startIndex }));
+    const total = listTotal(loaded?.total, paging, rows.length);
+    await rememberPage(ctx, await listFingerprint("Group", input.query.filter), paging, rows.map((r) => r.id), total);
+    return scimJson(scimList(resources, { totalResults: total, startIndex: paging.startIndex }));
   },
 });
 

@@ -1,9 +1,9 @@
-import { and, asc, eq, sql, type SQL } from "drizzle-orm";
+import { and, asc, eq, gt, sql, type SQL } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { ReadDb } from "../db/authz";
 import type { Db } from "../db/client";
 import { outer } from "../db/schema/columns";
-import { roles, scimGroupMembers, scimGroups, scimUsers } from "../db/schema";
+import { identityProviderConfigs, roles, scimGroupMembers, scimGroups, scimUsers } from "../db/schema";
 import { isUniqueViolation } from "../lib/errors";
 import { isId, newId } from "../lib/ids";
 import { isBuiltInRole } from "../lib/permissions";
@@ -101,14 +101,23 @@ export function groupFilterAttrs(): Record<string, AttrSpec> {
 }
 
 /** A page of groups in id order (positional paging on the (config_id, id) index). */
-export function groupPageQuery(db: ReadDb, dir: ScimScope, where: SQL | undefined, paging: Paging) {
-  return db
+/** A page in id order: after `after` (the previous page's last id, resource.ts listCursor) when known, else by OFFSET. */
+export function groupPageQuery(db: ReadDb, dir: ScimScope, where: SQL | undefined, paging: Paging, after: string | null = null) {
+  const page = db
     .select()
     .from(scimGroups)
-    .where(and(eq(scimGroups.configId, dir.configId), where))
+    .where(and(eq(scimGroups.configId, dir.configId), where, after === null ? undefined : gt(scimGroups.id, after)))
     .orderBy(asc(scimGroups.configId), asc(scimGroups.id))
-    .limit(paging.count)
-    .offset(paging.offset);
+    .limit(paging.count);
+  return after === null ? page.offset(paging.offset) : page;
+}
+
+/** The directory's scim_group_count, right after the statement that inserted or deleted its row (`changes() = 1`: only if it wrote). */
+export function groupCountStep(db: Db, dir: ScimDirectory, delta: 1 | -1) {
+  return db
+    .update(identityProviderConfigs)
+    .set({ scimGroupCount: sql`${identityProviderConfigs.scimGroupCount} + ${delta}` })
+    .where(and(eq(identityProviderConfigs.id, dir.configId), sql`changes() = 1`));
 }
 
 // ---- Resource ------------------------------------------------------------------------------
@@ -330,7 +339,7 @@ export async function createGroup(ctx: ScimCtx, input: GroupInput, known: Member
     updatedAt: now,
   };
   const db = ctx.db;
-  const stmts: BatchItem<"sqlite">[] = [db.insert(scimGroups).values(row)];
+  const stmts: BatchItem<"sqlite">[] = [db.insert(scimGroups).values(row), groupCountStep(db, ctx.dir, 1)];
   if (ids.length > 0) {
     const write = new GroupWrite(db, ctx.dir, row.id, null, now);
     write.add(ids);
@@ -380,9 +389,9 @@ export async function deleteGroup(ctx: ScimCtx, current: GroupRow, version: numb
   const write = new GroupWrite(db, ctx.dir, current.id, version, Date.now());
   write.removeAllBut();
   const where = and(eq(scimGroups.id, current.id), eq(scimGroups.configId, ctx.dir.configId), version === null ? undefined : eq(scimGroups.version, version));
-  const stmts = [...write.stmts, db.delete(scimGroups).where(where).returning({ id: scimGroups.id })];
+  const stmts = [...write.stmts, db.delete(scimGroups).where(where).returning({ id: scimGroups.id }), groupCountStep(db, ctx.dir, -1)];
   const results = (await db.batch(stmts as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]])) as unknown[];
-  if ((results[results.length - 1] as unknown[]).length === 0) return gateFailed(ctx, current.id, version);
+  if ((results[results.length - 2] as unknown[]).length === 0) return gateFailed(ctx, current.id, version);
   ctx.note(`deleted group ${current.displayName.slice(0, 80)} (${current.memberCount} members)`);
 }
 

@@ -1,11 +1,16 @@
-import { sql, type SQL } from "drizzle-orm";
+import { eq, sql, type SQL } from "drizzle-orm";
 import type { SQLiteColumn, SQLiteTable } from "drizzle-orm/sqlite-core";
 import type { Context } from "hono";
 import type { ReadDb } from "../db/authz";
+import { identityProviderConfigs } from "../db/schema";
 import type { Config } from "../env";
+import { sha256Hex } from "../lib/crypto";
+import { isId, type IdKind } from "../lib/ids";
+import { kvKeys } from "../lib/kv-keys";
 import { z } from "../lib/openapi";
 import { iso } from "../lib/time";
 import { ScimError } from "./errors";
+import type { ScimCtx, ScimLoadEnv, ScimScope } from "./route";
 
 /**
  * What every SCIM resource route shares (RFC 7644):
@@ -83,10 +88,84 @@ export function parsePaging(query: { startIndex?: string | number | null; count?
  * page (one round trip). `where` must include the config guard (`eq(table.configId, dir.configId)`)
  * and the compiled filter. Reads at most startIndex-1+count+lookahead rows.
  */
-export function totalFor(db: ReadDb, table: SQLiteTable, where: SQL, paging: Paging, lookahead = TOTAL_LOOKAHEAD) {
-  const cap = paging.offset + paging.count + lookahead;
+export function totalFor(db: ReadDb, table: SQLiteTable, where: SQL, paging: Paging, lookahead = TOTAL_LOOKAHEAD, keyset = false) {
+  // After a cursor, `where` already starts at the page (id > lastId): the offset is behind it.
+  const cap = (keyset ? 0 : paging.offset) + paging.count + lookahead;
   const capped = db.select({ one: sql<number>`1`.as("one") }).from(table).where(where).limit(cap).as("scim_total");
-  return db.select({ n: sql<number>`count(*)`.mapWith(Number) }).from(capped);
+  return db.select({ n: sql<number>`count(*)`.mapWith(Number), keyset: sql<number>`${keyset ? 1 : 0}`.mapWith(Number).as("keyset") }).from(capped);
+}
+
+/**
+ * Sequential paging without OFFSET walks. RFC 7644 paging is positional, but IdPs page in order
+ * (startIndex 1, 1+count, 1+2·count, …). When a full page is served, where it ended is kept in KV
+ * (kvKeys.scimPageCursor: per token, per list — resource type and filter — and per next
+ * startIndex → the id of the page's last resource). A request whose (list, startIndex) is found
+ * there reads `id > lastId order by id limit count`: O(count) however deep. Otherwise (the first
+ * page, a jump, an expired or not yet visible key) the page is the OFFSET query, which reads
+ * startIndex-1+count index entries. With resources created or deleted between pages, the keyset
+ * continues after the last resource the client saw (nothing skipped, nothing repeated), where an
+ * OFFSET would shift.
+ */
+
+/** Names one list of one resource type (its filter as sent); attributes and count do not change where a page ends. */
+export async function listFingerprint(resource: ScimResourceType, filter: string | undefined): Promise<string> {
+  return (await sha256Hex(`${resource}\n${filter ?? ""}`)).slice(0, 32);
+}
+
+/** The last id of the previous page, when this token just read it (one KV read; none for startIndex 1 or count 0). */
+export async function listCursor(env: ScimLoadEnv, fingerprint: string, paging: Paging, idKind: IdKind): Promise<string | null> {
+  if (paging.startIndex === 1 || paging.count === 0) return null;
+  const stored = await env.kv.get(kvKeys.scimPageCursor(env.tokenKey, fingerprint, paging.startIndex).key);
+  return stored && isId(idKind, stored) ? stored : null;
+}
+
+/** After a full page that is not the last: where the next one starts (one KV write, awaited so the client's next request can find it). */
+export async function rememberPage(ctx: Pick<ScimCtx, "kv" | "tokenKey">, fingerprint: string, paging: Paging, ids: string[], total: number): Promise<void> {
+  const next = paging.startIndex + ids.length;
+  if (paging.count === 0 || ids.length < paging.count || next > total) return;
+  const { key, ttl } = kvKeys.scimPageCursor(ctx.tokenKey, fingerprint, next);
+  try {
+    await ctx.kv.put(key, ids[ids.length - 1]!, { expirationTtl: ttl });
+  } catch (err) {
+    // Only the next page's cost depends on it: it falls back to OFFSET.
+    console.error(JSON.stringify({ level: "warn", msg: "scim page cursor write failed", error: String(err) }));
+  }
+}
+
+/**
+ * The load's statement for totalResults. Unfiltered: the directory's maintained counter
+ * (identity_provider_configs.scim_user_count / scim_group_count), exact, one row. Filtered:
+ * totalFor over `where` — which, after a cursor, already starts past the previous page, so the
+ * count reads at most count+lookahead rows however deep the page.
+ */
+export function listTotalQuery(
+  db: ReadDb,
+  dir: ScimScope,
+  counter: SQLiteColumn,
+  table: SQLiteTable,
+  where: SQL,
+  paging: Paging,
+  keyset: boolean,
+  filtered: boolean,
+  lookahead?: number,
+) {
+  if (!filtered)
+    return db
+      // Aliased: D1 hands rows back as objects, and a column named "0" or "1" would sort first.
+      .select({ n: sql<number>`${counter}`.mapWith(Number).as("n"), keyset: sql<number>`0`.mapWith(Number).as("keyset"), exact: sql<number>`1`.mapWith(Number).as("exact") })
+      .from(identityProviderConfigs)
+      .where(eq(identityProviderConfigs.id, dir.configId));
+  return totalFor(db, table, where, paging, lookahead, keyset);
+}
+
+export type CountedRow = { n: number; keyset: number; exact?: number };
+
+/** totalResults from listTotalQuery's row (an exact counter, or a count that started after a cursor or at the first result). */
+export function listTotal(counted: CountedRow[] | undefined, paging: Paging, returned: number): number {
+  const row = counted?.[0];
+  const n = row?.n ?? 0;
+  if (row?.exact) return Math.max(n, paging.offset + returned);
+  return totalResults(row?.keyset ? paging.offset + n : n, paging, returned);
 }
 
 /** totalResults from totalFor's row and the page actually read (a short page pins it exactly). */

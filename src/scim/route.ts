@@ -33,19 +33,34 @@ export interface ScimDirectory {
 
 export type ScimCtx = ServiceCtx<null> & {
   dir: ScimDirectory;
+  /** As given to the load (ScimLoadEnv.tokenKey). */
+  tokenKey: string;
   /** A short, secret-free line for the request log ("created user bob@acme.com"). */
   note(summary: string): void;
 };
 
 const GUARD = /\bidentity_provider_configs scim_authz\b/;
 
-type ScimLoadResult = ReadQuery | Record<string, ReadQuery | undefined> | undefined;
-type ScimLoaded<L> = L extends ReadQuery ? Awaited<L> : L extends Record<string, unknown> ? { [K in keyof L]: L[K] extends undefined ? undefined : Awaited<L[K]> } : undefined;
+type ScimStatements = Record<string, ReadQuery | undefined> | undefined;
+/**
+ * One statement, or a record of them; an async load (one that reads KV first) returns a record:
+ * a drizzle statement is itself a promise, so awaiting one returned bare would run it alone.
+ */
+type ScimLoadResult = ReadQuery | ScimStatements | Promise<ScimStatements>;
+type ScimLoadedRecord<R> = R extends Record<string, unknown> ? { [K in keyof R]: R[K] extends undefined ? undefined : Awaited<R[K]> } : undefined;
+type ScimLoaded<L> = L extends ReadQuery ? Awaited<L> : L extends Promise<infer R> ? ScimLoadedRecord<R> : ScimLoadedRecord<L>;
+
+/** What a load may use besides the database: KV, and a key naming the presenting token (not the token nor its stored hash). */
+export interface ScimLoadEnv {
+  kv: KVNamespace;
+  /** Stable per token, changes when the token is replaced: scopes per-client KV state such as page cursors. */
+  tokenKey: string;
+}
 
 export function scimRoute<const R extends RequestSpec | undefined, L extends ScimLoadResult = undefined>(
   router: Router,
   spec: Doc<R> & {
-    load?: (args: { db: ReadDb; dir: ScimScope; input: InputOf<R> }) => L;
+    load?: (args: { db: ReadDb; dir: ScimScope; input: InputOf<R> } & ScimLoadEnv) => L;
     handle: (args: { ctx: ScimCtx; input: InputOf<R>; loaded: ScimLoaded<L> }, c: Context<AppEnv>) => Response | Promise<Response>;
   },
 ) {
@@ -60,7 +75,8 @@ export function scimRoute<const R extends RequestSpec | undefined, L extends Sci
       const scope: ScimScope = {
         configId: sql`(select scim_authz.id from identity_provider_configs scim_authz where scim_authz.scim_token_hash = ${hash} and scim_authz.scim_enabled = 1)`,
       };
-      const statements = input.ok && spec.load ? entries(spec.load({ db: c.var.db, dir: scope, input: input.value })) : [];
+      const tokenKey = await sha256Hex(`scim-client:${hash}`);
+      const statements = input.ok && spec.load ? await entries(spec.load({ db: c.var.db, dir: scope, input: input.value, kv: c.var.kv, tokenKey })) : [];
       const tokenRow = c.var.db
         .select({ configId: identityProviderConfigs.id, organizationId: identityProviderConfigs.organizationId, scimEnabled: identityProviderConfigs.scimEnabled })
         .from(identityProviderConfigs)
@@ -84,6 +100,7 @@ export function scimRoute<const R extends RequestSpec | undefined, L extends Sci
         waitUntil: (p) => c.executionCtx.waitUntil(p),
         request: { id: c.var.requestId, ip: clientIp(c), userAgent: c.req.header("user-agent")?.slice(0, 256) ?? null },
         dir,
+        tokenKey,
         note: (s) => {
           summary = s.slice(0, 200);
         },
@@ -113,9 +130,11 @@ async function tokenHash(c: Context<AppEnv>): Promise<string> {
   return hash;
 }
 
-function entries(result: ScimLoadResult): [string | null, ReadQuery][] {
+async function entries(result: ScimLoadResult): Promise<[string | null, ReadQuery][]> {
+  const record = is(result, SQLiteSelectBase) ? result : result instanceof Promise ? await result : result;
+  if (Array.isArray(record)) throw new Error("an async SCIM load returned rows: it must return a record of statements (awaiting one statement runs it)");
   const list: [string | null, ReadQuery][] =
-    result === undefined ? [] : is(result, SQLiteSelectBase) ? [[null, result as ReadQuery]] : Object.entries(result).filter((e): e is [string, ReadQuery] => e[1] !== undefined);
+    record === undefined ? [] : is(record, SQLiteSelectBase) ? [[null, record as ReadQuery]] : Object.entries(record).filter((e): e is [string, ReadQuery] => e[1] !== undefined);
   for (const [, q] of list) {
     if (!is(q, SQLiteSelectBase)) throw new Error("a SCIM route's load must return select statements");
     const text = (q as unknown as { toSQL(): { sql: string } }).toSQL().sql;

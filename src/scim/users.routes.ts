@@ -49,11 +49,11 @@ scimRoute(scimRoutes, {
   tags: TAGS,
   summary: "List or search users",
   description:
-    "RFC 7644 §3.4.2: `filter` (userName is case-insensitive; externalId, id, active, displayName, name.givenName, name.familyName, emails[.value], emails[type eq \"work\"].value, title, enterprise attributes, meta.created, meta.lastModified), `startIndex`/`count` in id order, `attributes`/`excludedAttributes`. A page reads about startIndex+count index entries.",
+    "RFC 7644 §3.4.2: `filter` (userName is case-insensitive; externalId, id, active, displayName, name.givenName, name.familyName, emails[.value], emails[type eq \"work\"].value, title, enterprise attributes, meta.created, meta.lastModified), `startIndex`/`count` in id order, `attributes`/`excludedAttributes`. Sequential pages (the next startIndex after a full page, within 10 minutes) read O(count) rows; a first or a jumped-to page reads about startIndex+count index entries. Unfiltered, totalResults is exact.",
   request: { query: ScimListQuery },
   responses: { 200: scimResponse(ListResponse, "A ListResponse.") },
-  load: ({ db, dir, input }) => userListQuery(db, dir, input.query),
-  handle: ({ ctx, input, loaded }) => userListResponse(input.query, loaded as { page: ScimUserRow[]; total: { n: number }[] }, ctx.config),
+  load: ({ db, dir, input, kv, tokenKey }) => userListQuery(db, dir, input.query, { kv, tokenKey }),
+  handle: ({ ctx, input, loaded }) => userListResponse(ctx, input.query, loaded),
 });
 
 scimRoute(scimRoutes, {

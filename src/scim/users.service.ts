@@ -1,4 +1,4 @@
-import { and, eq, sql, type SQL } from "drizzle-orm";
+import { and, eq, gt, sql, type SQL } from "drizzle-orm";
 import { outer } from "../db/schema/columns";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { Context } from "hono";
@@ -11,8 +11,24 @@ import { newId } from "../lib/ids";
 import { seatFreeSql } from "../routes/licenses/seats";
 import { ScimError, scimJson } from "./errors";
 import { jsonField, jsonMulti, parseScimFilter, scimFilterSql, type AttrSpec, type FilterNode } from "./filter";
-import { checkIfMatch, etagOf, metaAttrs, notModified, parsePaging, projectAttributes, scimList, scimLocation, scimMeta, totalFor, totalResults } from "./resource";
-import type { ScimCtx, ScimDirectory, ScimScope } from "./route";
+import {
+  checkIfMatch,
+  etagOf,
+  listCursor,
+  listFingerprint,
+  listTotal,
+  listTotalQuery,
+  metaAttrs,
+  notModified,
+  parsePaging,
+  projectAttributes,
+  rememberPage,
+  scimList,
+  scimLocation,
+  scimMeta,
+  type CountedRow,
+} from "./resource";
+import type { ScimCtx, ScimDirectory, ScimLoadEnv, ScimScope } from "./route";
 import {
   COLUMN_ATTRS,
   CORE_ATTRS,
@@ -263,29 +279,34 @@ export const USER_FILTER: Record<string, AttrSpec> = {
 type ListQueryIn = { filter?: string; startIndex?: string; count?: string; attributes?: string; excludedAttributes?: string };
 
 /**
- * A page in id order: `limit count offset startIndex-1` on the (config_id, id) index, and the
- * capped count of resource.ts for totalResults, in the seam's batch. An `offset` still steps over
- * the skipped index entries, so page k costs about k·count rows: Okta and Entra ID walk
- * startIndex sequentially, and a full walk of n users costs O(n²/count) rows in all (measured
- * in the tests; deep pages are the price of positional paging, which RFC 7644 prescribes).
+ * A page in id order on the (config_id, id) index, in the seam's batch with its total.
+ * The page: after the previous page's last id when this token just read it (resource.ts
+ * listCursor: O(count) however deep), else `limit count offset startIndex-1`, which steps over
+ * startIndex-1 index entries (a first or a cold deep page).
+ * The total: unfiltered, the directory's counter (exact, one row); filtered, a count that stops
+ * one page past this one (count=0, a client asking only for the total, gets resource.ts's default
+ * reach): exact near the end, else a lower bound past the page, so "while startIndex <=
+ * totalResults" still visits every page.
  * A filter that names no indexed column (displayName, name.*, emails…) scans the config's rows.
  */
-export function userListQuery(db: ReadDb, dir: ScimScope, q: ListQueryIn) {
+export async function userListQuery(db: ReadDb, dir: ScimScope, q: ListQueryIn, env: ScimLoadEnv) {
   const paging = parsePaging(q);
-  const where = and(eq(scimUsers.configId, dir.configId), scimFilterSql(q.filter, USER_FILTER))!;
+  const filter = scimFilterSql(q.filter, USER_FILTER);
+  const after = await listCursor(env, await listFingerprint("User", q.filter), paging, "scimUser");
+  const where = and(eq(scimUsers.configId, dir.configId), filter, after === null ? undefined : gt(scimUsers.id, after))!;
+  const page = db.select(userColumns).from(scimUsers).where(where).orderBy(scimUsers.configId, scimUsers.id).limit(paging.count);
   return {
-    page: db.select(userColumns).from(scimUsers).where(where).orderBy(scimUsers.configId, scimUsers.id).limit(paging.count).offset(paging.offset),
-    // Counting stops one page past this one (count=0, a client asking only for the total, gets
-    // resource.ts's default reach): totalResults is exact near the end, else a lower bound past the
-    // page, so "while startIndex <= totalResults" still visits every page.
-    total: totalFor(db, scimUsers, where, paging, paging.count > 0 ? paging.count : undefined),
+    page: after === null ? page.offset(paging.offset) : page,
+    total: listTotalQuery(db, dir, identityProviderConfigs.scimUserCount, scimUsers, where, paging, after !== null, filter !== undefined, paging.count > 0 ? paging.count : undefined),
   };
 }
 
-export function userListResponse(q: ListQueryIn, loaded: { page: ScimUserRow[]; total: { n: number }[] }, config: Config) {
+export async function userListResponse(ctx: ScimCtx, q: ListQueryIn, loaded: { page: ScimUserRow[]; total: CountedRow[] }) {
   const paging = parsePaging(q);
-  const resources = loaded.page.map((r) => projectAttributes(toResource(r, config), q.attributes, q.excludedAttributes));
-  return scimJson(scimList(resources, { totalResults: totalResults(loaded.total, paging, loaded.page.length), startIndex: paging.startIndex }));
+  const resources = loaded.page.map((r) => projectAttributes(toResource(r, ctx.config), q.attributes, q.excludedAttributes));
+  const total = listTotal(loaded.total, paging, loaded.page.length);
+  await rememberPage(ctx, await listFingerprint("User", q.filter), paging, loaded.page.map((r) => r.id), total);
+  return scimJson(scimList(resources, { totalResults: total, startIndex: paging.startIndex }));
 }
 
 // ---- Membership statements ------------------------------------------------------------------
@@ -511,7 +532,7 @@ export async function createUser(ctx: ScimCtx, body: Record<string, unknown>, lo
       sql`select ${id}, ${dir.configId}, ${dir.organizationId}, ${userId}, ${next.userName}, ${next.userNameKey}, ${next.externalId}, ${next.displayName}, ${next.active ? 1 : 0}, ${JSON.stringify(next.attributes)}, 1, ${now}, ${now} where ${seatOk}`,
     )
     .returning({ id: scimUsers.id });
-  statements.push(inserted);
+  statements.push(inserted, userCountStep(db, dir, 1));
   const mine = sql`exists (select 1 from scim_users s where s.id = ${id})`;
   if (next.active) statements.push(...provision(db, dir, id, userId, next.memberName, mine, now));
   if (account) statements.push(...accountWrites(db, dir, userId, next, mine, now));
@@ -526,6 +547,18 @@ export async function createUser(ctx: ScimCtx, body: Record<string, unknown>, lo
   ctx.note(`created user ${next.userName.slice(0, 80)}${account ? " (linked existing account)" : ""}`);
   const row: ScimUserRow = { id, userId, userName: next.userName, externalId: next.externalId, displayName: next.displayName, active: next.active, attributes: next.attributes, version: 1, createdAt: now, updatedAt: now };
   return json(201, row, ctx.config, { Location: scimLocation(ctx.config, "User", id) });
+}
+
+/**
+ * The directory's scim_user_count, right after the statement that inserted or deleted its row:
+ * `changes() = 1` ties the step to that statement having written (a gated insert that inserted
+ * nothing, a delete that lost a race, leave the counter alone).
+ */
+export function userCountStep(db: Db, dir: ScimDirectory, delta: 1 | -1) {
+  return db
+    .update(identityProviderConfigs)
+    .set({ scimUserCount: sql`${identityProviderConfigs.scimUserCount} + ${delta}` })
+    .where(and(eq(identityProviderConfigs.id, dir.configId), sql`changes() = 1`));
 }
 
 function uniqueOr(err: unknown, next: Finished): unknown {
@@ -649,9 +682,10 @@ export function deleteUser(ctx: ScimCtx, c: Context, id: string, loaded: WriteRo
         .delete(scimUsers)
         .where(and(eq(scimUsers.id, row.id), eq(scimUsers.configId, dir.configId), eq(scimUsers.version, row.version)))
         .returning({ id: scimUsers.id }),
+      userCountStep(db, dir, -1),
     );
     const results = await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
-    if ((results[results.length - 1] as unknown[]).length === 0) return RETRY;
+    if ((results[results.length - 2] as unknown[]).length === 0) return RETRY;
     ctx.note(`deleted user ${row.userName.slice(0, 80)}`);
     return new Response(null, { status: 204 });
   });

@@ -93,6 +93,8 @@ export async function seedScimUsers(setup: { org: { id: string }; configId: stri
       ).bind(id, setup.configId, setup.org.id, userId, email, email, `ext-${prefix}-${i}`, `Bulk ${i}`, JSON.stringify({ emails: [{ value: email, type: "work", primary: true }] }), now, now),
     );
   }
+  // The directory's maintained count, as the SCIM writes keep it.
+  stmts.push(env.DB.prepare("update identity_provider_configs set scim_user_count = scim_user_count + ? where id = ?").bind(n, setup.configId));
   for (let i = 0; i < stmts.length; i += 500) await env.DB.batch(stmts.slice(i, i + 500));
   return ids;
 }

@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { index, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 import { bool, ms, timestamps } from "./columns";
 import { organizations } from "./organizations";
 
@@ -34,6 +34,10 @@ export const identityProviderConfigs = sqliteTable(
     scimTokenHash: text("scim_token_hash"),
     scimTokenPrefix: text("scim_token_prefix"),
     scimTokenCreatedAt: ms("scim_token_created_at"),
+    // Rows of scim_users / scim_groups of this config, kept in the same batch as every insert and
+    // delete: an unfiltered SCIM list answers an exact totalResults from here without counting.
+    scimUserCount: integer("scim_user_count").notNull().default(0),
+    scimGroupCount: integer("scim_group_count").notNull().default(0),
     ...timestamps,
   },
   (t) => [

@@ -2,7 +2,7 @@ import { and, eq, inArray, isNull, or, sql } from "drizzle-orm";
 import { outer } from "../../db/schema/columns";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { ServiceCtx } from "../../env";
-import { members, organizations, projectMembers, sessions, users } from "../../db/schema";
+import { identityProviderConfigs, members, organizations, projectMembers, sessions, users } from "../../db/schema";
 import type { Caller } from "../../lib/actor";
 import { hashPassword, verifyPassword } from "../../lib/crypto";
 import { ApiError, isUniqueViolation, notFound, validationError } from "../../lib/errors";
@@ -151,7 +151,7 @@ export async function deleteUser(ctx: ServiceCtx, userId: string): Promise<void>
   const db = ctx.db;
   const allowed = sql`not exists (${lastAdminOrgIds(userId)})`;
   const myOrgIds = db.select({ id: members.organizationId }).from(members).where(eq(members.memberId, userId));
-  const [sessionRows, , , , , deleted] = await db.batch([
+  const [sessionRows, , , , , , deleted] = await db.batch([
     // Read in the same transaction as the delete, so a session opened meanwhile is not missed.
     db.select({ id: sessions.id }).from(sessions).where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt))),
     // Organizations with no other member go with the account (their rows cascade).
@@ -171,6 +171,17 @@ export async function deleteUser(ctx: ServiceCtx, userId: string): Promise<void>
     // Project grants in the organizations that remain (before the memberships they are found by go).
     db.delete(projectMembers).where(and(inArray(projectMembers.organizationId, myOrgIds), eq(projectMembers.memberId, userId), allowed)),
     db.delete(members).where(and(eq(members.memberId, userId), allowed)),
+    // The account's SCIM users (of directories it no longer belongs to) cascade with it: their
+    // directories' maintained counts follow, under the account delete's own condition.
+    db
+      .update(identityProviderConfigs)
+      .set({ scimUserCount: sql`${identityProviderConfigs.scimUserCount} - 1` })
+      .where(
+        and(
+          sql`${identityProviderConfigs.id} in (select su.config_id from scim_users su where su.user_id = ${userId})`,
+          sql`not exists (select 1 from members where member_id = ${userId})`,
+        ),
+      ),
     // Only once every membership is gone; sessions, refresh tokens, PATs and email tokens cascade.
     db
       .delete(users)
