@@ -6,6 +6,12 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 // The same, but a multi-line text keeps its line breaks and tabs.
 const CONTROL_EXCEPT_LINES = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/;
 
+/**
+ * Whitespace or control characters in a URL: the URL parser drops tabs and line breaks and trims
+ * spaces, so a URL holding any would be stored as one thing and mean another. Refused before parsing.
+ */
+export const URL_WHITESPACE_OR_CONTROL = /[\s\u0000-\u001f\u007f-\u009f]/;
+
 /** A one-line human text (names, titles): trimmed, no control characters. */
 export const singleLine = (max: number, what = "characters") =>
   z

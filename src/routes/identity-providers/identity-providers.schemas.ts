@@ -1,11 +1,10 @@
 import { z } from "../../lib/openapi";
-import { singleLine } from "../../lib/text";
+import { singleLine, URL_WHITESPACE_OR_CONTROL } from "../../lib/text";
 import { iso, isoOrNull } from "../../lib/time";
 import { CertificateError, MAX_CERTIFICATE_CHARS, MIN_RSA_BITS, parseCertificatePem, type ParsedCertificate } from "../../sso/certificate";
 import type { SpUrls } from "../../sso/metadata";
 
 export const MAX_SSO_URL = 2048;
-const WHITESPACE_OR_CONTROL = /[\s\u0000-\u001f\u007f-\u009f]/;
 
 /**
  * Where we send the person's browser with the AuthnRequest. Query strings are allowed (Google
@@ -17,7 +16,7 @@ export const SsoUrl = z
   .max(MAX_SSO_URL, `must be at most ${MAX_SSO_URL} characters`)
   .superRefine((v, ctx) => {
     const fail = (message: string) => ctx.addIssue({ code: "custom", message });
-    if (WHITESPACE_OR_CONTROL.test(v)) return fail("must not contain spaces or control characters");
+    if (URL_WHITESPACE_OR_CONTROL.test(v)) return fail("must not contain spaces or control characters");
     let u: URL;
     try {
       u = new URL(v);

@@ -12,7 +12,7 @@ import { serializeIdp, type IdpRow } from "./identity-providers.schemas";
 const t = identityProviderConfigs;
 
 // Named one by one: a later column (issue 11's SCIM token hash) is never returned by accident.
-const columns = {
+export const idpColumns = {
   id: t.id,
   organizationId: t.organizationId,
   name: t.name,
@@ -40,7 +40,7 @@ const listFingerprint = (orgId: string) => `identity-provider-configs|${orgId}`;
 export async function idpListQuery(db: ReadDb, org: OrgScope, config: Config, q: { page_size: number; page_token?: string }) {
   const after = q.page_token ? String((await decodePageToken(config.hmacSecret, listFingerprint(org.id), q.page_token, 1))[0]) : undefined;
   const page = db
-    .select(columns)
+    .select(idpColumns)
     .from(t)
     .where(and(org.inOrg(t.organizationId), after ? gt(t.id, after) : undefined))
     .orderBy(asc(t.id))
@@ -57,7 +57,7 @@ export async function idpPage(ctx: OrgCtx, q: { page_size: number }, rows: IdpRo
 export function idpQuery(db: ReadDb, org: OrgScope, id: string) {
   if (!isId("identityProvider", id)) return undefined;
   return db
-    .select(columns)
+    .select(idpColumns)
     .from(t)
     .where(and(eq(t.id, org.guard(id)), eq(t.organizationId, org.id)))
     .limit(1);
@@ -183,7 +183,7 @@ export async function updateIdp(ctx: OrgCtx, rows: IdpRow[] | undefined, input: 
     .update(t)
     .set(set as Partial<typeof t.$inferInsert>)
     .where(and(eq(t.id, current.id), eq(t.organizationId, ctx.org.id), input.promote_secondary_cert ? sql`${t.samlX509CertSecondary} is not null` : undefined))
-    .returning(columns);
+    .returning(idpColumns);
   if (!updated) {
     // Deleted, or its secondary promoted by a concurrent request, after the authorization read.
     if (input.promote_secondary_cert) throw new ApiError("conflict", "There is no secondary certificate to promote.");
@@ -239,7 +239,7 @@ export async function upsertSamlSso(ctx: OrgCtx, input: SamlSsoUpsert): Promise<
       updatedAt: now,
     })
     .onConflictDoUpdate({ target: t.organizationId, targetWhere: sql`is_default = 1`, set })
-    .returning(columns);
+    .returning(idpColumns);
   return { created: row!.id === id, config: view(ctx.config, row!) };
 }
 

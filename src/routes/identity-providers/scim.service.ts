@@ -11,29 +11,12 @@ import { DAY_MS, iso } from "../../lib/time";
 import { spUrls } from "../../sso/metadata";
 import { SCIM_TOKEN_PREFIX } from "../../lib/ids";
 import { serializeIdp, type IdpRow } from "./identity-providers.schemas";
+import { idpColumns } from "./identity-providers.service";
 
 const t = identityProviderConfigs;
 
-// As identity-providers.service names them: never the token hash.
-const columns = {
-  id: t.id,
-  organizationId: t.organizationId,
-  name: t.name,
-  samlEntityId: t.samlEntityId,
-  samlSsoUrl: t.samlSsoUrl,
-  samlX509Cert: t.samlX509Cert,
-  samlX509CertExpiresAt: t.samlX509CertExpiresAt,
-  samlX509CertSecondary: t.samlX509CertSecondary,
-  samlX509CertSecondaryExpiresAt: t.samlX509CertSecondaryExpiresAt,
-  allowIdpInitiated: t.allowIdpInitiated,
-  allowSha1: t.allowSha1,
-  scimEnabled: t.scimEnabled,
-  isDefault: t.isDefault,
-  createdAt: t.createdAt,
-  updatedAt: t.updatedAt,
-  scimTokenPrefix: t.scimTokenPrefix,
-  scimTokenCreatedAt: t.scimTokenCreatedAt,
-};
+// The config's own columns (never the token hash), plus the token's public prefix and age.
+const columns = { ...idpColumns, scimTokenPrefix: t.scimTokenPrefix, scimTokenCreatedAt: t.scimTokenCreatedAt };
 
 /** Enough of the token to tell two apart in an IdP's settings; far too little to use. */
 export const SCIM_TOKEN_PREFIX_LENGTH = 12;

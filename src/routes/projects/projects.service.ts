@@ -155,6 +155,19 @@ export async function projectListQueries(db: ReadDb, org: OrgScope, config: Conf
   const keyset = (keys: SortKey[]) => (after ? keysetAfter(keys, after) : undefined);
   const byName = nameWhere(plan, after !== undefined);
 
+  // The caller's grants first, then each granted project by its key (a cross join keeps SQLite's
+  // join order); `only` narrows it further.
+  const granted = (only: SQL | undefined) => {
+    const keys = streamKeys(plan, projectMembers.projectId);
+    return db
+      .select(projectColumns)
+      .from(projectMembers)
+      .crossJoin(projects)
+      .where(and(eq(projectMembers.organizationId, grantOrg), eq(projectMembers.memberId, org.callerId), eq(projects.id, projectMembers.projectId), only, byName, keyset(keys)))
+      .orderBy(...orderBy(keys))
+      .limit(limit);
+  };
+
   if (plan.tag !== undefined) {
     const tagId = (orgValue: SQL) => sql`(select t.id from tags t where t.organization_id = ${orgValue} and t.name = ${plan.tag})`;
     const byTag = (orgValue: SQL, isPrivate: 0 | 1) => {
@@ -167,29 +180,11 @@ export async function projectListQueries(db: ReadDb, org: OrgScope, config: Conf
         .orderBy(...orderBy(keys))
         .limit(limit);
     };
-    const keys = streamKeys(plan, projectMembers.projectId);
+    const tagged = sql`exists (select 1 from project_tags y where y.project_id = ${outer(projectMembers.projectId)} and y.tag_id = ${tagId(sql`${org.id}`)})`;
     return {
       public: plan.wantPublic ? byTag(org.guard(org.id), 0) : undefined,
       private: plan.wantPrivate ? byTag(adminOrg, 1) : undefined,
-      granted: plan.wantPrivate
-        ? db
-            .select(projectColumns)
-            .from(projectMembers)
-            .crossJoin(projects)
-            .where(
-              and(
-                eq(projectMembers.organizationId, grantOrg),
-                eq(projectMembers.memberId, org.callerId),
-                eq(projects.id, projectMembers.projectId),
-                sql`${projects.private} = 1`,
-                sql`exists (select 1 from project_tags y where y.project_id = ${outer(projectMembers.projectId)} and y.tag_id = ${tagId(sql`${org.id}`)})`,
-                byName,
-                keyset(keys),
-              ),
-            )
-            .orderBy(...orderBy(keys))
-            .limit(limit)
-        : undefined,
+      granted: plan.wantPrivate ? granted(and(sql`${projects.private} = 1`, tagged)) : undefined,
     };
   }
 
@@ -202,31 +197,12 @@ export async function projectListQueries(db: ReadDb, org: OrgScope, config: Conf
       .orderBy(...orderBy(keys))
       .limit(limit);
   };
-  const grantedKeys = streamKeys(plan, projectMembers.projectId);
   return {
     public: plan.wantPublic ? byOrg(org.guard(org.id), 0) : undefined,
     private: plan.wantPrivate ? byOrg(adminOrg, 1) : undefined,
-    granted: plan.wantPrivate
-      ? db
-          .select(projectColumns)
-          .from(projectMembers)
-          // A cross join keeps SQLite's join order: the caller's grants first, then each project by its key.
-          .crossJoin(projects)
-          .where(
-            and(
-              eq(projectMembers.organizationId, grantOrg),
-              eq(projectMembers.memberId, org.callerId),
-              eq(projects.id, projectMembers.projectId),
-              // Public projects come through the public stream; with no private filter a granted
-              // public one is read here too and merged away (no skipped rows, so the limit holds).
-              plan.wantPublic ? undefined : sql`${projects.private} = 1`,
-              byName,
-              keyset(grantedKeys),
-            ),
-          )
-          .orderBy(...orderBy(grantedKeys))
-          .limit(limit)
-      : undefined,
+    // Public projects come through the public stream; with no private filter a granted public one
+    // is read here too and merged away (no skipped rows, so the limit holds).
+    granted: plan.wantPrivate ? granted(plan.wantPublic ? undefined : sql`${projects.private} = 1`) : undefined,
   };
 }
 

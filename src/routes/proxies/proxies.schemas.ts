@@ -1,12 +1,9 @@
 import { z } from "../../lib/openapi";
-import { singleLine } from "../../lib/text";
+import { singleLine, URL_WHITESPACE_OR_CONTROL } from "../../lib/text";
 import { iso } from "../../lib/time";
 
 export const MAX_PROXY_URL = 2048;
 const SCHEMES = ["http:", "https:", "socks5:"];
-// The URL parser drops tabs and line breaks and trims spaces, so a URL that holds any would be
-// stored as one thing and mean another: refused before parsing.
-const WHITESPACE_OR_CONTROL = /[\s\u0000-\u001f\u007f-\u009f]/;
 
 /**
  * `scheme://host[:port][/]`. A proxy is addressed by host and port; anything after (path, query,
@@ -18,7 +15,7 @@ export const ProxyUrl = z
   .max(MAX_PROXY_URL, `must be at most ${MAX_PROXY_URL} characters`)
   .superRefine((v, ctx) => {
     const fail = (message: string) => ctx.addIssue({ code: "custom", message });
-    if (WHITESPACE_OR_CONTROL.test(v)) return fail("must not contain spaces or control characters");
+    if (URL_WHITESPACE_OR_CONTROL.test(v)) return fail("must not contain spaces or control characters");
     let u: URL;
     try {
       u = new URL(v);
