@@ -4,12 +4,14 @@ import { backgroundDb, type Db, type DbStats } from "./db/client";
 import type { KvStats } from "./lib/kv";
 import type { OrgAccess } from "./lib/permissions";
 import type { RateLimitState } from "./lib/rate-limit";
+import { newAuditTrail, type AuditTrail } from "./audit/record";
 
 /** Bindings and vars as wrangler.toml and `.dev.vars` declare them. */
 export interface Bindings {
   DB: D1Database;
   KV: KVNamespace;
   EMAIL_QUEUE: Queue;
+  WEBHOOK_QUEUE: Queue;
   SEND_EMAIL?: SendEmail;
 
   ENVIRONMENT?: string;
@@ -29,6 +31,7 @@ export interface Bindings {
   LOGIN_FAILURES_PER_CLIENT?: string;
   BUILD_VERSION?: string;
   DOH_RESOLVER_URL?: string;
+  AUDIT_LOG_RETENTION_DAYS?: string;
 
   JWT_SIGNING_KEYS?: string;
   ENCRYPTION_KEY?: string;
@@ -79,6 +82,8 @@ const ConfigSchema = z.object({
   buildVersion: z.string(),
   /** DNS-over-HTTPS JSON endpoint for domain verification (`?name=…&type=TXT`). */
   dohResolverUrl: z.url(),
+  /** Audit entries older than this are pruned by the cron. */
+  auditLogRetentionDays: intFrom(365, 1, 3650),
   jwtSigningKeys: z.string().min(1, "JWT_SIGNING_KEYS is not set (npm run dev generates .dev.vars)"),
   encryptionKey: z.string().min(1, "ENCRYPTION_KEY is not set (npm run dev generates .dev.vars)"),
   hmacSecret: z.string().min(16, "HMAC_SECRET is not set (npm run dev generates .dev.vars)"),
@@ -111,6 +116,7 @@ export function loadConfig(env: Bindings): Config {
     loginFailuresPerClient: env.LOGIN_FAILURES_PER_CLIENT,
     buildVersion: env.BUILD_VERSION ?? "dev",
     dohResolverUrl: env.DOH_RESOLVER_URL || "https://cloudflare-dns.com/dns-query",
+    auditLogRetentionDays: env.AUDIT_LOG_RETENTION_DAYS,
     jwtSigningKeys: env.JWT_SIGNING_KEYS ?? "",
     encryptionKey: env.ENCRYPTION_KEY ?? "",
     hmacSecret: env.HMAC_SECRET ?? "",
@@ -154,6 +160,8 @@ export interface ServiceCtx<A extends Actor | null = Actor | null> {
   waitUntil(promise: Promise<unknown>): void;
   /** Null outside a request (cron, queue). */
   request: RequestInfo | null;
+  /** What this request wrote to the audit log (src/audit/record.ts); the seam checks it. */
+  audit: AuditTrail;
 }
 
 /** A verb acting in one organization for an authorized caller. */
@@ -171,5 +179,6 @@ export function systemCtx(env: Bindings, execution: { waitUntil(p: Promise<unkno
     actor: { kind: "system" },
     waitUntil: (p) => execution.waitUntil(p),
     request: null,
+    audit: newAuditTrail(),
   };
 }

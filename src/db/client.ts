@@ -5,10 +5,28 @@ export interface DbStats {
   queries: number;
   rowsRead: number;
   rowsWritten: number;
+  /** Statements, each statement of a batch counted: what D1's per-invocation query limit counts. */
+  statements: number;
   durationMs: number;
+  /** Outside production, a request past STATEMENT_BUDGET fails loudly so every test checks it. */
+  strictBudget?: boolean;
 }
 
-export const newDbStats = (): DbStats => ({ queries: 0, rowsRead: 0, rowsWritten: 0, durationMs: 0 });
+/**
+ * D1 counts every statement of a batch against a per-invocation limit (50 on the Free plan, 1,000
+ * on Paid). No request may need more than the Free plan's: multi-row changes are set-based.
+ */
+export const STATEMENT_BUDGET = 50;
+
+export const newDbStats = (strictBudget = false): DbStats => ({ queries: 0, rowsRead: 0, rowsWritten: 0, statements: 0, durationMs: 0, strictBudget });
+
+function spend(stats: DbStats, statements: number) {
+  stats.statements += statements;
+  if (stats.statements <= STATEMENT_BUDGET) return;
+  const msg = `this request issued ${stats.statements} D1 statements, over the budget of ${STATEMENT_BUDGET}`;
+  if (stats.strictBudget) throw new Error(msg);
+  if (stats.statements - statements <= STATEMENT_BUDGET) console.error(JSON.stringify({ level: "error", msg }));
+}
 
 function record(stats: DbStats, started: number, results: D1Result[]) {
   stats.queries += 1;
@@ -57,6 +75,7 @@ class CountedStatement {
   }
 
   async all<T = Record<string, unknown>>(): Promise<D1Result<T>> {
+    spend(this.stats, 1);
     const started = Date.now();
     const res = await this.inner.all<T>();
     record(this.stats, started, [res]);
@@ -106,6 +125,7 @@ class CountedD1 {
 
   async batch<T = unknown>(statements: CountedStatement[]): Promise<D1Result<T>[]> {
     if (statements.length === 0) return [];
+    spend(this.stats, statements.length);
     const started = Date.now();
     const res = await this.inner.batch<T>(statements.map((s) => s.inner));
     record(this.stats, started, res);

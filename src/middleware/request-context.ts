@@ -23,11 +23,12 @@ export const requestContext: MiddlewareHandler<AppEnv> = async (c, next) => {
   const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : `req_${crypto.randomUUID().replace(/-/g, "")}`;
   c.set("requestId", requestId);
   const started = Date.now();
-  const dbStats = newDbStats();
+  const config = loadConfig(c.env);
+  const dbStats = newDbStats(config.environment !== "production");
   const kvStats = newKvStats();
   c.set("dbStats", dbStats);
   c.set("kvStats", kvStats);
-  c.set("config", loadConfig(c.env));
+  c.set("config", config);
   c.set("db", createDb(c.env.DB, dbStats));
   c.set("kv", countedKv(c.env.KV, kvStats));
 
@@ -37,7 +38,7 @@ export const requestContext: MiddlewareHandler<AppEnv> = async (c, next) => {
   h.set("X-Request-Id", requestId);
   h.set(
     "Server-Timing",
-    `db;dur=${dbStats.durationMs};desc="queries=${dbStats.queries} rows_read=${dbStats.rowsRead}", kv;desc="reads=${kvStats.reads} writes=${kvStats.writes}", total;dur=${Date.now() - started}`,
+    `db;dur=${dbStats.durationMs};desc="queries=${dbStats.queries} rows_read=${dbStats.rowsRead} statements=${dbStats.statements}", kv;desc="reads=${kvStats.reads} writes=${kvStats.writes}", total;dur=${Date.now() - started}`,
   );
   const limit = c.get("rateLimit");
   if (limit) {

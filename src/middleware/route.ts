@@ -8,6 +8,8 @@ import { scopeFor, type OrgAccess, type Scope } from "../lib/permissions";
 import { callerOf, presentedCredential, unauthenticated, type Presented } from "./authenticate";
 import { authorizeOrg, type Judged, type Load, type Loaded, type LoadResult, type OrgRule } from "./authorize";
 import { admitClient, clientIp } from "./rate-limit";
+import type { AuditAction } from "../audit/catalogue";
+import { newAuditTrail, type AuditTrail } from "../audit/record";
 
 /**
  * The seam every route goes through. A route declares who may call it and, for organization
@@ -62,6 +64,12 @@ type Doc<R> = {
   responses: RouteConfig["responses"];
   /** Errors the route may answer beyond those its rule implies; listed in OpenAPI. */
   errors?: readonly ErrorCode[];
+  /**
+   * The audit actions a successful call records (published as `x-audit-actions`). Required on every
+   * mutating organization and SCIM route; the seam checks after a 2xx that an entry was written
+   * in the change's batch (or that the service said nothing changed).
+   */
+  audit?: readonly AuditAction[];
 };
 
 type Handler<A> = (args: A, c: Context<AppEnv>) => Response | Promise<Response>;
@@ -83,7 +91,8 @@ export function publicRoute<const R extends RequestSpec | undefined = undefined>
     const input = await judgeInput(c, spec.request);
     const actor = presented ? await callerOf(c, presented) : null;
     if (!input.ok) throw input.error;
-    return spec.handle({ ctx: serviceCtx(c, null), actor, input: input.value }, c);
+    const ctx = serviceCtx(c, null);
+    return audited(c, spec, ctx.audit, await spec.handle({ ctx, actor, input: input.value }, c));
   });
 }
 
@@ -99,7 +108,8 @@ export function callerRoute<const R extends RequestSpec | undefined = undefined,
     assertCallerRule(rule, caller);
     if (!input.ok) throw input.error;
     const actor = caller as CallerFor<K>;
-    return spec.handle({ ctx: serviceCtx(c, actor), actor, input: input.value }, c);
+    const ctx = serviceCtx(c, actor);
+    return audited(c, spec, ctx.audit, await spec.handle({ ctx, actor, input: input.value }, c));
   });
 }
 
@@ -112,14 +122,36 @@ export function orgRoute<const R extends RequestSpec | undefined, L extends Load
     },
 ) {
   if (!spec.path.includes("{org_id}")) throw new Error(`${spec.path}: an organization route needs {org_id}`);
+  requireAuditDeclaration(spec);
   const rule: OrgRule = { permission: spec.permission, allowInactive: spec.allowInactive, selfParam: spec.selfParam };
   register(router, { kind: "org", ...rule }, spec, async (c) => {
     const presented = await requireCredential(c);
     const input = await judgeInput(c, spec.request);
     const { caller, access, loaded } = await authorizeOrg(c, presented, rule, input, spec.load);
     const ctx: OrgCtx = { ...serviceCtx(c, caller), org: access };
-    return spec.handle({ ctx, actor: caller, access, input: (input as { value: InputOf<R> }).value, loaded }, c);
+    return audited(c, spec, ctx.audit, await spec.handle({ ctx, actor: caller, access, input: (input as { value: InputOf<R> }).value, loaded }, c));
   });
+}
+
+/** A mutating organization or SCIM route declares what it records; a route that changes nothing is a GET. */
+export function requireAuditDeclaration(spec: { method: string; path: string; audit?: readonly AuditAction[] }) {
+  if (spec.method !== "get" && !spec.audit?.length) throw new Error(`${spec.method.toUpperCase()} ${spec.path}: a mutating route must declare its audit actions`);
+}
+
+/**
+ * After a route that declares audit actions answered 2xx: the change's batch wrote an entry, or
+ * the service said nothing changed. Outside production a miss is a 500, so every success-path
+ * test checks it; in production the change has happened, so it is logged, not failed.
+ */
+export function audited(c: Context<AppEnv>, spec: { method: string; path: string; audit?: readonly AuditAction[] }, trail: AuditTrail, res: Response): Response {
+  if (!spec.audit?.length || res.status >= 300 || trail.written > 0 || trail.unchanged) return res;
+  if ((c.env as { AUDIT_SEAM_CHECK?: string }).AUDIT_SEAM_CHECK === "off") return res;
+  const msg = `${spec.method.toUpperCase()} ${spec.path} answered ${res.status} without writing an audit entry`;
+  if (c.var.config.environment === "production") {
+    console.error(JSON.stringify({ level: "error", request_id: c.var.requestId, msg }));
+    return res;
+  }
+  throw new Error(msg);
 }
 
 /** The plain context a service verb receives. */
@@ -132,6 +164,7 @@ function serviceCtx<A extends Caller | null>(c: Context<AppEnv>, actor: A): Serv
     actor,
     waitUntil: (p) => c.executionCtx.waitUntil(p),
     request: { id: c.var.requestId, ip: clientIp(c), userAgent: c.req.header("user-agent")?.slice(0, 256) ?? null },
+    audit: newAuditTrail(),
   };
 }
 
@@ -247,7 +280,7 @@ export function register<R extends RequestSpec | undefined>(router: Router, rule
     "scope" in documented && documented.scope ? `Required token scope: \`${documented.scope}\`.` : "",
   ].filter(Boolean);
   const doc = { ...spec } as Record<string, unknown>;
-  for (const k of ["errors", "handle", "load", "permission", "allowInactive", "selfParam", "auth", "scope"]) delete doc[k];
+  for (const k of ["errors", "handle", "load", "permission", "allowInactive", "selfParam", "auth", "scope", "audit"]) delete doc[k];
   router.openAPIRegistry.registerPath({
     ...(doc as unknown as RouteConfig),
     method,
@@ -256,6 +289,7 @@ export function register<R extends RequestSpec | undefined>(router: Router, rule
     description: [description ?? "", ...notes].filter(Boolean).join("\n\n") || undefined,
     security: rule.kind === "public" ? [] : [{ bearerAuth: [] }],
     "x-authorization": documented,
+    ...(spec.audit?.length ? { "x-audit-actions": spec.audit } : {}),
     responses: { ...errorResponses([...implicitErrors(rule, path, Boolean(request?.body)), ...errors]), ...responses },
   } as RouteConfig);
   router.on(method.toUpperCase(), path.replace(/\{([A-Za-z0-9_]+)\}/g, ":$1"), handler);

@@ -7,7 +7,8 @@ import { identityProviderConfigs, scimLogs } from "../db/schema";
 import type { AppEnv, ServiceCtx } from "../env";
 import { sha256Hex } from "../lib/crypto";
 import { newId, SCIM_TOKEN_PREFIX } from "../lib/ids";
-import { judgeInput, register, type Doc, type InputOf, type RequestSpec, type Router } from "../middleware/route";
+import { newAuditTrail } from "../audit/record";
+import { audited, judgeInput, register, requireAuditDeclaration, type Doc, type InputOf, type RequestSpec, type Router } from "../middleware/route";
 import { admit, clientIp } from "../middleware/rate-limit";
 import { ScimError, scimErrorResponse, toScimError } from "./errors";
 
@@ -65,6 +66,7 @@ export function scimRoute<const R extends RequestSpec | undefined, L extends Sci
   },
 ) {
   if (!spec.path.startsWith("/scim/v2/")) throw new Error(`${spec.path}: SCIM routes live under /scim/v2`);
+  requireAuditDeclaration(spec);
   register(router, { kind: "scim" }, spec, async (c) => {
     let summary = "";
     let dir: ScimDirectory | undefined;
@@ -99,13 +101,14 @@ export function scimRoute<const R extends RequestSpec | undefined, L extends Sci
         actor: null,
         waitUntil: (p) => c.executionCtx.waitUntil(p),
         request: { id: c.var.requestId, ip: clientIp(c), userAgent: c.req.header("user-agent")?.slice(0, 256) ?? null },
+        audit: newAuditTrail(),
         dir,
         tokenKey,
         note: (s) => {
           summary = s.slice(0, 200);
         },
       };
-      const res = await spec.handle({ ctx, input: (input as { value: InputOf<R> }).value, loaded: loaded as ScimLoaded<L> }, c);
+      const res = audited(c, spec, ctx.audit, await spec.handle({ ctx, input: (input as { value: InputOf<R> }).value, loaded: loaded as ScimLoaded<L> }, c));
       status = res.status;
       return res;
     } catch (err) {

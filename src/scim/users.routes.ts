@@ -34,6 +34,7 @@ const LINKING =
 scimRoute(scimRoutes, {
   method: "post",
   path: "/scim/v2/Users",
+  audit: ["scim.user.created", "member.added"],
   tags: TAGS,
   summary: "Provision a user",
   description: `${LINKING} An active user becomes a member of the organization (role from group mappings, else \`user\`), within the seat limit (409 without scimType when full). 409 \`uniqueness\` when the userName or the account is already in this directory.`,
@@ -71,6 +72,7 @@ scimRoute(scimRoutes, {
 scimRoute(scimRoutes, {
   method: "put",
   path: "/scim/v2/Users/{id}",
+  audit: ["scim.user.updated", "scim.user.deprovisioned"],
   tags: TAGS,
   summary: "Replace a user",
   description: `Replaces every writable attribute (absent ones are cleared; \`active\` defaults to true). \`active: false\` removes the membership at once; true restores it. If-Match mismatch → 412. ${LINKING}`,
@@ -83,6 +85,7 @@ scimRoute(scimRoutes, {
 scimRoute(scimRoutes, {
   method: "patch",
   path: "/scim/v2/Users/{id}",
+  audit: ["scim.user.updated", "scim.user.deprovisioned"],
   tags: TAGS,
   summary: "Modify a user",
   description:
@@ -96,6 +99,7 @@ scimRoute(scimRoutes, {
 scimRoute(scimRoutes, {
   method: "delete",
   path: "/scim/v2/Users/{id}",
+  audit: ["scim.user.deleted"],
   tags: TAGS,
   summary: "Delete a user",
   description: "Removes the membership this directory manages (access ends on the person's next request) and the SCIM record; the account itself stays. If-Match mismatch → 412.",

@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { decryptString, encryptString, hashPassword, timingSafeEqual, verifyPassword, needsRehash } from "../../src/lib/crypto";
 import { isId, newId } from "../../src/lib/ids";
-import { createDb } from "../../src/db/client";
+import { createDb, newDbStats } from "../../src/db/client";
 import { users, sessions } from "../../src/db/schema";
 import { eq } from "drizzle-orm";
 
@@ -56,11 +56,12 @@ describe("crypto", () => {
 describe("counted db", () => {
   it("counts round trips and rows, a batch as one", async () => {
     const db = createDb(env.DB);
-    const stats = { queries: 0, rowsRead: 0, rowsWritten: 0, durationMs: 0 };
+    const stats = newDbStats();
     const counted = createDb(env.DB, stats);
     await counted.select().from(users).limit(1);
     await counted.batch([counted.select().from(users).limit(1), counted.select().from(sessions).limit(1)]);
     expect(stats.queries).toBe(2);
+    expect(stats.statements).toBe(3);
     expect(db).toBeDefined();
   });
 

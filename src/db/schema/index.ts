@@ -8,3 +8,4 @@ export * from "./connections";
 export * from "./licenses";
 export * from "./sso";
 export * from "./scim";
+export * from "./audit";

@@ -25,6 +25,7 @@ orgRoute(domainRoutes, {
   permission: "sso:write",
   method: "post",
   path: "/v1/organizations/{org_id}/domains",
+  audit: ["domain.created"],
   tags: TAGS,
   summary: "Claim a domain",
   description:
@@ -66,6 +67,7 @@ orgRoute(domainRoutes, {
   permission: "sso:write",
   method: "patch",
   path: "/v1/organizations/{org_id}/domains/{domain_id}",
+  audit: ["domain.updated"],
   tags: TAGS,
   summary: "Update a domain",
   description:
@@ -85,6 +87,7 @@ orgRoute(domainRoutes, {
   permission: "sso:write",
   method: "delete",
   path: "/v1/organizations/{org_id}/domains/{domain_id}",
+  audit: ["domain.deleted"],
   tags: TAGS,
   summary: "Delete a domain",
   description:
@@ -102,6 +105,7 @@ orgRoute(domainRoutes, {
   permission: "sso:write",
   method: "post",
   path: "/v1/organizations/{org_id}/domains/{domain_id}/verify",
+  audit: ["domain.verified", "domain.verification_failed"],
   tags: TAGS,
   summary: "Verify a domain",
   description: [

@@ -43,6 +43,7 @@ export function registerScimRoutes(router: Router) {
     permission: "sso:write",
     method: "post",
     path: "/v1/organizations/{org_id}/identity-provider-configs/{idp_id}/scim-token",
+    audit: ["identity_provider.scim_token_created"],
     tags: TAGS,
     summary: "Mint the config's SCIM token",
     description:

@@ -23,6 +23,7 @@ orgRoute(integrationRoutes, {
   permission: "integrations:write",
   method: "post",
   path: "/v1/organizations/{org_id}/integrations",
+  audit: ["integration.created"],
   tags: TAGS,
   summary: "Install an integration",
   description:
@@ -63,6 +64,7 @@ orgRoute(integrationRoutes, {
   permission: "integrations:write",
   method: "delete",
   path: "/v1/organizations/{org_id}/integrations/{integration_id}",
+  audit: ["integration.deleted"],
   tags: TAGS,
   summary: "Uninstall an integration",
   description: "Its secrets and environment mapping go with it.",
@@ -79,6 +81,7 @@ orgRoute(integrationRoutes, {
   permission: "integrations:write",
   method: "patch",
   path: "/v1/organizations/{org_id}/integrations/{integration_id}/environment-mapping",
+  audit: ["integration.updated"],
   tags: TAGS,
   summary: "Map external environments to projects",
   description:

@@ -85,6 +85,7 @@ callerRoute(licenseRoutes, {
   auth: "session",
   method: "post",
   path: "/v1/licenses/{license_id}/revoke",
+  audit: ["license.revoked"],
   tags: ["Licenses"],
   summary: "Revoke a license",
   description: `${PLATFORM_NOTE} Final and idempotent. The organization it serves keeps it (\`status: "revoked"\`) but falls back to the free plan's seats and features at once, and its deployments are refused from their next heartbeat.`,
@@ -113,6 +114,7 @@ orgRoute(licenseRoutes, {
   permission: "billing:write",
   method: "put",
   path: "/v1/organizations/{org_id}/license",
+  audit: ["license.assigned"],
   tags: ["Licenses"],
   summary: "Assign a license",
   description:
@@ -128,6 +130,7 @@ orgRoute(licenseRoutes, {
   permission: "billing:write",
   method: "delete",
   path: "/v1/organizations/{org_id}/license",
+  audit: ["license.unassigned"],
   tags: ["Licenses"],
   summary: "Remove the organization's license",
   description: "Back to the free plan (idempotent: 204 with no license too); the license becomes assignable to any organization again. Members beyond the free seats stay, but no seat is taken until usage is below the limit.",

@@ -29,6 +29,7 @@ orgRoute(memberRoutes, {
   permission: "members:write",
   method: "post",
   path: "/v1/organizations/{org_id}/members",
+  audit: ["member.added"],
   tags: ["Members"],
   summary: "Add an existing user",
   description:
@@ -57,6 +58,7 @@ orgRoute(memberRoutes, {
   permission: "members:write",
   method: "patch",
   path: "/v1/organizations/{org_id}/members/{user_id}",
+  audit: ["member.role_changed"],
   tags: ["Members"],
   summary: "Change a member's role",
   description:
@@ -76,6 +78,7 @@ orgRoute(memberRoutes, {
   selfParam: "user_id",
   method: "delete",
   path: "/v1/organizations/{org_id}/members/{user_id}",
+  audit: ["member.removed"],
   tags: ["Members"],
   summary: "Remove a member, or leave",
   description:

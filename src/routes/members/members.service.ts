@@ -15,6 +15,7 @@ import { assertWithinCaller, permissionsOfRole, permissionsOfRoles, requireAssig
 import { removeServiceAccount } from "../service-accounts/service-accounts.service";
 import { keepsAnotherAdmin } from "./last-admin";
 import { serializeMember, type MemberRow } from "./members.schemas";
+import { commit, noChange } from "../../audit/record";
 
 const memberColumns = {
   memberId: members.memberId,
@@ -219,9 +220,10 @@ export async function addMember(
   const now = Date.now();
   const v = memberValues(orgId, user, input.role, now);
   const db = ctx.db;
+  const member = serializeMember({ memberId: user.id, type: "user", role: input.role, displayName: user.displayName, email: user.email, joinedAt: now });
   let inserted: { changes: number };
   try {
-    const [ins] = await db.batch([
+    const [ins] = await commit(ctx, [
       db.insert(members).select(
         sql`select ${v.organizationId}, ${v.memberId}, ${v.type}, ${v.role}, ${v.displayName}, ${v.nameKey}, ${v.email}, ${v.joinedAt}, null
             where ${seatFreeSql(orgId, now, ctx.config.freePlanSeats)}
@@ -231,14 +233,18 @@ export async function addMember(
         .update(organizations)
         .set({ memberCount: sql`${organizations.memberCount} + 1`, userMemberCount: sql`${organizations.userMemberCount} + 1` })
         .where(and(eq(organizations.id, orgId), sql`changes() = 1`)),
-    ]);
+    ], {
+      // After the counter update, which itself ran only if the member went in.
+      onlyIf: sql`changes() = 1`,
+      entries: [{ action: "member.added", target: { type: "user", id: user.id }, changes: ["role"], event: { type: "member.added", data: member } }],
+    });
     inserted = (ins as D1Result).meta;
   } catch (err) {
     if (isUniqueViolation(err, "members.organization_id, members.member_id")) throw new ApiError("already_member", "This user is already a member.");
     throw err;
   }
   if (inserted.changes !== 1) throw seatLimitReached(await seatsInForce(ctx, orgId));
-  return serializeMember({ memberId: user.id, type: "user", role: input.role, displayName: user.displayName, email: user.email, joinedAt: now });
+  return member;
 }
 
 /**
@@ -260,13 +266,33 @@ export async function changeMemberRole(ctx: OrgCtx, role: string, loaded: { memb
   const target = found(loaded.member);
   assertMayManage(ctx, target, { name: role, known: permissionsOfRoles([role], loaded.roles) });
   assertNotScimManaged(target);
-  if (target.role === role) return serializeMember(target);
+  if (target.role === role) {
+    noChange(ctx);
+    return serializeMember(target);
+  }
   const orgId = ctx.org.id;
-  const [updated] = await ctx.db
-    .update(members)
-    .set({ role })
-    .where(and(eq(members.organizationId, orgId), eq(members.memberId, target.memberId), role === "admin" ? undefined : keepsAnotherAdmin(orgId, target.memberId)))
-    .returning(memberColumns);
+  const [rows] = await commit(
+    ctx,
+    [
+      ctx.db
+        .update(members)
+        .set({ role })
+        .where(and(eq(members.organizationId, orgId), eq(members.memberId, target.memberId), role === "admin" ? undefined : keepsAnotherAdmin(orgId, target.memberId)))
+        .returning(memberColumns),
+    ],
+    {
+      onlyIf: sql`changes() = 1`,
+      entries: [
+        {
+          action: "member.role_changed",
+          target: { type: target.type, id: target.memberId },
+          changes: ["role"],
+          event: { type: "member.role_changed", data: { ...serializeMember({ ...target, role }), previous_role: target.role } },
+        },
+      ],
+    },
+  );
+  const updated = rows[0];
   if (!updated) throw lastAdmin();
   return serializeMember(updated);
 }
@@ -280,7 +306,7 @@ export async function removeMember(ctx: OrgCtx, rows: FoundMember[] | undefined)
   assertNotScimManaged(target);
   if (target.type === "service_account") return removeServiceAccount(ctx, target.memberId);
   const db = ctx.db;
-  const [deleted] = await db.batch([
+  const [deleted] = await commit(ctx, [
     db
       .delete(members)
       .where(and(eq(members.organizationId, orgId), eq(members.memberId, target.memberId), keepsAnotherAdmin(orgId, target.memberId)))
@@ -304,6 +330,11 @@ export async function removeMember(ctx: OrgCtx, rows: FoundMember[] | undefined)
           sql`not exists (select 1 from members m where m.organization_id = ${orgId} and m.member_id = ${target.memberId})`,
         ),
       ),
-  ]);
+  ], {
+    // After the counter update, which ran only if the row went (grants' deletion counts rows).
+    after: 1,
+    onlyIf: sql`changes() = 1`,
+    entries: [{ action: "member.removed", target: { type: "user", id: target.memberId }, event: { type: "member.removed", data: { ...serializeMember(target), left: self } } }],
+  });
   if (deleted.length === 0) throw lastAdmin();
 }

@@ -1,3 +1,4 @@
+import { commit } from "../../audit/record";
 import { and, asc, eq, sql, type SQL } from "drizzle-orm";
 import type { OrgScope, ReadDb } from "../../db/authz";
 import type { OrgCtx, ServiceCtx } from "../../env";
@@ -103,7 +104,11 @@ export async function createOrganization(
     };
     try {
       // The organization and its first admin land together.
-      await db.batch([db.insert(organizations).values(org), db.insert(members).values(memberValues(org.id, { id: userId, ...user }, "admin", now))]);
+      // No endpoint can subscribe to an organization that does not exist yet: an entry, no event.
+      await commit(ctx, [db.insert(organizations).values(org), db.insert(members).values(memberValues(org.id, { id: userId, ...user }, "admin", now))], {
+        organizationId: org.id,
+        entries: [{ action: "organization.created", target: { type: "organization", id: org.id } }],
+      });
       return serializeOrganization(org, { id: userId, ...user });
     } catch (err) {
       if (isUniqueViolation(err, "organizations.slug")) {

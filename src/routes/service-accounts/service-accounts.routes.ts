@@ -22,6 +22,7 @@ orgRoute(serviceAccountRoutes, {
   permission: "service_accounts:write",
   method: "post",
   path: "/v1/organizations/{org_id}/service-accounts",
+  audit: ["service_account.created"],
   tags: ["Service accounts"],
   summary: "Create a service account",
   description:
@@ -63,6 +64,7 @@ orgRoute(serviceAccountRoutes, {
   permission: "service_accounts:write",
   method: "delete",
   path: "/v1/organizations/{org_id}/service-accounts/{service_account_id}",
+  audit: ["service_account.deleted"],
   tags: ["Service accounts"],
   summary: "Delete a service account",
   description: "Its keys stop working on their very next request. The caller must hold every permission of the account's role (403 otherwise).",
@@ -80,6 +82,7 @@ orgRoute(serviceAccountRoutes, {
   permission: "service_accounts:write",
   method: "post",
   path: "/v1/organizations/{org_id}/service-accounts/{service_account_id}/rotate-key",
+  audit: ["service_account.key_rotated"],
   tags: ["Service accounts"],
   summary: "Rotate the key",
   description:

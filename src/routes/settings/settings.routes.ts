@@ -23,6 +23,7 @@ orgRoute(settingsRoutes, {
   permission: "organization:write",
   method: "put",
   path: "/v1/organizations/{org_id}/settings",
+  audit: ["organization.settings_updated"],
   tags: ["Settings"],
   summary: "Replace settings and set or delete secrets",
   description: "Secrets are encrypted at rest with AES-GCM; a `null` value deletes one.",

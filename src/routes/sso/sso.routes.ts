@@ -36,6 +36,7 @@ const FORM_TYPE = /^application\/x-www-form-urlencoded\s*(;.*)?$/i;
 publicRoute(ssoRoutes, {
   method: "post",
   path: "/v1/sso/saml/{idp_id}/acs",
+  audit: ["sso.login", "member.added"],
   tags: TAGS,
   summary: "SAML assertion consumer service (HTTP-POST binding)",
   description: [
