@@ -23,6 +23,8 @@ import { domainRoutes } from "./routes/domains/domains.routes";
 import { identityProviderRoutes } from "./routes/identity-providers/identity-providers.routes";
 import { ssoRoutes } from "./routes/sso/sso.routes";
 import { scimRoutes } from "./scim";
+import { webhookRoutes } from "./routes/webhooks/webhooks.routes";
+import { auditLogRoutes } from "./routes/audit-logs/audit-logs.routes";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -46,6 +48,8 @@ const ROUTERS: Router[] = [
   domainRoutes,
   identityProviderRoutes,
   ssoRoutes,
+  webhookRoutes,
+  auditLogRoutes,
   scimRoutes,
   devRoutes,
 ];

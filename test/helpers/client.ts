@@ -6,6 +6,8 @@ import type { Bindings } from "../../src/env";
 export interface Cost {
   queries: number;
   rowsRead: number;
+  /** Statements, each statement of a batch counted (D1's per-invocation query limit). */
+  statements: number;
   kvReads: number;
   kvWrites: number;
 }
@@ -47,6 +49,7 @@ export function parseServerTiming(header: string | null): Cost {
   return {
     queries: num(/queries=(\d+)/),
     rowsRead: num(/rows_read=(\d+)/),
+    statements: num(/statements=(\d+)/),
     kvReads: num(/reads=(\d+)/),
     kvWrites: num(/writes=(\d+)/),
   };

@@ -1,0 +1,3 @@
+import { createRouter } from "../../middleware/route";
+
+export const auditLogRoutes = createRouter();
