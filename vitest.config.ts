@@ -39,8 +39,6 @@ export default defineConfig(async () => {
             CREDENTIAL_RATE_LIMIT_PER_MINUTE: "100000",
             LOGIN_RATE_LIMIT_PER_EMAIL: "100000",
             LOGIN_FAILURES_PER_CLIENT: "100000",
-            // TEMPORARY while issue 12 lands route by route: AUDIT_SEAM_CHECK=off skips the seam's audit check.
-            AUDIT_SEAM_CHECK: process.env.AUDIT_SEAM_CHECK ?? "on",
           },
         },
       }),

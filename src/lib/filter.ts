@@ -1,4 +1,4 @@
-import { and, eq, ne, sql, type SQL } from "drizzle-orm";
+import { and, eq, gt, gte, lt, lte, ne, sql, type SQL } from "drizzle-orm";
 import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
 import { ApiError } from "./errors";
 import type { SortKey } from "./pagination";
@@ -6,11 +6,13 @@ import type { SortKey } from "./pagination";
 /**
  * The AIP-160 subset every list accepts:
  *   expr  := term ("AND" term)*
- *   term  := field ("=" | "!=" | ":") value
+ *   term  := field ("=" | "!=" | ":" | "<" | "<=" | ">" | ">=") value
  *   value := "double-quoted string" (\" and \\ escape) | true | false
- * `=` and `!=` are exact; `field:"v"` is a case-insensitive prefix match.
+ * `=` and `!=` are exact; `field:"v"` is a case-insensitive prefix match; the comparisons apply to
+ * timestamp fields only (an RFC 3339 value, e.g. `created_at >= "2025-01-01T00:00:00Z"`).
  */
-export type FilterOp = "=" | "!=" | ":";
+export type FilterOp = "=" | "!=" | ":" | "<" | "<=" | ">" | ">=";
+const COMPARISONS = ["<=", ">=", "<", ">"] as const;
 export interface FilterTerm {
   field: string;
   op: FilterOp;
@@ -34,14 +36,18 @@ export function parseFilter(input: string): FilterTerm[] {
     if (!field) throw invalid(`Expected a field name at position ${start + 1}, e.g. name = "Acme".`);
     ws();
     let op: FilterOp;
+    const comparison = COMPARISONS.find((c) => s.startsWith(c, i));
     if (s.startsWith("!=", i)) {
       op = "!=";
       i += 2;
+    } else if (comparison) {
+      op = comparison;
+      i += comparison.length;
     } else if (s[i] === "=" || s[i] === ":") {
       op = s[i] as FilterOp;
       i += 1;
     } else {
-      throw invalid(`Expected =, != or : after \`${field}\` at position ${i + 1}.`);
+      throw invalid(`Expected =, != or : (or <, <=, >, >= on a timestamp) after \`${field}\` at position ${i + 1}.`);
     }
     ws();
     let value: string | boolean;
@@ -94,7 +100,8 @@ export function parseFilter(input: string): FilterTerm[] {
 }
 
 export interface FilterField {
-  kind: "string" | "enum" | "boolean";
+  /** `timestamp`: an integer column of epoch milliseconds, compared with an RFC 3339 value. */
+  kind: "string" | "enum" | "boolean" | "timestamp";
   column?: SQLiteColumn | SQL;
   values?: readonly string[];
   /** Values are stored lower-cased (emails): compare lower-cased. */
@@ -109,13 +116,28 @@ const escapeLike = (v: string) => v.replace(/[\\%_]/g, (m) => `\\${m}`);
 /** Case-insensitive prefix match; SQLite's LIKE folds ASCII case. */
 export const likePrefix = (column: SQLiteColumn | SQL, value: string) => sql`${column} like ${escapeLike(value) + "%"} escape '\\'`;
 
+const COMPARE = { "<": lt, "<=": lte, ">": gt, ">=": gte } as const;
+
+// RFC 3339 with an explicit offset: a bare date or local time would be read in an unstated zone.
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(?:[Zz]|[+-](\d{2}):(\d{2}))$/;
+
+/** Epoch ms of an RFC 3339 time. Checked field by field: Date.parse rolls "02-30" over into March. */
+function timestampOf(field: string, value: string): number {
+  const m = RFC3339.exec(value);
+  const [y, mo, d, h, mi, s, , oh = 0, om = 0] = (m ?? []).slice(1).map((x) => (x === undefined ? undefined : Number(x)));
+  const valid =
+    m && mo! >= 1 && mo! <= 12 && d! >= 1 && d! <= new Date(Date.UTC(y!, mo!, 0)).getUTCDate() && h! <= 23 && mi! <= 59 && s! <= 59 && oh! <= 23 && om! <= 59;
+  if (!valid) throw invalid(`\`${field}\` takes an RFC 3339 time with an offset, e.g. "2025-01-31T00:00:00Z".`);
+  return Date.parse(value.toUpperCase().replace(" ", "T"));
+}
+
 export function compileFilter(terms: FilterTerm[], fields: Record<string, FilterField>): SQL | undefined {
   const conds: SQL[] = [];
   const names = Object.keys(fields).join(", ");
   for (const t of terms) {
     const f = Object.hasOwn(fields, t.field) ? fields[t.field] : undefined;
     if (!f) throw invalid(`Unknown filter field \`${t.field}\`; filterable fields: ${names}.`);
-    const ops = f.ops ?? (f.kind === "string" ? ["=", "!=", ":"] : ["=", "!="]);
+    const ops = f.ops ?? (f.kind === "string" ? ["=", "!=", ":"] : f.kind === "timestamp" ? ["<", "<=", ">", ">="] : ["=", "!="]);
     if (!ops.includes(t.op)) throw invalid(`\`${t.field}\` supports ${ops.map((o) => `\`${o}\``).join(", ")} only.`);
     if (f.kind === "boolean") {
       if (typeof t.value !== "boolean") throw invalid(`\`${t.field}\` takes true or false.`);
@@ -127,6 +149,10 @@ export function compileFilter(terms: FilterTerm[], fields: Record<string, Filter
       throw invalid(`\`${t.field}\` must be one of: ${f.values!.join(", ")}.`);
     }
     if (typeof t.value === "string" && t.value.length > 256) throw invalid(`The value for \`${t.field}\` is longer than 256 characters.`);
+    if (f.kind === "timestamp") {
+      conds.push(COMPARE[t.op as (typeof COMPARISONS)[number]](f.column! as SQLiteColumn, timestampOf(t.field, t.value as string)));
+      continue;
+    }
     const value = typeof t.value === "string" && f.lowercase ? t.value.toLowerCase() : t.value;
     if (t.op === ":") {
       conds.push(f.prefix ? f.prefix(value as string) : likePrefix(f.column!, value as string));

@@ -145,7 +145,6 @@ export function requireAuditDeclaration(spec: { method: string; path: string; au
  */
 export function audited(c: Context<AppEnv>, spec: { method: string; path: string; audit?: readonly AuditAction[] }, trail: AuditTrail, res: Response): Response {
   if (!spec.audit?.length || res.status >= 300 || trail.written > 0 || trail.unchanged) return res;
-  if ((c.env as { AUDIT_SEAM_CHECK?: string }).AUDIT_SEAM_CHECK === "off") return res;
   const msg = `${spec.method.toUpperCase()} ${spec.path} answered ${res.status} without writing an audit entry`;
   if (c.var.config.environment === "production") {
     console.error(JSON.stringify({ level: "error", request_id: c.var.requestId, msg }));

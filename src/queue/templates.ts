@@ -45,6 +45,21 @@ export const templates = {
       ),
     };
   },
+  webhook_disabled(p: { organization_name: string; webhook_id: string; webhook_url: string; failing_since: string; organization_id: string; app_base_url: string }): RenderedEmail {
+    const subject = `A webhook endpoint of ${p.organization_name} was disabled`;
+    const how = `PATCH /v1/organizations/${p.organization_id}/webhooks/${p.webhook_id} {"enabled": true}`;
+    return {
+      subject: subject.replace(/[\r\n]+/g, " ").slice(0, 200),
+      text:
+        `Every delivery to the webhook endpoint ${p.webhook_url} (${p.webhook_id}) of ${p.organization_name} has failed since ${p.failing_since}, so it was disabled and receives no more events.\n\n` +
+        `Its deliveries and their errors are listed at GET /v1/organizations/${p.organization_id}/webhooks/${p.webhook_id}/deliveries. Once the receiver works again, re-enable it with\n${how}\n`,
+      html: layout(
+        subject,
+        `<p>Every delivery to the webhook endpoint <code>${escapeHtml(p.webhook_url)}</code> (${escapeHtml(p.webhook_id)}) of <strong>${escapeHtml(p.organization_name)}</strong> has failed since ${escapeHtml(p.failing_since)}, so it was disabled and receives no more events.</p>` +
+          `<p>Once the receiver works again, re-enable it with <code>${escapeHtml(how)}</code>.</p>`,
+      ),
+    };
+  },
 } as const;
 
 export type TemplateName = keyof typeof templates;

@@ -4,6 +4,7 @@ import type { ReadDb } from "../db/authz";
 import type { Db } from "../db/client";
 import { outer } from "../db/schema/columns";
 import { identityProviderConfigs, roles, scimGroupMembers, scimGroups, scimUsers } from "../db/schema";
+import { commit } from "../audit/record";
 import { isUniqueViolation } from "../lib/errors";
 import { isId, newId } from "../lib/ids";
 import { isBuiltInRole } from "../lib/permissions";
@@ -266,6 +267,16 @@ class GroupWrite {
     this.add(ids);
   }
 
+  /** A PATCH's member steps as their net effect: a fixed number of statements however many operations the request has. */
+  members(net: NetMembers) {
+    net.touched.forEach((id) => this.touched.add(id));
+    if (net.clear) this.replace(net.add);
+    else {
+      this.remove(net.remove);
+      this.add(net.add);
+    }
+  }
+
   /**
    * displayName / externalId / role. A role that is sent recomputes every member's role (bounded
    * by the group's size) even when it equals the loaded one: a concurrent change may have moved it.
@@ -299,16 +310,63 @@ class GroupWrite {
   }
 }
 
-async function runWrite(ctx: ScimCtx, write: GroupWrite, displayName?: string): Promise<GroupRow | undefined> {
+/**
+ * Runs a PUT or PATCH with its scim.group.updated entry, written right after the version bump and
+ * only if the bump changed the row (the gate held).
+ */
+async function runWrite(ctx: ScimCtx, write: GroupWrite, entry: { group: GroupEventSource; changes: string[] }, displayName?: string): Promise<GroupRow | undefined> {
   const last = write.finish();
   try {
-    const results = (await ctx.db.batch(write.stmts as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]])) as unknown[];
+    const results = (await commit(ctx, write.stmts as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
+      organizationId: ctx.dir.organizationId,
+      onlyIf: sql`changes() = 1`,
+      entries: [
+        { action: "scim.group.updated", target: groupTarget(write.groupId), changes: entry.changes, event: { type: "scim.group.updated", data: groupEvent(ctx.dir, entry.group) } },
+      ],
+    })) as unknown[];
     return (results[last] as GroupRow[])[0];
   } catch (err) {
     if (isUniqueViolation(err, "scim_groups.config_id, scim_groups.display_name_key")) throw nameTaken(displayName ?? "");
     throw err;
   }
 }
+
+type GroupEventSource = Pick<GroupRow, "id" | "displayName" | "externalId" | "role">;
+
+/**
+ * What a scim.group.* event carries: the group without its members (a group may have thousands;
+ * a receiver reads them through /scim/v2). Role changes the group's mapping causes are recorded
+ * as this group change, not as one member.role_changed per member.
+ */
+function groupEvent(dir: ScimDirectory, g: GroupEventSource) {
+  return {
+    id: g.id,
+    display_name: g.displayName,
+    external_id: g.externalId,
+    role: g.role,
+    organization_id: dir.organizationId,
+    identity_provider_config_id: dir.configId,
+  };
+}
+
+const groupTarget = (id: string) => ({ type: "scim_group", id });
+
+/** The attributes a PUT or PATCH sets to another value than the loaded one, and `members` when it names members. */
+function changedGroupFields(current: GroupRow, fields: GroupPatchPlan["fields"], members: boolean): string[] {
+  const out: string[] = [];
+  if (fields.displayName !== undefined && fields.displayName !== current.displayName) out.push("displayName");
+  if (fields.externalId !== undefined && fields.externalId !== current.externalId) out.push("externalId");
+  if (fields.role !== undefined && fields.role !== current.role) out.push("role");
+  if (members) out.push("members");
+  return out;
+}
+
+const afterFields = (current: GroupRow, fields: GroupPatchPlan["fields"]): GroupEventSource => ({
+  id: current.id,
+  displayName: fields.displayName ?? current.displayName,
+  externalId: fields.externalId === undefined ? current.externalId : fields.externalId,
+  role: fields.role === undefined ? current.role : fields.role,
+});
 
 /** A write whose gate did not hold: the group is gone (404) or changed under the If-Match (412). */
 async function gateFailed(ctx: ScimCtx, id: string, version: number | null): Promise<never> {
@@ -347,7 +405,17 @@ export async function createGroup(ctx: ScimCtx, input: GroupInput, known: Member
     if (role !== null) stmts.push(...applyMemberRole(db, ctx.dir, ids, now));
   }
   try {
-    await db.batch(stmts as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+    await commit(ctx, stmts as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
+      organizationId: ctx.dir.organizationId,
+      entries: [
+        {
+          action: "scim.group.created",
+          target: groupTarget(row.id),
+          changes: ids.length > 0 ? ["members"] : undefined,
+          event: { type: "scim.group.created", data: groupEvent(ctx.dir, row) },
+        },
+      ],
+    });
   } catch (err) {
     if (isUniqueViolation(err, "scim_groups.config_id, scim_groups.display_name_key")) throw nameTaken(input.displayName);
     throw err;
@@ -370,9 +438,11 @@ export async function replaceGroup(
   const roleExt = input[GROUP_ROLE_SCHEMA];
   if (roleExt?.role !== undefined) assertMappableRole(roleExt.role, loaded.customRole);
   const write = new GroupWrite(ctx.db, ctx.dir, current.id, version, Date.now());
-  write.set({ displayName: input.displayName, externalId: input.externalId, role: roleExt ? (roleExt.role ?? null) : undefined });
+  const fields = { displayName: input.displayName, externalId: input.externalId, role: roleExt ? (roleExt.role ?? null) : undefined };
+  // Members first: the leavers' roles are recomputed while the group still has the role they got from it.
   if (ids) write.replace(ids);
-  const row = await runWrite(ctx, write, input.displayName);
+  write.set(fields);
+  const row = await runWrite(ctx, write, { group: afterFields(current, fields), changes: changedGroupFields(current, fields, ids !== undefined) }, input.displayName);
   if (!row) return gateFailed(ctx, current.id, version);
   ctx.note(`replaced group ${row.displayName.slice(0, 80)}${ids ? ` (${ids.length} members)` : ""}`);
   const byId = new Map(loaded.known.map((k) => [k.id, k]));
@@ -390,7 +460,12 @@ export async function deleteGroup(ctx: ScimCtx, current: GroupRow, version: numb
   write.removeAllBut();
   const where = and(eq(scimGroups.id, current.id), eq(scimGroups.configId, ctx.dir.configId), version === null ? undefined : eq(scimGroups.version, version));
   const stmts = [...write.stmts, db.delete(scimGroups).where(where).returning({ id: scimGroups.id }), groupCountStep(db, ctx.dir, -1)];
-  const results = (await db.batch(stmts as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]])) as unknown[];
+  // Last: the count step changed a row exactly when the group was deleted.
+  const results = (await commit(ctx, stmts as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
+    organizationId: ctx.dir.organizationId,
+    onlyIf: sql`changes() = 1`,
+    entries: [{ action: "scim.group.deleted", target: groupTarget(current.id), event: { type: "scim.group.deleted", data: groupEvent(ctx.dir, current) } }],
+  })) as unknown[];
   if ((results[results.length - 2] as unknown[]).length === 0) return gateFailed(ctx, current.id, version);
   ctx.note(`deleted group ${current.displayName.slice(0, 80)} (${current.memberCount} members)`);
 }
@@ -398,6 +473,42 @@ export async function deleteGroup(ctx: ScimCtx, current: GroupRow, version: numb
 // ---- PATCH (RFC 7644 §3.5.2) -------------------------------------------------------------------
 
 type Step = { kind: "add" | "remove" | "replace"; ids: string[] } | { kind: "removeAll" };
+
+/** Where a PATCH's member steps leave the group: `clear` (a removeAll or replace came), then who is in or out. */
+export interface NetMembers {
+  clear: boolean;
+  add: string[];
+  /** Removals to run; none after a clear (everyone not added leaves anyway). */
+  remove: string[];
+  /** Every id a step named: their roles are recomputed. */
+  touched: string[];
+}
+
+/**
+ * The net effect of the steps in order: the last step naming an id decides whether it is in or
+ * out, and a removeAll or replace drops what came before it. Never reading the group, this is
+ * what the steps one by one would leave, in at most four membership statements (D1 counts every
+ * statement of a batch, and a PATCH may carry 100 operations).
+ */
+export function netMembers(steps: readonly Step[]): NetMembers {
+  let clear = false;
+  const state = new Map<string, boolean>();
+  const touched = new Set<string>();
+  for (const step of steps) {
+    if (step.kind === "removeAll" || step.kind === "replace") {
+      clear = true;
+      state.clear();
+    }
+    if (step.kind === "removeAll") continue;
+    for (const id of step.ids) {
+      touched.add(id);
+      state.set(id, step.kind !== "remove");
+    }
+  }
+  const pick = (inGroup: boolean) => [...state].filter(([, v]) => v === inGroup).map(([id]) => id);
+  return { clear, add: pick(true), remove: clear ? [] : pick(false), touched: [...touched] };
+}
+
 export interface GroupPatchPlan {
   steps: Step[];
   fields: { displayName?: string; externalId?: string | null; role?: string | null };
@@ -555,14 +666,9 @@ export async function patchGroup(
   assertKnownMembers([...new Set(plan.adds)], loaded.known);
   if (plan.fields.role !== undefined) assertMappableRole(plan.fields.role, loaded.customRole);
   const write = new GroupWrite(ctx.db, ctx.dir, current.id, version, Date.now());
-  for (const step of plan.steps) {
-    if (step.kind === "removeAll") write.removeAllBut();
-    else if (step.kind === "add") write.add(step.ids);
-    else if (step.kind === "remove") write.remove(step.ids);
-    else write.replace(step.ids);
-  }
+  if (plan.steps.length > 0) write.members(netMembers(plan.steps));
   write.set(plan.fields);
-  const row = await runWrite(ctx, write, plan.fields.displayName);
+  const row = await runWrite(ctx, write, { group: afterFields(current, plan.fields), changes: changedGroupFields(current, plan.fields, plan.steps.length > 0) }, plan.fields.displayName);
   if (!row) return gateFailed(ctx, current.id, version);
   const added = plan.steps.reduce((n, s) => n + (s.kind === "add" || s.kind === "replace" ? s.ids.length : 0), 0);
   const removed = plan.steps.reduce((n, s) => n + (s.kind === "remove" ? s.ids.length : 0), 0);

@@ -72,7 +72,7 @@ scimRoute(scimRoutes, {
 scimRoute(scimRoutes, {
   method: "put",
   path: "/scim/v2/Users/{id}",
-  audit: ["scim.user.updated", "scim.user.deprovisioned"],
+  audit: ["scim.user.updated", "scim.user.deprovisioned", "member.added", "member.removed"],
   tags: TAGS,
   summary: "Replace a user",
   description: `Replaces every writable attribute (absent ones are cleared; \`active\` defaults to true). \`active: false\` removes the membership at once; true restores it. If-Match mismatch → 412. ${LINKING}`,
@@ -85,7 +85,7 @@ scimRoute(scimRoutes, {
 scimRoute(scimRoutes, {
   method: "patch",
   path: "/scim/v2/Users/{id}",
-  audit: ["scim.user.updated", "scim.user.deprovisioned"],
+  audit: ["scim.user.updated", "scim.user.deprovisioned", "member.added", "member.removed"],
   tags: TAGS,
   summary: "Modify a user",
   description:
@@ -99,7 +99,7 @@ scimRoute(scimRoutes, {
 scimRoute(scimRoutes, {
   method: "delete",
   path: "/scim/v2/Users/{id}",
-  audit: ["scim.user.deleted"],
+  audit: ["scim.user.deleted", "member.removed"],
   tags: TAGS,
   summary: "Delete a user",
   description: "Removes the membership this directory manages (access ends on the person's next request) and the SCIM record; the account itself stays. If-Match mismatch → 412.",

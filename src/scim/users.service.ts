@@ -9,6 +9,9 @@ import type { Config } from "../env";
 import { isUniqueViolation } from "../lib/errors";
 import { newId } from "../lib/ids";
 import { seatFreeSql } from "../routes/licenses/seats";
+import { serializeMember } from "../routes/members/members.schemas";
+import { commit, noChange, type AuditEntry } from "../audit/record";
+import type { AuditAction } from "../audit/catalogue";
 import { ScimError, scimJson } from "./errors";
 import { jsonField, jsonMulti, parseScimFilter, scimFilterSql, type AttrSpec, type FilterNode } from "./filter";
 import {
@@ -218,20 +221,31 @@ const inVerifiedDomain = (orgId: SQL | string, email: SQL | string) =>
 const byConfigAndId = (configId: SQL | string, id: string) =>
   sql`"scim_users"."rowid" = (select scim_s.rowid from scim_users scim_s indexed by scim_users_config_id_idx where scim_s.config_id = ${configId} and scim_s.id = ${id})`;
 
-/** One user of the directory, with what a write needs to know about its account and membership. */
+/**
+ * One user of the directory, with what a write needs to know about its account and membership
+ * (the membership and the role an activation would give are what its member.* events carry).
+ */
 export function userForWriteQuery(db: ReadDb, configId: SQL | string, id: string) {
   return db
     .select({
       ...userColumns,
       accountEmail: users.email,
       orgActive: sql<number>`(select o.active from organizations o where o.id = ${outer(scimUsers.organizationId)})`.mapWith(Number),
+      mappedRole: sql<string>`${mappedRoleSql(outer(scimUsers.id))}`,
+      member: sql<WriteRow["member"]>`(select json_object('role', m.role, 'displayName', m.display_name, 'email', m.email, 'joinedAt', m.joined_at, 'scimConfigId', m.scim_config_id)
+        from members m where m.organization_id = ${outer(scimUsers.organizationId)} and m.member_id = ${outer(scimUsers.userId)})`.mapWith((v: string) => JSON.parse(v)),
     })
     .from(scimUsers)
     .innerJoin(users, eq(users.id, scimUsers.userId))
     .where(byConfigAndId(configId, id))
     .limit(1);
 }
-export type WriteRow = ScimUserRow & { accountEmail: string; orgActive: number };
+export type WriteRow = ScimUserRow & {
+  accountEmail: string;
+  orgActive: number;
+  mappedRole: string;
+  member: { role: string; displayName: string; email: string; joinedAt: number; scimConfigId: string | null } | null;
+};
 
 export function userQuery(db: ReadDb, dir: ScimScope, id: string) {
   return db
@@ -371,10 +385,13 @@ function provision(db: Db, dir: ScimDirectory, scimUserId: string, userId: SQL |
   ];
 }
 
-/** Ends the membership this config manages, with its project grants; access ends on the person's next request. */
+/**
+ * Ends the membership this config manages, with its project grants; access ends on the person's
+ * next request. Its second statement (the counters) changes one row exactly when the membership
+ * ended: the audit entries go right after it (MEMBERSHIP_MOVED).
+ */
 function deprovision(db: Db, dir: ScimDirectory, userId: string, when: SQL): BatchItem<"sqlite">[] {
   const org = dir.organizationId;
-  // issue 12: scim.user.deprovisioned — emit the audit entry and webhook here (same batch as the removal).
   return [
     db.delete(members).where(and(eq(members.organizationId, org), eq(members.memberId, userId), eq(members.scimConfigId, dir.configId), when)),
     db
@@ -441,6 +458,67 @@ function memberName(db: Db, dir: ScimDirectory, userId: string, next: Finished, 
     .update(members)
     .set({ displayName: next.memberName, nameKey: next.memberName.toLowerCase() })
     .where(and(eq(members.organizationId, dir.organizationId), eq(members.memberId, userId), eq(members.scimConfigId, dir.configId), when));
+}
+
+// ---- Audit entries and events -----------------------------------------------------------------
+
+/** Index, within provision()'s and deprovision()'s statements, of the counter update that runs only if the membership moved. */
+const MEMBERSHIP_MOVED = 1;
+
+/**
+ * One condition per action for the entries of one write, placed right after MEMBERSHIP_MOVED:
+ * the member.* entry holds when that statement changed a row, the SCIM entry when the write's
+ * gate held (`changes()` there is the counter update's; a gate is a fact about rows, true
+ * anywhere after the write's first statement).
+ */
+const byAction = (member: AuditAction, scim: SQL) => sql`(case audit_row.action when ${member} then changes() = 1 else ${scim} end)`;
+
+/**
+ * What a scim.user.* event carries: the SCIM user, the account it is linked to, the directory and
+ * the organization. Not the SCIM attributes (phone numbers, addresses…): a receiver that needs
+ * them reads the user through /scim/v2.
+ */
+function userEvent(dir: ScimDirectory, u: { id: string; userId: string; userName: string; externalId: string | null; displayName: string | null; active: boolean }, email: string | null) {
+  return {
+    id: u.id,
+    user_id: u.userId,
+    email,
+    user_name: u.userName,
+    external_id: u.externalId,
+    display_name: u.displayName,
+    active: u.active,
+    organization_id: dir.organizationId,
+    identity_provider_config_id: dir.configId,
+  };
+}
+
+const userTarget = (id: string) => ({ type: "scim_user", id });
+
+/** The SCIM attribute names a write changes (field names only: values may be personal). */
+function changedFields(row: ScimUserRow, next: Finished): string[] {
+  const out: string[] = [];
+  if (next.userName !== row.userName) out.push("userName");
+  if (next.externalId !== row.externalId) out.push("externalId");
+  if (next.displayName !== row.displayName) out.push("displayName");
+  if (next.active !== row.active) out.push("active");
+  const before = row.attributes ?? {};
+  const keys = [...new Set([...Object.keys(before), ...Object.keys(next.attributes)])].sort();
+  for (const k of keys) if (JSON.stringify(before[k]) !== JSON.stringify(next.attributes[k])) out.push(k);
+  return out;
+}
+
+/** member.added for a membership provision() creates (the role is what mappedRoleSql gives it). */
+function memberAdded(userId: string, name: string, email: string, role: string, now: number): AuditEntry {
+  const data = serializeMember({ memberId: userId, type: "user", role, displayName: name, email, joinedAt: now });
+  return { action: "member.added", target: { type: "user", id: userId }, changes: ["role"], event: { type: "member.added", data } };
+}
+
+/** member.removed for the membership deprovision() ends, when this config manages one. */
+function memberRemoved(dir: ScimDirectory, row: WriteRow): AuditEntry[] {
+  const m = row.member;
+  if (!m || m.scimConfigId !== dir.configId) return [];
+  const data = { ...serializeMember({ memberId: row.userId, type: "user", role: m.role, displayName: m.displayName, email: m.email, joinedAt: m.joinedAt }), left: false };
+  return [{ action: "member.removed", target: { type: "user", id: row.userId }, event: { type: "member.removed", data } }];
 }
 
 // ---- Create ---------------------------------------------------------------------------------
@@ -534,18 +612,27 @@ export async function createUser(ctx: ScimCtx, body: Record<string, unknown>, lo
     .returning({ id: scimUsers.id });
   statements.push(inserted, userCountStep(db, dir, 1));
   const mine = sql`exists (select 1 from scim_users s where s.id = ${id})`;
+  const provisionAt = statements.length;
   if (next.active) statements.push(...provision(db, dir, id, userId, next.memberName, mine, now));
   if (account) statements.push(...accountWrites(db, dir, userId, next, mine, now));
+  const row: ScimUserRow = { id, userId, userName: next.userName, externalId: next.externalId, displayName: next.displayName, active: next.active, attributes: next.attributes, version: 1, createdAt: now, updatedAt: now };
+  const entries: AuditEntry[] = [{ action: "scim.user.created", target: userTarget(id), event: { type: "scim.user.created", data: userEvent(dir, row, next.email) } }];
+  // A new SCIM user is in no group yet, so provision() gives the membership the role `user`; an
+  // account that is already a member keeps its membership (no member.added).
+  if (next.active) entries.push(memberAdded(userId, next.memberName, next.email!, "user", now));
   let results: unknown[];
   try {
-    results = await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+    results = await commit(ctx, statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
+      organizationId: dir.organizationId,
+      entries,
+      ...(next.active ? { after: provisionAt + MEMBERSHIP_MOVED, onlyIf: byAction("member.added", mine) } : { onlyIf: mine }),
+    });
   } catch (err) {
     throw uniqueOr(err, next);
   }
   const rows = results[account ? 0 : 1] as { id: string }[];
   if (rows.length === 0) throw seatsFull();
   ctx.note(`created user ${next.userName.slice(0, 80)}${account ? " (linked existing account)" : ""}`);
-  const row: ScimUserRow = { id, userId, userName: next.userName, externalId: next.externalId, displayName: next.displayName, active: next.active, attributes: next.attributes, version: 1, createdAt: now, updatedAt: now };
   return json(201, row, ctx.config, { Location: scimLocation(ctx.config, "User", id) });
 }
 
@@ -622,6 +709,7 @@ async function save(ctx: ScimCtx, row: WriteRow, next: Finished, verb: string): 
     next.active === row.active &&
     JSON.stringify(next.attributes) === JSON.stringify(row.attributes);
   if (same) {
+    noChange(ctx);
     ctx.note(`${verb} user ${row.userName.slice(0, 80)} (no change)`);
     return json(200, row, ctx.config);
   }
@@ -647,9 +735,20 @@ async function save(ctx: ScimCtx, row: WriteRow, next: Finished, verb: string): 
   else if (deactivating) statements.push(...deprovision(db, dir, row.userId, mine));
   else if (next.active) statements.push(memberName(db, dir, row.userId, next, mine));
   statements.push(...accountWrites(db, dir, row.userId, next, mine, now));
+  const changes = changedFields(row, next);
+  const data = userEvent(dir, { ...row, ...next }, row.accountEmail);
+  const entries: AuditEntry[] = deactivating
+    ? [{ action: "scim.user.deprovisioned", target: userTarget(row.id), changes, event: { type: "scim.user.deprovisioned", data } }, ...memberRemoved(dir, row)]
+    : [{ action: "scim.user.updated", target: userTarget(row.id), changes, event: { type: "scim.user.updated", data } }];
+  if (activating) entries.push(memberAdded(row.userId, next.memberName, row.accountEmail, row.mappedRole, now));
   let results: unknown[];
   try {
-    results = await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+    results = await commit(ctx, statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
+      organizationId: dir.organizationId,
+      entries,
+      // Statement 0 is the update; provision() or deprovision() follows it.
+      ...(activating || deactivating ? { after: 1 + MEMBERSHIP_MOVED, onlyIf: byAction(activating ? "member.added" : "member.removed", mine) } : { onlyIf: mine }),
+    });
   } catch (err) {
     throw uniqueOr(err, next);
   }
@@ -684,7 +783,15 @@ export function deleteUser(ctx: ScimCtx, c: Context, id: string, loaded: WriteRo
         .returning({ id: scimUsers.id }),
       userCountStep(db, dir, -1),
     );
-    const results = await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+    const entries: AuditEntry[] = [{ action: "scim.user.deleted", target: userTarget(row.id), event: { type: "scim.user.deleted", data: userEvent(dir, row, row.accountEmail) } }];
+    if (row.active) entries.push(...memberRemoved(dir, row));
+    // Before the delete the gate still holds exactly when the delete will succeed (one transaction).
+    const results = await commit(ctx, statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
+      organizationId: dir.organizationId,
+      entries,
+      after: row.active ? MEMBERSHIP_MOVED : 0,
+      onlyIf: row.active ? byAction("member.removed", gate) : gate,
+    });
     if ((results[results.length - 2] as unknown[]).length === 0) return RETRY;
     ctx.note(`deleted user ${row.userName.slice(0, 80)}`);
     return new Response(null, { status: 204 });

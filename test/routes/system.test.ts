@@ -8,7 +8,7 @@ describe("happy", () => {
     expect(res.body).toEqual({ status: "ok", version: "dev" });
     expect(res.headers.get("x-request-id")).toMatch(/^req_/);
     expect(res.headers.get("server-timing")).toMatch(/^db;dur=\d+;desc="queries=0 rows_read=0 statements=0", kv;desc="reads=0 writes=0"/);
-    expect(res.cost).toEqual({ queries: 0, rowsRead: 0, kvReads: 0, kvWrites: 0 });
+    expect(res.cost).toEqual({ queries: 0, rowsRead: 0, statements: 0, kvReads: 0, kvWrites: 0 });
   });
 
   it("publishes the verification keys without private parts", async () => {

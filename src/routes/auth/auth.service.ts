@@ -11,7 +11,9 @@ import { DAY_MS } from "../../lib/time";
 import { enqueueOutbox, outboxInsert } from "../../queue/outbox";
 import { serializeUser, type UserJson } from "../users/users.schemas";
 import { samlLoginUrl, ssoBypassSql, verifiedDomainQuery, type VerifiedDomain } from "../domains/domains.service";
-import { jitStatements } from "../domains/jit";
+import { jitMemberAdded, jitOrganizationOf, jitStatements } from "../domains/jit";
+import { commit } from "../../audit/record";
+import { outer } from "../../db/schema/columns";
 
 const VERIFY_EMAIL_TTL_MS = 2 * DAY_MS;
 
@@ -250,14 +252,15 @@ export async function verifyEmail(ctx: ServiceCtx, token: string): Promise<void>
   const hash = await sha256Hex(token);
   const live = and(eq(emailTokens.tokenHash, hash), isNull(emailTokens.usedAt), sql`${emailTokens.expiresAt} > ${now}`);
   const [pending] = await ctx.db
-    .select({ userId: emailTokens.userId, email: emailTokens.email, displayName: users.displayName })
+    .select({ userId: emailTokens.userId, email: emailTokens.email, displayName: users.displayName, jitOrgId: jitOrganizationOf(outer(emailTokens.email)) })
     .from(emailTokens)
     .innerJoin(users, eq(users.id, emailTokens.userId))
     .where(live)
     .limit(1);
   if (!pending) throw invalid();
   const db = ctx.db;
-  const [used, verified] = await db.batch([
+  const user = { id: pending.userId, displayName: pending.displayName, email: pending.email };
+  const statements = [
     db.update(emailTokens).set({ usedAt: now }).where(live).returning({ userId: emailTokens.userId }),
     // Only verifies the address the token was sent to; an email changed since stays unverified.
     db
@@ -265,7 +268,18 @@ export async function verifyEmail(ctx: ServiceCtx, token: string): Promise<void>
       .set({ emailVerifiedAt: now, updatedAt: now })
       .where(and(eq(users.id, pending.userId), eq(users.email, pending.email), sql`changes() = 1`))
       .returning({ id: users.id }),
-    ...jitStatements(db, ctx.config, { id: pending.userId, displayName: pending.displayName, email: pending.email }, now, undefined, sql`changes() = 1`),
-  ]);
+  ] as const;
+  // JIT joins the organization read above only (its audit entry needs to know which); a domain
+  // that turned JIT on in the milliseconds since joins nobody this time.
+  const jitOrgId = pending.jitOrgId;
+  const [used, verified] = jitOrgId
+    ? await commit(ctx, [...statements, ...jitStatements(db, ctx.config, user, now, jitOrgId, sql`changes() = 1`)], {
+        organizationId: jitOrgId,
+        // The organization's JIT rule adds the member; following the emailed link only proved the address.
+        actor: { type: "system", id: null, credential: "system" },
+        onlyIf: sql`changes() = 1`,
+        entries: [jitMemberAdded(user, now)],
+      })
+    : await db.batch(statements);
   if (used.length === 0 || verified.length === 0) throw invalid();
 }

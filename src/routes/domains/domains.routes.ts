@@ -71,7 +71,7 @@ orgRoute(domainRoutes, {
   tags: TAGS,
   summary: "Update a domain",
   description:
-    "Fields omitted are unchanged. Switching `jit_provisioning_enabled` or `scim_enabled` on, or `sso_enforcement` to `required`, needs a verified domain (409 `domain_not_verified`); switching them off is always allowed. `identity_provider_config_id` must name a config of this organization (404 otherwise), or be null.",
+    "Fields omitted are unchanged; values already in place change nothing (no write, `updated_at` kept, no audit entry). Switching `jit_provisioning_enabled` or `scim_enabled` on, or `sso_enforcement` to `required`, needs a verified domain (409 `domain_not_verified`); switching them off is always allowed. `identity_provider_config_id` must name a config of this organization (404 otherwise), or be null.",
   request: { params: DomainParams, body: jsonBody(DomainUpdateInput) },
   responses: { 200: jsonResponse(DomainSchema, "The updated domain.") },
   errors: ["not_found", "domain_not_verified"],
@@ -95,8 +95,9 @@ orgRoute(domainRoutes, {
   request: { params: DomainParams },
   responses: { 204: noContent },
   errors: ["not_found"],
-  handle: async ({ ctx, input }, c) => {
-    await deleteDomain(ctx, input.param.domain_id);
+  load: ({ db, org, input }) => domainQuery(db, org, input.param.domain_id),
+  handle: async ({ ctx, loaded }, c) => {
+    await deleteDomain(ctx, loaded);
     return c.body(null, 204);
   },
 });
@@ -105,7 +106,8 @@ orgRoute(domainRoutes, {
   permission: "sso:write",
   method: "post",
   path: "/v1/organizations/{org_id}/domains/{domain_id}/verify",
-  audit: ["domain.verified", "domain.verification_failed"],
+  // A failed lookup answers 422 or 502 and changes nothing, so it records nothing.
+  audit: ["domain.verified"],
   tags: TAGS,
   summary: "Verify a domain",
   description: [

@@ -11,6 +11,7 @@ import { builtInRolesGranting } from "../../lib/permissions";
 import { serializeDomain, verificationRecord, type DomainRow } from "./domains.schemas";
 import { emailDomain } from "./jit";
 import { isPublicEmailDomain } from "./public-domains";
+import { commit, noChange } from "../../audit/record";
 
 /** How long the resolver may take before verification answers 502 `dns_lookup_failed`. */
 export const DNS_TIMEOUT_MS = 5000;
@@ -97,13 +98,16 @@ export async function createDomain(ctx: OrgCtx, input: { domain: string }) {
     createdAt: now,
     updatedAt: now,
   };
+  const domain = serializeDomain(row);
   try {
-    await ctx.db.insert(domains).values({ ...row, organizationId: ctx.org.id });
+    await commit(ctx, [ctx.db.insert(domains).values({ ...row, organizationId: ctx.org.id })], {
+      entries: [{ action: "domain.created", target: { type: "domain", id: row.id }, event: { type: "domain.created", data: domain } }],
+    });
   } catch (err) {
     if (isUniqueViolation(err, "domains.organization_id, domains.domain")) throw new ApiError("conflict", `This organization already has the domain \`${input.domain}\`.`);
     throw err;
   }
-  return serializeDomain(row);
+  return domain;
 }
 
 export interface DomainUpdate {
@@ -112,6 +116,14 @@ export interface DomainUpdate {
   scim_enabled?: boolean;
   identity_provider_config_id?: string | null;
 }
+
+/** The API's name of each updatable column, for the audit entry's `changes`. */
+const UPDATE_FIELDS = {
+  jitProvisioningEnabled: "jit_provisioning_enabled",
+  ssoEnforcement: "sso_enforcement",
+  scimEnabled: "scim_enabled",
+  identityProviderConfigId: "identity_provider_config_id",
+} as const satisfies Partial<Record<keyof DomainRow, string>>;
 
 /**
  * Switching JIT, enforcement or SCIM on needs a verified domain; switching off never does. A
@@ -127,34 +139,53 @@ export async function updateDomain(ctx: OrgCtx, rows: DomainRow[] | undefined, c
   if (switchingOn && current.verifiedAt === null) {
     throw new ApiError("domain_not_verified", "Verify the domain first (publish its TXT record, then `POST …/verify`): JIT provisioning, SSO enforcement and SCIM apply only to a verified domain.");
   }
-  const set: Partial<typeof domains.$inferInsert> = {};
+  const set: Partial<Pick<DomainRow, keyof typeof UPDATE_FIELDS>> = {};
   if (input.jit_provisioning_enabled !== undefined) set.jitProvisioningEnabled = input.jit_provisioning_enabled;
   if (input.sso_enforcement !== undefined) set.ssoEnforcement = input.sso_enforcement;
   if (input.scim_enabled !== undefined) set.scimEnabled = input.scim_enabled;
   if (configId !== undefined) set.identityProviderConfigId = configId;
-  if (Object.keys(set).length === 0) return serializeDomain(current);
-  set.updatedAt = Date.now();
+  const changed = (Object.keys(set) as (keyof typeof UPDATE_FIELDS)[]).filter((k) => set[k] !== current[k]);
+  // The values already in place: nothing to write, nothing to record (updated_at stays).
+  if (changed.length === 0) {
+    noChange(ctx);
+    return serializeDomain(current);
+  }
+  const now = Date.now();
   const conditions: (SQL | undefined)[] = [eq(domains.id, current.id), eq(domains.organizationId, ctx.org.id)];
   if (switchingOn) conditions.push(sql`${domains.verifiedAt} is not null`);
   if (typeof configId === "string") {
     conditions.push(sql`exists (select 1 from identity_provider_configs c where c.id = ${configId} and c.organization_id = ${outer(domains.organizationId)})`);
   }
-  const [updated] = await ctx.db
-    .update(domains)
-    .set(set)
-    .where(and(...conditions))
-    .returning(columns);
+  // The event carries the row as this request leaves it; it is built before the batch runs.
+  const after = serializeDomain({ ...current, ...set, updatedAt: now });
+  const [written] = await commit(ctx, [ctx.db.update(domains).set({ ...set, updatedAt: now }).where(and(...conditions)).returning(columns)], {
+    onlyIf: sql`changes() = 1`,
+    entries: [{ action: "domain.updated", target: { type: "domain", id: current.id }, changes: changed.map((k) => UPDATE_FIELDS[k]), event: { type: "domain.updated", data: after } }],
+  });
+  const updated = written[0];
   if (!updated) throw notFound(typeof configId === "string" ? "domain or identity provider config" : "domain");
   return serializeDomain(updated);
 }
 
-/** Deleting a verified domain frees it: another organization may verify it next. */
-export async function deleteDomain(ctx: OrgCtx, id: string) {
-  if (!isId("domain", id)) throw notFound("domain");
-  const removed = await ctx.db
-    .delete(domains)
-    .where(and(eq(domains.id, id), eq(domains.organizationId, ctx.org.id)))
-    .returning({ id: domains.id });
+/**
+ * Deleting a verified domain frees it: another organization may verify it next. The seam's load
+ * read the row, so the event can carry the domain as it was.
+ */
+export async function deleteDomain(ctx: OrgCtx, rows: DomainRow[] | undefined) {
+  const current = found(rows);
+  const [removed] = await commit(
+    ctx,
+    [
+      ctx.db
+        .delete(domains)
+        .where(and(eq(domains.id, current.id), eq(domains.organizationId, ctx.org.id)))
+        .returning({ id: domains.id }),
+    ],
+    {
+      onlyIf: sql`changes() = 1`,
+      entries: [{ action: "domain.deleted", target: { type: "domain", id: current.id }, event: { type: "domain.deleted", data: serializeDomain(current) } }],
+    },
+  );
   if (removed.length === 0) throw notFound("domain");
 }
 
@@ -238,13 +269,26 @@ export async function verifyDomain(ctx: OrgCtx, rows: DomainRow[] | undefined) {
     });
   }
   const now = Date.now();
+  const db = ctx.db;
+  const update = db
+    .update(domains)
+    .set({ verifiedAt: sql`coalesce(${domains.verifiedAt}, ${now})`, updatedAt: sql`case when ${domains.verifiedAt} is null then ${now} else ${domains.updatedAt} end` })
+    .where(and(eq(domains.id, current.id), eq(domains.organizationId, ctx.org.id)))
+    .returning(columns);
   let updated: DomainRow | undefined;
   try {
-    [updated] = await ctx.db
-      .update(domains)
-      .set({ verifiedAt: sql`coalesce(${domains.verifiedAt}, ${now})`, updatedAt: sql`case when ${domains.verifiedAt} is null then ${now} else ${domains.updatedAt} end` })
-      .where(and(eq(domains.id, current.id), eq(domains.organizationId, ctx.org.id)))
-      .returning(columns);
+    if (current.verifiedAt !== null) {
+      // A re-check of a verified domain changes nothing.
+      noChange(ctx);
+      [updated] = await update;
+    } else {
+      const verified = serializeDomain({ ...current, verifiedAt: now, updatedAt: now });
+      [[updated]] = await commit(ctx, [update], {
+        // Only the request that verified it records it: a concurrent one that got there first kept its own time.
+        onlyIf: sql`(select d.verified_at from domains d where d.id = ${current.id}) = ${now}`,
+        entries: [{ action: "domain.verified", target: { type: "domain", id: current.id }, changes: ["verified_at"], event: { type: "domain.verified", data: verified } }],
+      });
+    }
   } catch (err) {
     if (isUniqueViolation(err, "domains.domain")) {
       throw new ApiError("domain_taken", `\`${current.domain}\` is verified by another organization. It must delete its domain before this one can verify it.`);
@@ -252,6 +296,7 @@ export async function verifyDomain(ctx: OrgCtx, rows: DomainRow[] | undefined) {
     throw err;
   }
   if (!updated) throw notFound("domain");
+  if (current.verifiedAt === null && updated.verifiedAt !== now) noChange(ctx);
   return serializeDomain(updated);
 }
 

@@ -7,6 +7,7 @@ import { OrgParams } from "../organizations/organizations.routes";
 import { IdpCreateInput, IdpSchema, IdpUpdateInput, SamlSsoInput } from "./identity-providers.schemas";
 import {
   createIdp,
+  defaultIdpQuery,
   deleteIdp,
   deleteSamlSso,
   getIdpFrom,
@@ -74,7 +75,7 @@ orgRoute(identityProviderRoutes, {
   tags: TAGS,
   summary: "Update an identity provider config",
   description:
-    "Fields omitted are unchanged. Certificate rollover: set `saml_x509_cert_secondary` to the IdP's new certificate (both verify from then on), switch the IdP over, then `promote_secondary_cert: true` (the secondary becomes the primary; 409 `conflict` if there is none), or replace/clear either field directly.",
+    "Fields omitted are unchanged; values already in place change nothing (no write, `updated_at` kept, no audit entry). Certificate rollover: set `saml_x509_cert_secondary` to the IdP's new certificate (both verify from then on), switch the IdP over, then `promote_secondary_cert: true` (the secondary becomes the primary; 409 `conflict` if there is none), or replace/clear either field directly.",
   request: { params: IdpParams, body: jsonBody(IdpUpdateInput) },
   responses: { 200: jsonResponse(IdpSchema, "The updated config.") },
   errors: ["not_found", "conflict"],
@@ -93,8 +94,9 @@ orgRoute(identityProviderRoutes, {
   request: { params: IdpParams },
   responses: { 204: noContent },
   errors: ["not_found"],
-  handle: async ({ ctx, input }, c) => {
-    await deleteIdp(ctx, input.param.idp_id);
+  load: ({ db, org, input }) => idpQuery(db, org, input.param.idp_id),
+  handle: async ({ ctx, loaded }, c) => {
+    await deleteIdp(ctx, loaded);
     return c.body(null, 204);
   },
 });
@@ -106,14 +108,15 @@ orgRoute(identityProviderRoutes, {
   audit: ["identity_provider.created", "identity_provider.updated"],
   tags: TAGS,
   summary: "Create or update the organization's default SAML config",
-  description: `A shortcut over the configs above: the organization has at most one default config (named "SAML SSO", \`default: true\`). 201 when this call created it, 200 when it updated it; \`sso_url\` and \`x509_cert\` omitted keep their value, \`null\` clears them. ${SP_NOTE}`,
+  description: `A shortcut over the configs above: the organization has at most one default config (named "SAML SSO", \`default: true\`). 201 when this call created it, 200 when it updated it; \`sso_url\` and \`x509_cert\` omitted keep their value, \`null\` clears them; a call that changes nothing answers 200 and writes nothing. ${SP_NOTE}`,
   request: { params: OrgParams, body: jsonBody(SamlSsoInput) },
   responses: {
     200: jsonResponse(IdpSchema, "The updated default config."),
     201: jsonResponse(IdpSchema, "The default config, created."),
   },
-  handle: async ({ ctx, input }, c) => {
-    const { created, config } = await upsertSamlSso(ctx, input.json);
+  load: ({ db, org }) => defaultIdpQuery(db, org),
+  handle: async ({ ctx, input, loaded }, c) => {
+    const { created, config } = await upsertSamlSso(ctx, input.json, loaded);
     return created ? c.json(config, 201) : c.json(config, 200);
   },
 });
@@ -129,8 +132,9 @@ orgRoute(identityProviderRoutes, {
   request: { params: OrgParams },
   responses: { 204: noContent },
   errors: ["not_found"],
-  handle: async ({ ctx }, c) => {
-    await deleteSamlSso(ctx);
+  load: ({ db, org }) => defaultIdpQuery(db, org),
+  handle: async ({ ctx, loaded }, c) => {
+    await deleteSamlSso(ctx, loaded);
     return c.body(null, 204);
   },
 });

@@ -8,6 +8,8 @@ import { decodePageToken, finishPage } from "../../lib/pagination";
 import type { ParsedCertificate } from "../../sso/certificate";
 import { spUrls } from "../../sso/metadata";
 import { serializeIdp, type IdpRow } from "./identity-providers.schemas";
+import type { BatchItem } from "drizzle-orm/batch";
+import { afterCommit, auditStatements, commit, noChange, type AuditEntry } from "../../audit/record";
 
 const t = identityProviderConfigs;
 
@@ -90,6 +92,17 @@ function sameCertIssues(primary: string | null, secondary: string | null, path: 
 const pem = (c: ParsedCertificate | null | undefined) => (c ? c.pem : null);
 const expiry = (c: ParsedCertificate | null | undefined) => (c ? c.notAfter : null);
 
+type IdpView = ReturnType<typeof view>;
+type IdpAction = "identity_provider.created" | "identity_provider.updated" | "identity_provider.deleted";
+
+/** An identity provider entry; its event carries the config as the API shows it (certificates are public, there is no secret in it). */
+const idpEntry = (action: IdpAction, config: IdpView, changes?: string[]): AuditEntry => ({
+  action,
+  target: { type: "identity_provider", id: config.id },
+  changes,
+  event: { type: action, data: config },
+});
+
 export interface IdpCreate {
   name: string;
   saml_entity_id: string;
@@ -125,8 +138,9 @@ export async function createIdp(ctx: OrgCtx, input: IdpCreate) {
     createdAt: now,
     updatedAt: now,
   };
-  await ctx.db.insert(t).values(row);
-  return view(ctx.config, row);
+  const config = view(ctx.config, row);
+  await commit(ctx, [ctx.db.insert(t).values(row)], { entries: [idpEntry("identity_provider.created", config)] });
+  return config;
 }
 
 export interface IdpUpdate {
@@ -154,18 +168,36 @@ export async function updateIdp(ctx: OrgCtx, rows: IdpRow[] | undefined, input: 
     throw new ApiError("conflict", "There is no secondary certificate to promote.");
   }
 
-  const set: Partial<Record<keyof typeof t.$inferInsert, unknown>> = {};
-  if (input.name !== undefined) set.name = input.name;
-  if (input.saml_entity_id !== undefined) set.samlEntityId = input.saml_entity_id;
-  if (input.saml_sso_url !== undefined) set.samlSsoUrl = input.saml_sso_url;
+  // The config as this request leaves it: what is compared to find what changed, and the event's data.
+  const next: IdpRow = { ...current };
+  if (input.name !== undefined) next.name = input.name;
+  if (input.saml_entity_id !== undefined) next.samlEntityId = input.saml_entity_id;
+  if (input.saml_sso_url !== undefined) next.samlSsoUrl = input.saml_sso_url;
   if (input.saml_x509_cert !== undefined) {
-    set.samlX509Cert = pem(input.saml_x509_cert);
-    set.samlX509CertExpiresAt = expiry(input.saml_x509_cert);
+    next.samlX509Cert = pem(input.saml_x509_cert);
+    next.samlX509CertExpiresAt = expiry(input.saml_x509_cert);
   }
   if (input.saml_x509_cert_secondary !== undefined) {
-    set.samlX509CertSecondary = pem(input.saml_x509_cert_secondary);
-    set.samlX509CertSecondaryExpiresAt = expiry(input.saml_x509_cert_secondary);
+    next.samlX509CertSecondary = pem(input.saml_x509_cert_secondary);
+    next.samlX509CertSecondaryExpiresAt = expiry(input.saml_x509_cert_secondary);
   }
+  if (input.promote_secondary_cert) {
+    next.samlX509Cert = current.samlX509CertSecondary;
+    next.samlX509CertExpiresAt = current.samlX509CertSecondaryExpiresAt;
+    next.samlX509CertSecondary = null;
+    next.samlX509CertSecondaryExpiresAt = null;
+  }
+  if (input.allow_idp_initiated !== undefined) next.allowIdpInitiated = input.allow_idp_initiated;
+  if (input.allow_sha1 !== undefined) next.allowSha1 = input.allow_sha1;
+  if (input.scim_enabled !== undefined) next.scimEnabled = input.scim_enabled;
+  const changed = (Object.keys(UPDATABLE) as (keyof typeof UPDATABLE)[]).filter((k) => next[k] !== current[k]);
+  if (changed.length === 0) {
+    noChange(ctx);
+    return view(ctx.config, current);
+  }
+
+  const set: Partial<Record<keyof typeof t.$inferInsert, unknown>> = {};
+  for (const k of changed) set[k] = next[k];
   if (input.promote_secondary_cert) {
     // Moved by the database from the row as it is now, so a concurrent PATCH cannot pair one
     // certificate with the other's expiry.
@@ -174,16 +206,21 @@ export async function updateIdp(ctx: OrgCtx, rows: IdpRow[] | undefined, input: 
     set.samlX509CertSecondary = null;
     set.samlX509CertSecondaryExpiresAt = null;
   }
-  if (input.allow_idp_initiated !== undefined) set.allowIdpInitiated = input.allow_idp_initiated;
-  if (input.allow_sha1 !== undefined) set.allowSha1 = input.allow_sha1;
-  if (input.scim_enabled !== undefined) set.scimEnabled = input.scim_enabled;
-  if (Object.keys(set).length === 0) return view(ctx.config, current);
-  set.updatedAt = Date.now();
-  const [updated] = await ctx.db
-    .update(t)
-    .set(set as Partial<typeof t.$inferInsert>)
-    .where(and(eq(t.id, current.id), eq(t.organizationId, ctx.org.id), input.promote_secondary_cert ? sql`${t.samlX509CertSecondary} is not null` : undefined))
-    .returning(idpColumns);
+  next.updatedAt = Date.now();
+  set.updatedAt = next.updatedAt;
+  const fields = [...new Set(changed.map((k) => UPDATABLE[k]))];
+  const [written] = await commit(
+    ctx,
+    [
+      ctx.db
+        .update(t)
+        .set(set as Partial<typeof t.$inferInsert>)
+        .where(and(eq(t.id, current.id), eq(t.organizationId, ctx.org.id), input.promote_secondary_cert ? sql`${t.samlX509CertSecondary} is not null` : undefined))
+        .returning(idpColumns),
+    ],
+    { onlyIf: sql`changes() = 1`, entries: [idpEntry("identity_provider.updated", view(ctx.config, next), fields)] },
+  );
+  const updated = written[0];
   if (!updated) {
     // Deleted, or its secondary promoted by a concurrent request, after the authorization read.
     if (input.promote_secondary_cert) throw new ApiError("conflict", "There is no secondary certificate to promote.");
@@ -192,14 +229,43 @@ export async function updateIdp(ctx: OrgCtx, rows: IdpRow[] | undefined, input: 
   return view(ctx.config, updated);
 }
 
+/** The columns a PATCH may change, by the API field that names them (a certificate's expiry goes with it). */
+const UPDATABLE = {
+  name: "name",
+  samlEntityId: "saml_entity_id",
+  samlSsoUrl: "saml_sso_url",
+  samlX509Cert: "saml_x509_cert",
+  samlX509CertExpiresAt: "saml_x509_cert",
+  samlX509CertSecondary: "saml_x509_cert_secondary",
+  samlX509CertSecondaryExpiresAt: "saml_x509_cert_secondary",
+  allowIdpInitiated: "allow_idp_initiated",
+  allowSha1: "allow_sha1",
+  scimEnabled: "scim_enabled",
+} as const satisfies Partial<Record<keyof IdpRow, string>>;
+
 /** Domains that pointed at the config keep existing with no IdP (the foreign key sets null). */
-export async function deleteIdp(ctx: OrgCtx, id: string) {
-  if (!isId("identityProvider", id)) throw notFound("identity provider config");
-  const removed = await ctx.db
-    .delete(t)
-    .where(and(eq(t.id, id), eq(t.organizationId, ctx.org.id)))
-    .returning({ id: t.id });
+export async function deleteIdp(ctx: OrgCtx, rows: IdpRow[] | undefined) {
+  const current = found(rows);
+  const [removed] = await commit(
+    ctx,
+    [
+      ctx.db
+        .delete(t)
+        .where(and(eq(t.id, current.id), eq(t.organizationId, ctx.org.id)))
+        .returning({ id: t.id }),
+    ],
+    { onlyIf: sql`changes() = 1`, entries: [idpEntry("identity_provider.deleted", view(ctx.config, current))] },
+  );
   if (removed.length === 0) throw notFound("identity provider config");
+}
+
+/** The organization's default config (the one `…/saml-sso` manages), through the guard: at most one row. */
+export function defaultIdpQuery(db: ReadDb, org: OrgScope) {
+  return db
+    .select(idpColumns)
+    .from(t)
+    .where(and(eq(t.organizationId, org.guard(org.id)), eq(t.isDefault, true)))
+    .limit(1);
 }
 
 export interface SamlSsoUpsert {
@@ -212,43 +278,86 @@ export interface SamlSsoUpsert {
  * Creates or updates the organization's default config in one statement: the partial unique
  * index (one `is_default` row per organization) is the conflict target, so two concurrent calls
  * cannot create two defaults. Omitted fields keep their value on update.
+ *
+ * The seam's load says which it will be, so the entry names the config and carries it as it ends
+ * up; whether the new id went in decides between the two entries in the batch itself. One case
+ * the load cannot foresee: no config when read, but a concurrent call created one before this
+ * statement ran, which then updates it. Its entry follows in a second batch, with the row the
+ * statement returned (the only case where an entry is not in the change's own batch).
  */
-export async function upsertSamlSso(ctx: OrgCtx, input: SamlSsoUpsert): Promise<{ created: boolean; config: ReturnType<typeof view> }> {
+export async function upsertSamlSso(ctx: OrgCtx, input: SamlSsoUpsert, loaded: IdpRow[] | undefined): Promise<{ created: boolean; config: IdpView }> {
   const issues = ssoUrlIssues(ctx.config, input.sso_url, "sso_url");
   if (issues.length > 0) throw validationError(issues);
   const now = Date.now();
-  const id = newId("identityProvider");
+  const current = loaded?.[0];
   const set: Partial<typeof t.$inferInsert> = { samlEntityId: input.entity_id, updatedAt: now };
   if (input.sso_url !== undefined) set.samlSsoUrl = input.sso_url;
   if (input.x509_cert !== undefined) {
     set.samlX509Cert = pem(input.x509_cert);
     set.samlX509CertExpiresAt = expiry(input.x509_cert);
   }
-  const [row] = await ctx.db
-    .insert(t)
-    .values({
-      id,
-      organizationId: ctx.org.id,
-      name: DEFAULT_CONFIG_NAME,
-      samlEntityId: input.entity_id,
-      samlSsoUrl: input.sso_url ?? null,
-      samlX509Cert: pem(input.x509_cert),
-      samlX509CertExpiresAt: expiry(input.x509_cert),
-      isDefault: true,
-      createdAt: now,
-      updatedAt: now,
-    })
-    .onConflictDoUpdate({ target: t.organizationId, targetWhere: sql`is_default = 1`, set })
-    .returning(idpColumns);
-  return { created: row!.id === id, config: view(ctx.config, row!) };
+  const fresh: IdpRow = {
+    id: newId("identityProvider"),
+    organizationId: ctx.org.id,
+    name: DEFAULT_CONFIG_NAME,
+    samlEntityId: input.entity_id,
+    samlSsoUrl: input.sso_url ?? null,
+    samlX509Cert: pem(input.x509_cert),
+    samlX509CertExpiresAt: expiry(input.x509_cert),
+    samlX509CertSecondary: null,
+    samlX509CertSecondaryExpiresAt: null,
+    allowIdpInitiated: false,
+    allowSha1: false,
+    scimEnabled: false,
+    isDefault: true,
+    createdAt: now,
+    updatedAt: now,
+  };
+  // The API fields this call sets; on an update, those whose value differs are its `changes`.
+  const given = SAML_SSO_FIELDS.filter((f) => input[f.input] !== undefined);
+  const entries = [idpEntry("identity_provider.created", view(ctx.config, fresh))];
+  const isNew = sql`exists (select 1 from identity_provider_configs n where n.id = ${fresh.id})`;
+  let onlyIf = isNew;
+  if (current) {
+    const next: IdpRow = { ...current, ...(set as Partial<IdpRow>) };
+    const changed = given.filter((f) => next[f.column] !== current[f.column]).map((f) => f.field);
+    if (changed.length === 0) {
+      noChange(ctx);
+      return { created: false, config: view(ctx.config, current) };
+    }
+    entries.push(idpEntry("identity_provider.updated", view(ctx.config, next), changed));
+    onlyIf = sql`(audit_row.action = 'identity_provider.created') = ${isNew}`;
+  }
+  const [rows] = await commit(
+    ctx,
+    [
+      ctx.db
+        .insert(t)
+        .values(fresh)
+        .onConflictDoUpdate({ target: t.organizationId, targetWhere: sql`is_default = 1`, set })
+        .returning(idpColumns),
+    ],
+    { entries, onlyIf },
+  );
+  const row = rows[0]!;
+  const config = view(ctx.config, row);
+  if (!current && row.id !== fresh.id) {
+    const prepared = auditStatements(ctx, { entries: [idpEntry("identity_provider.updated", config, given.map((f) => f.field))] });
+    afterCommit(ctx, prepared, await ctx.db.batch(prepared.statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]));
+  }
+  return { created: row.id === fresh.id, config };
 }
 
-export async function deleteSamlSso(ctx: OrgCtx) {
-  const removed = await ctx.db
-    .delete(t)
-    .where(and(eq(t.organizationId, ctx.org.id), eq(t.isDefault, true)))
-    .returning({ id: t.id });
-  if (removed.length === 0) throw notFound("SAML SSO configuration");
+const SAML_SSO_FIELDS = [
+  { input: "entity_id", field: "saml_entity_id", column: "samlEntityId" },
+  { input: "sso_url", field: "saml_sso_url", column: "samlSsoUrl" },
+  { input: "x509_cert", field: "saml_x509_cert", column: "samlX509Cert" },
+] as const satisfies readonly { input: keyof SamlSsoUpsert; field: string; column: keyof IdpRow }[];
+
+export async function deleteSamlSso(ctx: OrgCtx, rows: IdpRow[] | undefined) {
+  const current = rows?.[0];
+  if (!current) throw notFound("SAML SSO configuration");
+  return deleteIdp(ctx, rows);
 }
 
 /** The metadata route's only read: does this config exist (primary key, at most one row). */

@@ -3,6 +3,7 @@ import { PageQuery, pageOf } from "../../lib/pagination";
 import { orgRoute, type Router } from "../../middleware/route";
 import { OrgParams } from "../organizations/organizations.routes";
 import { IdpSchema } from "./identity-providers.schemas";
+import { idpQuery } from "./identity-providers.service";
 import { mintScimToken, scimLogListQuery, scimLogPage } from "./scim.service";
 
 /** The /v1 side of SCIM: minting a config's SCIM token, and reading its request log. */
@@ -51,7 +52,8 @@ export function registerScimRoutes(router: Router) {
     request: { params: IdpParams },
     responses: { 200: jsonResponse(ScimTokenSchema, "The config and its new SCIM token, once.") },
     errors: ["not_found"],
-    handle: async ({ ctx, input }, c) => c.json(await mintScimToken(ctx, input.param.idp_id), 200),
+    load: ({ db, org, input }) => idpQuery(db, org, input.param.idp_id),
+    handle: async ({ ctx, loaded }, c) => c.json(await mintScimToken(ctx, loaded), 200),
   });
 
   orgRoute(router, {

@@ -1,4 +1,4 @@
-import { and, desc, eq, inArray, lt, type SQL } from "drizzle-orm";
+import { and, desc, eq, inArray, lt, sql, type SQL } from "drizzle-orm";
 import type { OrgScope, ReadDb } from "../../db/authz";
 import { identityProviderConfigs, scimLogs } from "../../db/schema";
 import type { Config, OrgCtx, ServiceCtx } from "../../env";
@@ -12,6 +12,7 @@ import { spUrls } from "../../sso/metadata";
 import { SCIM_TOKEN_PREFIX } from "../../lib/ids";
 import { serializeIdp, type IdpRow } from "./identity-providers.schemas";
 import { idpColumns } from "./identity-providers.service";
+import { commit } from "../../audit/record";
 
 const t = identityProviderConfigs;
 
@@ -23,19 +24,39 @@ export const SCIM_TOKEN_PREFIX_LENGTH = 12;
 
 /**
  * Mints the config's SCIM token: one UPDATE replaces the stored hash, so the previous token stops
- * on its very next request (the seam looks tokens up by hash). The token is returned once.
+ * on its very next request (the seam looks tokens up by hash). The token is returned once; the
+ * audit entry and its event carry the config and the token's prefix, never the token.
  */
-export async function mintScimToken(ctx: OrgCtx, idpId: string) {
-  if (!isId("identityProvider", idpId)) throw notFound("identity provider config");
+export async function mintScimToken(ctx: OrgCtx, rows: IdpRow[] | undefined) {
+  const current = rows?.[0];
+  if (!current) throw notFound("identity provider config");
   const token = newSecret(SCIM_TOKEN_PREFIX);
   const now = Date.now();
-  const [row] = await ctx.db
-    .update(t)
-    .set({ scimTokenHash: await sha256Hex(token), scimTokenPrefix: token.slice(0, SCIM_TOKEN_PREFIX_LENGTH), scimTokenCreatedAt: now, updatedAt: now })
-    .where(and(eq(t.id, idpId), eq(t.organizationId, ctx.org.id)))
-    .returning(columns);
+  const prefix = token.slice(0, SCIM_TOKEN_PREFIX_LENGTH);
+  const shown = (row: IdpRow) => ({ ...serializeIdp(row, spUrls(ctx.config, row.id)), scim_token_prefix: prefix, scim_token_created_at: iso(now) });
+  const [[row]] = await commit(
+    ctx,
+    [
+      ctx.db
+        .update(t)
+        .set({ scimTokenHash: await sha256Hex(token), scimTokenPrefix: prefix, scimTokenCreatedAt: now, updatedAt: now })
+        .where(and(eq(t.id, current.id), eq(t.organizationId, ctx.org.id)))
+        .returning(columns),
+    ],
+    {
+      onlyIf: sql`changes() = 1`,
+      entries: [
+        {
+          action: "identity_provider.scim_token_created",
+          target: { type: "identity_provider", id: current.id },
+          changes: ["scim_token"],
+          event: { type: "identity_provider.scim_token_created", data: shown({ ...current, updatedAt: now }) },
+        },
+      ],
+    },
+  );
   if (!row) throw notFound("identity provider config");
-  return { ...serializeIdp(row as IdpRow, spUrls(ctx.config, row.id)), scim_token_prefix: row.scimTokenPrefix, scim_token_created_at: iso(now), token };
+  return { ...shown(row as IdpRow), token };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -71,8 +71,9 @@ orgRoute(integrationRoutes, {
   request: { params: IntegrationParams },
   responses: { 204: noContent },
   errors: ["not_found"],
-  handle: async ({ ctx, input }, c) => {
-    await deleteIntegration(ctx, input.param.integration_id);
+  load: ({ db, org, input }) => integrationQuery(db, org, input.param.integration_id),
+  handle: async ({ ctx, loaded }, c) => {
+    await deleteIntegration(ctx, loaded);
     return c.body(null, 204);
   },
 });

@@ -11,6 +11,7 @@ import { compileFilter, parseFilter, type FilterField } from "../../lib/filter";
 import { isId, newId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
 import { MAX_ENVIRONMENTS, serializeIntegration, type IntegrationRow } from "./integrations.schemas";
+import { commit, noChange } from "../../audit/record";
 
 /** Binds the sealed secrets to their organization and integration: copied into another row, they do not decrypt. */
 export const integrationSecretsAad = (orgId: string, integrationId: string) => `integration-secrets:${orgId}:${integrationId}`;
@@ -84,28 +85,53 @@ export async function createIntegration(ctx: OrgCtx, input: { kind: string; disp
   // One sealed blob: the secrets are only ever used together, by the integration itself.
   const secretsCiphertext = names.length === 0 ? null : await encryptString(ctx.config.encryptionKey, JSON.stringify(secrets), integrationSecretsAad(orgId, id));
   const secretNames = Object.fromEntries(names.map((n) => [n, now]));
-  await ctx.db.insert(integrations).values({
-    id,
-    organizationId: orgId,
-    kind: input.kind,
-    displayName: input.display_name,
-    config: input.config,
-    secretsCiphertext,
-    secretNames,
-    createdBy: memberIdOf(ctx.actor),
-    createdAt: now,
-    updatedAt: now,
-  });
-  return serializeIntegration({ id, kind: input.kind, displayName: input.display_name, config: input.config, secretNames, mapping: null, createdAt: now, updatedAt: now });
+  const integration = serializeIntegration({ id, kind: input.kind, displayName: input.display_name, config: input.config, secretNames, mapping: null, createdAt: now, updatedAt: now });
+  await commit(
+    ctx,
+    [
+      ctx.db.insert(integrations).values({
+        id,
+        organizationId: orgId,
+        kind: input.kind,
+        displayName: input.display_name,
+        config: input.config,
+        secretsCiphertext,
+        secretNames,
+        createdBy: memberIdOf(ctx.actor),
+        createdAt: now,
+        updatedAt: now,
+      }),
+    ],
+    {
+      entries: [
+        {
+          action: "integration.created",
+          target: { type: "integration", id },
+          changes: ["kind", "display_name", "config", ...names.map((n) => `secrets.${n}`)],
+          event: { type: "integration.created", data: integration },
+        },
+      ],
+    },
+  );
+  return integration;
 }
 
-export async function deleteIntegration(ctx: OrgCtx, id: string) {
-  if (!isId("integration", id)) throw notFound("integration");
+export async function deleteIntegration(ctx: OrgCtx, rows: IntegrationRow[] | undefined) {
+  const integration = found(rows);
   // The mapping goes with it (foreign key cascade).
-  const removed = await ctx.db
-    .delete(integrations)
-    .where(and(eq(integrations.id, id), eq(integrations.organizationId, ctx.org.id)))
-    .returning({ id: integrations.id });
+  const [removed] = await commit(
+    ctx,
+    [
+      ctx.db
+        .delete(integrations)
+        .where(and(eq(integrations.id, integration.id), eq(integrations.organizationId, ctx.org.id)))
+        .returning({ id: integrations.id }),
+    ],
+    {
+      onlyIf: sql`changes() = 1`,
+      entries: [{ action: "integration.deleted", target: { type: "integration", id: integration.id }, event: { type: "integration.deleted", data: serializeIntegration(integration) } }],
+    },
+  );
   if (removed.length === 0) throw notFound("integration");
 }
 
@@ -153,6 +179,12 @@ export async function patchEnvironmentMapping(
   const current = found(loaded?.integration);
   const invalid = notProjects(mapping, new Set((loaded?.projects ?? []).map((p) => p.id)));
   if (invalid) throw invalid;
+  const before: Record<string, string> = current.mapping ? JSON.parse(current.mapping) : {};
+  const changed = Object.keys(mapping).filter((env) => (mapping[env] ?? undefined) !== before[env]);
+  if (changed.length === 0) {
+    noChange(ctx);
+    return serializeIntegration(current);
+  }
   const db = ctx.db;
   const orgId = ctx.org.id;
   const now = Date.now();
@@ -201,9 +233,24 @@ export async function patchEnvironmentMapping(
       .set({ updatedAt: now })
       .where(and(eq(integrations.id, current.id), eq(integrations.organizationId, orgId))),
   );
+  const mappingAfter: Record<string, string> = { ...before, ...toSet };
+  for (const env of toRemove) delete mappingAfter[env];
+  const data = serializeIntegration({ ...current, mapping: JSON.stringify(mappingAfter), updatedAt: now });
   let results: unknown[];
   try {
-    results = await db.batch([...writes, selectView(db).where(and(eq(integrations.id, current.id), eq(integrations.organizationId, orgId)))] as unknown as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+    results = await commit(ctx, [...writes, selectView(db).where(and(eq(integrations.id, current.id), eq(integrations.organizationId, orgId)))] as unknown as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
+      // Right after the integration's own update, which finds nothing if it was deleted meanwhile.
+      after: writes.length - 1,
+      onlyIf: sql`changes() = 1`,
+      entries: [
+        {
+          action: "integration.updated",
+          target: { type: "integration", id: current.id },
+          changes: changed.map((env) => `environment_mapping.${env}`),
+          event: { type: "integration.updated", data },
+        },
+      ],
+    });
   } catch (err) {
     const message = rootMessage(err);
     if (message.includes(TOO_MANY)) {

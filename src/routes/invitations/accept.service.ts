@@ -12,7 +12,8 @@ import { openSession, tokenPair, verificationEmail } from "../auth/auth.service"
 import { serializeMember } from "../members/members.schemas";
 import { memberValues } from "../organizations/organizations.service";
 import { serializeUser } from "../users/users.schemas";
-import { effectiveStatus } from "./invitations.schemas";
+import { afterCommit, auditStatements, type AuditActor } from "../../audit/record";
+import { effectiveStatus, serializeInvitation, type InvitationRow } from "./invitations.schemas";
 import { invitationByToken } from "./invitations.service";
 
 const gone = () => new ApiError("invitation_not_pending", "The invitation was already used, canceled, or has expired; ask for a new one.");
@@ -45,17 +46,40 @@ const wasEmailed = (inv: { outboxId: string | null; emailStatus: string | null }
  * unexpired, so of two concurrent accepts exactly one changes it (the first statement returns
  * its row); everything after is guarded by that flip. A user who is somehow already a member
  * keeps their membership.
+ *
+ * Each audit entry follows the counter update that moved only if this very batch made its
+ * change: `invitation.accepted` the flip's, `member.added` the membership's. "Accepted by this
+ * user at now" cannot tell the winner, as two requests of one user can share `now`; and a user
+ * who already was a member is not added again, so gets no `member.added`.
  */
 function acceptStatements(
   ctx: ServiceCtx,
-  inv: { id: string; organizationId: string; role: string; invitedById: string | null },
+  inv: InvitationRow,
   user: { id: string; displayName: string; email: string },
   now: number,
-): BatchItem<"sqlite">[] {
+  actor: AuditActor,
+) {
   const db = ctx.db;
   const m = memberValues(inv.organizationId, user, inv.role, now);
+  const member = serializeMember({ memberId: user.id, type: "user", role: inv.role, displayName: user.displayName, email: user.email, joinedAt: now });
   const accepted = sql`exists (select 1 from invitations where id = ${inv.id} and status = 'accepted' and accepted_by = ${user.id} and accepted_at = ${now})`;
-  return [
+  const audit = { organizationId: inv.organizationId, actor, onlyIf: sql`changes() = 1` };
+  const acceptedEntry = auditStatements(ctx, {
+    ...audit,
+    entries: [
+      {
+        action: "invitation.accepted",
+        target: { type: "invitation", id: inv.id },
+        changes: ["status"],
+        event: { type: "invitation.accepted", data: serializeInvitation({ ...inv, status: "accepted", acceptedAt: now, acceptedBy: user.id, updatedAt: now }) },
+      },
+    ],
+  });
+  const addedEntry = auditStatements(ctx, {
+    ...audit,
+    entries: [{ action: "member.added", target: { type: "user", id: user.id }, changes: ["role"], event: { type: "member.added", data: member } }],
+  });
+  const statements: BatchItem<"sqlite">[] = [
     db
       .update(invitations)
       .set({ status: "accepted", acceptedAt: now, acceptedBy: user.id, updatedAt: now })
@@ -65,6 +89,7 @@ function acceptStatements(
       .update(organizations)
       .set({ pendingInvitationCount: sql`${organizations.pendingInvitationCount} - 1` })
       .where(and(eq(organizations.id, inv.organizationId), sql`changes() = 1`)),
+    ...acceptedEntry.statements,
     db
       .insert(members)
       .select(sql`select ${m.organizationId}, ${m.memberId}, ${m.type}, ${m.role}, ${m.displayName}, ${m.nameKey}, ${m.email}, ${m.joinedAt}, null where ${accepted}`)
@@ -73,6 +98,7 @@ function acceptStatements(
       .update(organizations)
       .set({ memberCount: sql`${organizations.memberCount} + 1`, userMemberCount: sql`${organizations.userMemberCount} + 1` })
       .where(and(eq(organizations.id, inv.organizationId), sql`changes() = 1`)),
+    ...addedEntry.statements,
     // The invitation's projects that are still in the organization, read from the row as it is
     // now (a combine may have added some); a project deleted meanwhile is skipped.
     db
@@ -89,6 +115,17 @@ function acceptStatements(
       .set({ emailVerifiedAt: sql`coalesce(${users.emailVerifiedAt}, ${now})` })
       .where(and(eq(users.id, user.id), accepted, sql`exists (select 1 from invitations where id = ${inv.id} and ${emailedLink})`)),
   ];
+  const acceptedAt = 2;
+  const addedAt = acceptedAt + acceptedEntry.statements.length + 2;
+  return {
+    statements,
+    member,
+    /** Counts the entries and hands their webhook deliveries on; `results` from this function's first statement on. */
+    recorded(results: unknown[]) {
+      afterCommit(ctx, acceptedEntry, results.slice(acceptedAt, acceptedAt + acceptedEntry.statements.length));
+      afterCommit(ctx, addedEntry, results.slice(addedAt, addedAt + addedEntry.statements.length));
+    },
+  };
 }
 
 /**
@@ -126,11 +163,13 @@ export async function acceptInvitation(ctx: ServiceCtx, caller: Caller | null, t
     if (user.email !== inv.email) {
       throw new ApiError("invitation_email_mismatch", "This invitation was sent to another email address; sign in as that user.");
     }
+    const accept = acceptStatements(ctx, inv, user, now, { type: "user", id: user.id, credential: "session" });
     const statements: BatchItem<"sqlite">[] = [
-      ...acceptStatements(ctx, inv, user, now),
+      ...accept.statements,
       db.select().from(members).where(and(eq(members.organizationId, inv.organizationId), eq(members.memberId, user.id))),
     ];
     const results = await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+    accept.recorded(results);
     // Only the flip's own row count tells the winner: two requests of one user can share `now`
     // (workerd's clock stands still between I/O), so "accepted by me at now" matches both.
     if ((results[0] as unknown[]).length !== 1) throw await refusal(ctx, inv.id, inv.organizationId);
@@ -159,6 +198,7 @@ export async function acceptInvitation(ctx: ServiceCtx, caller: Caller | null, t
   const verify = emailed ? null : await verificationEmail(ctx, user);
   // The account exists only if the invitation was still pending: if a concurrent accept won, the
   // user insert is skipped and the session insert fails its foreign key, rolling everything back.
+  const accept = acceptStatements(ctx, inv, user, now, { type: "user", id: user.id, credential: "invitation" });
   const statements: BatchItem<"sqlite">[] = [
     db
       .insert(users)
@@ -166,12 +206,12 @@ export async function acceptInvitation(ctx: ServiceCtx, caller: Caller | null, t
         sql`select ${user.id}, ${user.email}, ${user.displayName}, ${user.passwordHash}, ${user.emailVerifiedAt}, ${now}, ${now}
             where exists (select 1 from invitations where id = ${inv.id} and status = 'pending' and expires_at > ${now}) and ${withinSeats(ctx, inv.organizationId, now)}`,
       ),
-    ...acceptStatements(ctx, inv, user, now),
+    ...accept.statements,
     ...session.statements,
     ...(verify?.statements ?? []),
   ];
   try {
-    await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+    accept.recorded((await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]])).slice(1));
   } catch (err) {
     if (isUniqueViolation(err, "users.email")) {
       throw new ApiError("email_taken", "An account with this email exists; sign in and accept the invitation while signed in.");
@@ -183,6 +223,6 @@ export async function acceptInvitation(ctx: ServiceCtx, caller: Caller | null, t
   const pair = await tokenPair(ctx, user, session);
   return {
     status: 201 as const,
-    body: { organization, member: serializeMember({ memberId: user.id, type: "user", role: inv.role, displayName: user.displayName, email: user.email, joinedAt: now }), ...pair },
+    body: { organization, member: accept.member, ...pair },
   };
 }

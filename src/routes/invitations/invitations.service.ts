@@ -3,7 +3,8 @@ import { outer } from "../../db/schema/columns";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { OrgScope, ReadDb } from "../../db/authz";
 import type { Config, OrgCtx, ServiceCtx } from "../../env";
-import { invitations, members, organizations, projects } from "../../db/schema";
+import { invitations, organizations, outbox, projects } from "../../db/schema";
+import { commit, noChange, type AuditEntry } from "../../audit/record";
 import { memberIdOf } from "../../lib/actor";
 import { newSecret, sha256Hex } from "../../lib/crypto";
 import { ApiError, notFound, zodIssues, type ErrorCode, type FieldError } from "../../lib/errors";
@@ -11,9 +12,9 @@ import { isId, newId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
 import type { Permission } from "../../lib/permissions";
 import { DAY_MS } from "../../lib/time";
-import { enqueueOutbox, outboxInsert } from "../../queue/outbox";
+import { enqueueOutbox, outboxInsert, sealedPayload } from "../../queue/outbox";
 import { link } from "../../queue/templates";
-import { seatFreeSql, seatLimitReached, seatsInForce } from "../licenses/seats";
+import { seatLimitReached, seatsInForce, seatsLeftSql } from "../licenses/seats";
 import { assertWithinCaller, customRolesQuery, permissionsOfRole, permissionsOfRoles } from "../roles/roles.service";
 import { InvitationCreateInput, effectiveStatus, serializeInvitation, type InvitationCreate, type InvitationRow } from "./invitations.schemas";
 
@@ -32,13 +33,6 @@ export function serializeBatchResults(results: BatchResult[]) {
   );
 }
 
-/** The SQL of "no pending invitation for this email yet and a seat is free" for one row. */
-function insertGuard(orgId: string, email: string, seatFree: SQL) {
-  return sql`not exists (select 1 from members where organization_id = ${orgId} and email = ${email})
-    and not exists (select 1 from invitations where organization_id = ${orgId} and email = ${email} and status = 'pending')
-    and ${seatFree}`;
-}
-
 /** Rows as far as they parse: what a create's load needs to know before the rows are judged one by one. */
 function roughRows(rawRows: unknown[]) {
   return rawRows.flatMap((raw) => {
@@ -55,23 +49,28 @@ function roughRows(rawRows: unknown[]) {
 export function createContextQueries(db: ReadDb, org: OrgScope, rawRows: unknown[]) {
   const rows = roughRows(rawRows);
   const combining = [...new Set(rows.filter((r) => r.combine_pending).map((r) => r.email))];
-  // One probe of the (organization_id, email) pending index per email: a filter on the
-  // organization's pending invitations would read all of them.
-  const pendingRole = sql`(select i.role from invitations i where i.organization_id = ${org.guard(org.id)} and i.email = j.value and i.status = 'pending')`;
-  const pendingProjects = sql`(select i.project_ids from invitations i where i.organization_id = ${org.guard(org.id)} and i.email = j.value and i.status = 'pending')`;
   return {
     org: db.select({ name: organizations.name }).from(organizations).where(eq(organizations.id, org.guard(org.id))),
     roles: customRolesQuery(db, org, rows.map((r) => r.role)),
     projects: visibleProjectIdsQuery(db, org, [...new Set(rows.flatMap((r) => r.project_ids))]),
+    // One probe of the (organization_id, email) pending index per email (the cross join keeps
+    // SQLite on the email list): a filter on the organization's pending invitations would read all of them.
     pending: combining.length
       ? db
           .select({
             email: sql<string>`j.value`,
-            role: sql<string | null>`${pendingRole}`,
-            rolePermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${org.id} and r.name = ${pendingRole})`,
-            hiddenProjects: hiddenProjectsSql(org, pendingProjects),
+            id: sql<string>`i.id`,
+            role: sql<string>`i.role`,
+            message: sql<string | null>`i.message`,
+            // The stored text: the refresh applies only while it still reads exactly so.
+            projectIds: sql<string>`i.project_ids`,
+            invitedById: sql<string | null>`i.invited_by_id`,
+            invitedByName: sql<string>`i.invited_by_name`,
+            createdAt: sql<number>`i.created_at`,
+            rolePermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${org.id} and r.name = i.role)`,
+            hiddenProjects: hiddenProjectsSql(org, sql`i.project_ids`),
           })
-          .from(sql`json_each(${JSON.stringify(combining)}) j`)
+          .from(sql`json_each(${JSON.stringify(combining)}) j cross join invitations i on i.organization_id = ${org.guard(org.id)} and i.email = j.value and i.status = 'pending'`)
       : undefined,
   };
 }
@@ -125,32 +124,78 @@ function unknownProjects(row: InvitationCreate, visible: Set<string>): ApiError 
 const rolePermissionsOf = (role: typeof invitations.role) =>
   sql<string | null>`(select r.permissions from roles r where r.organization_id = ${outer(invitations.organizationId)} and r.name = ${outer(role)})`;
 
+type PendingInvitation = {
+  email: string;
+  id: string;
+  role: string;
+  message: string | null;
+  projectIds: string;
+  invitedById: string | null;
+  invitedByName: string;
+  createdAt: number;
+  rolePermissions: string | null;
+  hiddenProjects: number;
+};
+
 type CreateContext = {
   org: { name: string }[];
   roles: { name: string; permissions: string[] }[];
   projects?: { id: string }[] | undefined;
-  pending: { email: string; role: string | null; rolePermissions: string | null; hiddenProjects: number }[] | undefined;
+  pending: PendingInvitation[] | undefined;
 };
+
+/** A row that passed every check made before the write, with everything its statements bind. */
+type Planned = {
+  index: number;
+  row: InvitationCreate;
+  token: string;
+  /** The invitation as it reads if this row creates it. */
+  created: InvitationRow;
+  /** As it reads if this row refreshes the pending invitation loaded for it (combine_pending). */
+  combined: InvitationRow | null;
+  /** The refreshed invitation's projects (as stored) and message: the refresh applies only while they still read so. */
+  stored: { projectIds: string; message: string | null } | null;
+  mail: { id: string; payload: string } | null;
+};
+
+/** A refresh keeps the pending invitation's projects, in order, and adds the row's new ones. */
+function unitedProjects(stored: string, added: string[]) {
+  const kept = JSON.parse(stored) as string[];
+  return [...kept, ...added.filter((id) => !kept.includes(id))];
+}
+
+/**
+ * The invitation email's outbox payload, its token sealed to the outbox row as outboxInsert
+ * (src/queue/outbox.ts) seals it: the batch writes all rows' emails in one statement, so it
+ * needs the payloads rather than one insert statement per row.
+ */
+/**
+ * Rows passed as one JSON parameter, read as a table: D1 allows 100 bound parameters per
+ * statement, and one statement per step whatever the number of rows keeps a batch of 100 far
+ * from D1's per-request statement limit. The column names are this file's own keys.
+ */
+function jsonRows(rows: Record<string, unknown>[], alias: string) {
+  const columns = Object.keys(rows[0] ?? {});
+  return sql`(select ${sql.raw(columns.map((c) => `json_extract(value, '$.${c}') as ${c}`).join(", "))} from json_each(${JSON.stringify(rows)})) ${sql.raw(alias)}`;
+}
 
 /**
  * Creates (or, with combine_pending, refreshes) invitations. One path for one row and for a
- * batch of 100: every row becomes a few conditional statements and all rows run in one D1 batch,
- * so each row succeeds or fails on its own while the seat limit counts the whole batch (the
- * counter moves inside the transaction, row after row). A second read tells the failures apart.
+ * batch of 100, and one D1 batch of about ten statements whatever the number of rows: each step
+ * is one set-based statement over all rows (passed as JSON), so D1's per-request statement limit
+ * is never near. Each row still succeeds or fails on its own, and the seat limit counts the
+ * whole batch in row order: the insert ranks the rows that may be invited and takes the first
+ * as many as there are free seats. A read at the end of the batch tells the failures apart.
  *
  * Every link minted here is for a role within the caller's power, and a combined invitation's
  * old role must be within it too: refreshing it hands out its new link.
  */
 export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context: CreateContext): Promise<BatchResult[]> {
   const orgId = ctx.org.id;
-  const db = ctx.db;
   const now = Date.now();
-  const seatFree = seatFreeSql(orgId, now, ctx.config.freePlanSeats);
   const orgName = context.org[0]?.name ?? "";
   const visibleProjects = new Set((context.projects ?? []).map((p) => p.id));
-  const pendingByEmail = new Map(
-    (context.pending ?? []).flatMap((p) => (p.role === null ? [] : [[p.email, { role: p.role, rolePermissions: p.rolePermissions, hiddenProjects: p.hiddenProjects }] as const])),
-  );
+  const pendingByEmail = new Map((context.pending ?? []).map((p) => [p.email, p]));
   const results: (BatchResult | undefined)[] = new Array(rawRows.length);
   const parsed: { index: number; row: InvitationCreate }[] = [];
   const seen = new Set<string>();
@@ -171,19 +216,18 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
 
   // Roles are resolved once for the whole batch; a caller may only invite into roles within its power.
   const rolePerms = permissionsOfRoles([...new Set(parsed.map((p) => p.row.role))], context.roles);
-  const planned: { index: number; row: InvitationCreate; id: string; token: string; tokenHash: string; outboxId: string | null }[] = [];
-  const statements: BatchItem<"sqlite">[] = [];
+  const planned: Planned[] = [];
   for (const { index, row } of parsed) {
     const perms = rolePerms.get(row.role);
     if (!perms) {
       results[index] = { email: row.email, status: "error", error: rowError("validation_failed", `The organization has no role \`${row.role}\`.`, [{ path: "role", message: "no such role in this organization" }]) };
       continue;
     }
+    const existing = row.combine_pending ? pendingByEmail.get(row.email) : undefined;
     try {
       assertWithinCaller(ctx.org.permissions, perms, `invite into the role \`${row.role}\``);
       const badProjects = unknownProjects(row, visibleProjects);
       if (badProjects) throw badProjects;
-      const existing = row.combine_pending ? pendingByEmail.get(row.email) : undefined;
       if (existing) assertWithinCaller(ctx.org.permissions, permissionsOfRole(existing.role, existing.rolePermissions), `replace a pending invitation whose role is \`${existing.role}\``);
       if (existing && existing.hiddenProjects > 0) throw hiddenProjectsError("combine with this pending invitation");
     } catch (err) {
@@ -191,119 +235,242 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
       results[index] = { email: row.email, status: "error", error: err };
       continue;
     }
-    const id = newId("invitation");
     const token = newSecret("inv");
-    const tokenHash = await sha256Hex(token);
-    const expiresAt = now + row.expires_in_days * DAY_MS;
-    const emailStatus = row.send_email ? "queued" : null;
-    let outboxId: string | null = null;
-    const mail = row.send_email
-      ? await outboxInsert(db, ctx.config, {
-          template: "invitation",
-          recipient: row.email,
-          payload: { organization_name: orgName, inviter_name: ctx.org.memberName, role: row.role, message: row.message ?? null },
-          secrets: { token },
-          subjectId: sql`(select id from invitations where token_hash = ${tokenHash})`,
-          // Only if this row's invitation went in (created or combined) with this token.
-          onlyIf: sql`exists (select 1 from invitations where token_hash = ${tokenHash})`,
-        })
-      : undefined;
-    if (mail) outboxId = mail.id;
+    const outboxId = row.send_email ? newId("outbox") : null;
+    const fresh = {
+      tokenHash: await sha256Hex(token),
+      role: row.role,
+      expiresAt: now + row.expires_in_days * DAY_MS,
+      outboxId,
+      emailStatus: row.send_email ? ("queued" as const) : null,
+      updatedAt: now,
+    };
+    const created: InvitationRow = {
+      ...fresh,
+      id: newId("invitation"),
+      organizationId: orgId,
+      email: row.email,
+      message: row.message ?? null,
+      projectIds: row.project_ids,
+      status: "pending",
+      invitedById: memberIdOf(ctx.actor),
+      invitedByName: ctx.org.memberName,
+      acceptedAt: null,
+      acceptedBy: null,
+      createdAt: now,
+    };
+    // The refresh keeps who invited and when; the old email carries the old token, dead from
+    // here on, and unlinking it keeps the consumer from sending it if it is still on its way.
+    const combined: InvitationRow | null = existing
+      ? {
+          ...created,
+          ...fresh,
+          id: existing.id,
+          message: row.message === undefined ? existing.message : row.message,
+          projectIds: unitedProjects(existing.projectIds, row.project_ids),
+          invitedById: existing.invitedById,
+          invitedByName: existing.invitedByName,
+          createdAt: existing.createdAt,
+        }
+      : null;
+    const mail = outboxId
+      ? {
+          id: outboxId,
+          payload: await sealedPayload(ctx.config, outboxId, { organization_name: orgName, inviter_name: ctx.org.memberName, role: row.role, message: row.message ?? null }, { token }),
+        }
+      : null;
+    planned.push({ index, row, token, created, combined, stored: existing ? { projectIds: existing.projectIds, message: existing.message } : null, mail });
+  }
 
-    // 1. This email's pending invitation that has already expired stops blocking (and holding a seat).
+  if (planned.length === 0) {
+    noChange(ctx);
+    return results as BatchResult[];
+  }
+  const outcomes = await writeInvitations(ctx, planned, now);
+  let seats: number | undefined;
+  const toSend: string[] = [];
+  for (const [ord, p] of planned.entries()) {
+    const outcome = outcomes[ord]!;
+    // What went in is exactly what was planned: the insert writes the planned values, and the
+    // refresh applies only to the invitation as loaded.
+    const inv = outcome.landed === p.created.id ? p.created : outcome.landed === p.combined?.id ? p.combined : null;
+    if (inv) {
+      if (p.mail) toSend.push(p.mail.id);
+      const url = p.row.send_email ? undefined : acceptUrl(ctx.config, p.token);
+      results[p.index] = { email: p.row.email, status: inv === p.created ? "created" : "combined", invitation: serializeInvitation(inv, url) };
+    } else if (outcome.member) {
+      results[p.index] = { email: p.row.email, status: "error", error: rowError("already_member", "This email already belongs to a member.") };
+    } else if (outcome.pending) {
+      results[p.index] = {
+        email: p.row.email,
+        status: "error",
+        error: rowError("invitation_pending", "A pending invitation for this email exists; resend it, or pass combine_pending: true."),
+      };
+    } else {
+      seats ??= await seatsInForce(ctx, orgId);
+      results[p.index] = { email: p.row.email, status: "error", error: seatLimitReached(seats) };
+    }
+  }
+  // Every row refused (a batch answers 200 all the same): nothing to record.
+  if (!outcomes.some((o) => o.landed !== null)) noChange(ctx);
+  await enqueueOutbox(ctx, toSend);
+  return results as BatchResult[];
+}
+
+/**
+ * The write, as one batch of set-based statements over all planned rows, with the audit entries
+ * and webhook events of the rows that went in. It ends by reading, per row, which invitation
+ * carries the row's new token (none: refused), and for a refused row whether its email is a
+ * member or has a pending invitation (neither: no seat was left).
+ */
+async function writeInvitations(ctx: OrgCtx, planned: Planned[], now: number) {
+  const orgId = ctx.org.id;
+  const db = ctx.db;
+  const emails = JSON.stringify(planned.map((p) => p.row.email));
+  const hashes = JSON.stringify(planned.map((p) => p.created.tokenHash));
+  const statements: BatchItem<"sqlite">[] = [
+    // This batch's emails' pending invitations already past their expiry stop blocking, and
+    // stop holding a seat.
+    db
+      .update(invitations)
+      .set({ status: "expired", updatedAt: now })
+      .where(
+        sql`${invitations.id} in (select i.id from json_each(${emails}) j cross join invitations i
+              on i.organization_id = ${orgId} and i.email = j.value and i.status = 'pending' and i.expires_at <= ${now})`,
+      ),
+    db
+      .update(organizations)
+      .set({ pendingInvitationCount: sql`${organizations.pendingInvitationCount} - changes()` })
+      .where(and(eq(organizations.id, orgId), sql`changes() > 0`)),
+  ];
+  // Prefixed: in UPDATE … FROM a column name the table also has would be ambiguous.
+  const refreshes = planned.flatMap((p) =>
+    p.combined
+      ? [
+          {
+            c_id: p.combined.id,
+            c_token_hash: p.combined.tokenHash,
+            c_role: p.combined.role,
+            c_message: p.combined.message,
+            c_project_ids: JSON.stringify(p.combined.projectIds),
+            c_stored_project_ids: p.stored!.projectIds,
+            c_stored_message: p.stored!.message,
+            c_expires_at: p.combined.expiresAt,
+            c_outbox_id: p.combined.outboxId,
+            c_email_status: p.combined.emailStatus,
+          },
+        ]
+      : [],
+  );
+  if (refreshes.length > 0) {
+    // combine_pending: the loaded pending invitation, still live, takes the new token, expiry,
+    // role and projects. Only if its projects and message still read as loaded, so the result
+    // (and the event) is exactly what was computed; a concurrent refresh leaves this row refused.
     statements.push(
       db
         .update(invitations)
-        .set({ status: "expired", updatedAt: now })
-        .where(and(eq(invitations.organizationId, orgId), eq(invitations.email, row.email), eq(invitations.status, "pending"), sql`${invitations.expiresAt} <= ${now}`)),
-      db
-        .update(organizations)
-        .set({ pendingInvitationCount: sql`${organizations.pendingInvitationCount} - 1` })
-        .where(and(eq(organizations.id, orgId), sql`changes() = 1`)),
-    );
-    // 2. combine_pending: refresh the live one — new token and expiry, the new role, projects united.
-    if (row.combine_pending) {
-      statements.push(
-        db
-          .update(invitations)
-          .set({
-            tokenHash,
-            role: row.role,
-            message: row.message === undefined ? sql`${invitations.message}` : row.message,
-            projectIds: sql`(select json_group_array(value) from (select value from json_each(${outer(invitations.projectIds)}) union select value from json_each(${JSON.stringify(row.project_ids)})))`,
-            expiresAt,
-            // The old email carries the old token, dead from here on: unlinking it keeps the
-            // consumer from sending it if it is still on its way (as resend does).
-            outboxId,
-            emailStatus,
-            updatedAt: now,
-          })
-          .where(and(eq(invitations.organizationId, orgId), eq(invitations.email, row.email), eq(invitations.status, "pending"))),
-      );
-    }
-    // 3. A new invitation, only for a non-member without a pending invitation while a seat is free,
-    //    and the counter only if it went in.
-    statements.push(
-      db
-        .insert(invitations)
-        .select(
-          sql`select ${id}, ${orgId}, ${row.email}, ${row.role}, ${row.message ?? null}, ${JSON.stringify(row.project_ids)}, 'pending', ${tokenHash},
-                     ${memberIdOf(ctx.actor)}, ${ctx.org.memberName}, ${outboxId}, ${emailStatus}, ${expiresAt}, null, null, ${now}, ${now}
-              where ${insertGuard(orgId, row.email, seatFree)}`,
+        .set({
+          tokenHash: sql`c.c_token_hash`,
+          role: sql`c.c_role`,
+          message: sql`c.c_message`,
+          projectIds: sql`c.c_project_ids`,
+          expiresAt: sql`c.c_expires_at`,
+          outboxId: sql`c.c_outbox_id`,
+          emailStatus: sql`c.c_email_status`,
+          updatedAt: now,
+        })
+        .from(jsonRows(refreshes, "c"))
+        .where(
+          and(
+            sql`${invitations.id} = c.c_id`,
+            // Unary plus: the primary key, driven by the refresh list, not the organization's pending rows.
+            sql`+${invitations.organizationId} = ${orgId}`,
+            sql`+${invitations.status} = 'pending'`,
+            sql`${invitations.projectIds} = c.c_stored_project_ids`,
+            sql`${invitations.message} is c.c_stored_message`,
+          ),
         ),
-      db
-        .update(organizations)
-        .set({ pendingInvitationCount: sql`${organizations.pendingInvitationCount} + 1` })
-        .where(and(eq(organizations.id, orgId), sql`changes() = 1`)),
     );
-    if (mail) statements.push(mail.statement);
-    planned.push({ index, row, id, token, tokenHash, outboxId });
   }
-
-  if (planned.length > 0) {
-    const hashes = JSON.stringify(planned.map((p) => p.tokenHash));
-    const emails = JSON.stringify(planned.map((p) => p.row.email));
-    // The read-back closes the same batch: it sees exactly what the writes did, in one round trip.
+  const fresh = planned.map((p, ord) => ({
+    ord,
+    id: p.created.id,
+    email: p.created.email,
+    role: p.created.role,
+    message: p.created.message,
+    project_ids: JSON.stringify(p.created.projectIds),
+    token_hash: p.created.tokenHash,
+    outbox_id: p.created.outboxId,
+    email_status: p.created.emailStatus,
+    expires_at: p.created.expiresAt,
+  }));
+  statements.push(
+    // New invitations for the rows whose email is neither a member nor pending (a refreshed one
+    // is pending), in row order, as many as there are free seats; then the counter, by as many.
+    db.insert(invitations).select(
+      sql`select r.id, ${orgId}, r.email, r.role, r.message, r.project_ids, 'pending', r.token_hash, ${memberIdOf(ctx.actor)}, ${ctx.org.memberName},
+                 r.outbox_id, r.email_status, r.expires_at, null, null, ${now}, ${now}
+          from (select n.*, row_number() over (order by n.ord) as seat from ${jsonRows(fresh, "n")}
+                where not exists (select 1 from members m where m.organization_id = ${orgId} and m.email = n.email)
+                  and not exists (select 1 from invitations i where i.organization_id = ${orgId} and i.email = n.email and i.status = 'pending')) r
+          where r.seat <= ${seatsLeftSql(orgId, now, ctx.config.freePlanSeats)}`,
+    ),
+    db
+      .update(organizations)
+      .set({ pendingInvitationCount: sql`${organizations.pendingInvitationCount} + changes()` })
+      .where(and(eq(organizations.id, orgId), sql`changes() > 0`)),
+  );
+  const mails = planned.flatMap((p) => (p.mail ? [{ id: p.mail.id, recipient: p.row.email, payload: p.mail.payload, token_hash: p.created.tokenHash }] : []));
+  if (mails.length > 0) {
+    // Columns in table order: id, template, recipient, payload, status, attempts, last_error, subject_id, created_at, updated_at, sent_at.
+    // Only for rows whose invitation went in (created or combined) with this token.
     statements.push(
-      db.select().from(invitations).where(sql`${invitations.tokenHash} in (select value from json_each(${hashes}))`),
-      db
-        .select({ email: members.email })
-        .from(members)
-        .where(and(eq(members.organizationId, orgId), sql`${members.email} in (select value from json_each(${emails}))`)),
-      db
-        .select({ email: invitations.email })
-        .from(invitations)
-        .where(and(eq(invitations.organizationId, orgId), eq(invitations.status, "pending"), sql`${invitations.email} in (select value from json_each(${emails}))`)),
+      db.insert(outbox).select(
+        sql`select o.id, 'invitation', o.recipient, o.payload, 'pending', 0, null, i.id, ${now}, ${now}, null
+            from ${jsonRows(mails, "o")} cross join invitations i on i.token_hash = o.token_hash`,
+      ),
     );
-    const written = await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
-    const [landed, memberEmails, pendingEmails] = written.slice(-3) as [InvitationRow[], { email: string }[], { email: string }[]];
-    const byHash = new Map(landed.map((r) => [r.tokenHash, r]));
-    const isMember = new Set(memberEmails.map((r) => r.email));
-    let seats: number | undefined;
-    const isPending = new Set(pendingEmails.map((r) => r.email));
-    const toSend: string[] = [];
-    for (const p of planned) {
-      const inv = byHash.get(p.tokenHash);
-      if (inv) {
-        if (p.outboxId) toSend.push(p.outboxId);
-        const url = p.row.send_email ? undefined : acceptUrl(ctx.config, p.token);
-        results[p.index] = { email: p.row.email, status: inv.id === p.id ? "created" : "combined", invitation: serializeInvitation(inv, url) };
-      } else if (isMember.has(p.row.email)) {
-        results[p.index] = { email: p.row.email, status: "error", error: rowError("already_member", "This email already belongs to a member.") };
-      } else if (isPending.has(p.row.email)) {
-        results[p.index] = {
-          email: p.row.email,
-          status: "error",
-          error: rowError("invitation_pending", "A pending invitation for this email exists; resend it, or pass combine_pending: true."),
-        };
-      } else {
-        seats ??= await seatsInForce(ctx, orgId);
-        results[p.index] = { email: p.row.email, status: "error", error: seatLimitReached(seats) };
-      }
-    }
-    await enqueueOutbox(ctx, toSend);
   }
-  return results as BatchResult[];
+  // The outcome closes the same batch, so it sees exactly what the writes did; a refused row's
+  // reasons are probed only for that row.
+  const rowsOf = jsonRows(
+    planned.map((p, ord) => ({ ord, email: p.row.email, token_hash: p.created.tokenHash })),
+    "f",
+  );
+  statements.push(
+    db
+      .select({
+        ord: sql<number>`f.ord`.as("ord"),
+        landed: sql<string | null>`i.id`.as("landed"),
+        member: sql<number | null>`case when i.id is null then exists (select 1 from members m where m.organization_id = ${orgId} and m.email = f.email) end`.as("member"),
+        pending: sql<number | null>`case when i.id is null then exists (select 1 from invitations p where p.organization_id = ${orgId} and p.email = f.email and p.status = 'pending') end`.as(
+          "pending",
+        ),
+      })
+      .from(sql`${rowsOf} left join invitations i on i.token_hash = f.token_hash`),
+  );
+  // Each row may have gone in as created or (combine_pending) combined: both entries are offered,
+  // and only the one whose invitation now carries the row's new token is written.
+  const entries: AuditEntry[] = planned.flatMap((p) => [
+    { action: "invitation.created", target: { type: "invitation", id: p.created.id }, event: { type: "invitation.created", data: serializeInvitation(p.created) } },
+    ...(p.combined
+      ? [
+          {
+            action: "invitation.updated" as const,
+            target: { type: "invitation", id: p.combined.id },
+            changes: ["token", "role", "project_ids", "expires_at", "email_status", ...(p.row.message === undefined ? [] : ["message"])],
+            event: { type: "invitation.updated" as const, data: serializeInvitation(p.combined) },
+          },
+        ]
+      : []),
+  ]);
+  const results = await commit(ctx, statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
+    entries,
+    onlyIf: sql`audit_row.target_id in (select i.id from json_each(${hashes}) h cross join invitations i on i.token_hash = h.value)`,
+  });
+  const outcomes = (results as unknown[]).at(-1) as { ord: number; landed: string | null; member: number | null; pending: number | null }[];
+  const byOrd = new Map(outcomes.map((o) => [o.ord, o]));
+  return planned.map((_, ord) => byOrd.get(ord)!);
 }
 
 /**
@@ -376,18 +543,34 @@ export async function cancelInvitation(ctx: OrgCtx, rows: FoundInvitation[] | un
   const current = found(rows).invitation;
   const db = ctx.db;
   const now = Date.now();
-  const [updated] = await db.batch([
-    db
-      .update(invitations)
-      .set({ status: "canceled", updatedAt: now })
-      // Past its expiry it reads as expired, so it answers like one whether or not the cron swept it.
-      .where(and(eq(invitations.id, current.id), eq(invitations.status, "pending"), sql`${invitations.expiresAt} > ${now}`))
-      .returning(),
-    db
-      .update(organizations)
-      .set({ pendingInvitationCount: sql`${organizations.pendingInvitationCount} - 1` })
-      .where(and(eq(organizations.id, ctx.org.id), sql`changes() = 1`)),
-  ]);
+  const canceled: InvitationRow = { ...current, status: "canceled", updatedAt: now };
+  const [updated] = await commit(
+    ctx,
+    [
+      db
+        .update(invitations)
+        .set({ status: "canceled", updatedAt: now })
+        // Past its expiry it reads as expired, so it answers like one whether or not the cron swept it.
+        .where(and(eq(invitations.id, current.id), eq(invitations.status, "pending"), sql`${invitations.expiresAt} > ${now}`))
+        .returning(),
+      db
+        .update(organizations)
+        .set({ pendingInvitationCount: sql`${organizations.pendingInvitationCount} - 1` })
+        .where(and(eq(organizations.id, ctx.org.id), sql`changes() = 1`)),
+    ],
+    {
+      // After the counter update, which ran only if the invitation was canceled.
+      onlyIf: sql`changes() = 1`,
+      entries: [
+        {
+          action: "invitation.canceled",
+          target: { type: "invitation", id: current.id },
+          changes: ["status"],
+          event: { type: "invitation.canceled", data: serializeInvitation(canceled) },
+        },
+      ],
+    },
+  );
   if (!updated[0]) throw notPending(current);
   return serializeInvitation(updated[0]);
 }
@@ -416,21 +599,33 @@ export async function resendInvitation(ctx: OrgCtx, rows: FoundInvitation[] | un
         onlyIf: sql`exists (select 1 from invitations where token_hash = ${tokenHash})`,
       })
     : undefined;
+  const refreshed = {
+    tokenHash,
+    expiresAt: now + input.expires_in_days * DAY_MS,
+    outboxId: mail?.id ?? null,
+    emailStatus: mail ? ("queued" as const) : null,
+    updatedAt: now,
+  };
   const statements: BatchItem<"sqlite">[] = [
     db
       .update(invitations)
-      .set({
-        tokenHash,
-        expiresAt: now + input.expires_in_days * DAY_MS,
-        outboxId: mail?.id ?? null,
-        emailStatus: mail ? "queued" : null,
-        updatedAt: now,
-      })
+      .set(refreshed)
       .where(and(eq(invitations.id, current.id), eq(invitations.status, "pending"), sql`${invitations.expiresAt} > ${now}`)),
   ];
   if (mail) statements.push(mail.statement);
   statements.push(db.select().from(invitations).where(eq(invitations.tokenHash, tokenHash)));
-  const results = await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+  const results = await commit(ctx, statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
+    // Only if the invitation now carries the new token, i.e. the resend went in.
+    onlyIf: sql`exists (select 1 from invitations where token_hash = ${tokenHash})`,
+    entries: [
+      {
+        action: "invitation.resent",
+        target: { type: "invitation", id: current.id },
+        changes: ["token", "expires_at", "email_status"],
+        event: { type: "invitation.resent", data: serializeInvitation({ ...current, ...refreshed }) },
+      },
+    ],
+  });
   const row = (results[results.length - 1] as InvitationRow[])[0];
   if (!row) throw notPending(current);
   if (mail) await enqueueOutbox(ctx, [mail.id]);

@@ -88,10 +88,10 @@ callerRoute(licenseRoutes, {
   audit: ["license.revoked"],
   tags: ["Licenses"],
   summary: "Revoke a license",
-  description: `${PLATFORM_NOTE} Final and idempotent. The organization it serves keeps it (\`status: "revoked"\`) but falls back to the free plan's seats and features at once, and its deployments are refused from their next heartbeat.`,
+  description: `${PLATFORM_NOTE} Final and idempotent. The organization it serves keeps it (\`status: "revoked"\`) but falls back to the free plan's seats and features at once, and its deployments are refused from their next heartbeat. Recorded as \`license.revoked\` in the audit log of the organization the license serves (a license that serves none is recorded nowhere).`,
   request: { params: LicenseParams },
   responses: { 200: jsonResponse(LicenseSchema, "The revoked license.") },
-  errors: ["not_found"],
+  errors: ["not_found", "conflict"],
   handle: async ({ ctx, input }, c) => c.json(await revokeLicense(ctx, input.param.license_id), 200),
 });
 
@@ -136,8 +136,9 @@ orgRoute(licenseRoutes, {
   description: "Back to the free plan (idempotent: 204 with no license too); the license becomes assignable to any organization again. Members beyond the free seats stay, but no seat is taken until usage is below the limit.",
   request: { params: OrgParams },
   responses: { 204: noContent },
-  handle: async ({ ctx }, c) => {
-    await unassignLicense(ctx);
+  load: ({ db, org }) => organizationLicenseQuery(db, org).license,
+  handle: async ({ ctx, loaded }, c) => {
+    await unassignLicense(ctx, loaded);
     return c.body(null, 204);
   },
 });

@@ -10,6 +10,7 @@ import { compileFilter, parseFilter, type FilterField } from "../../lib/filter";
 import { isId, newId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
 import { isPlatformAdmin } from "../users/users.service";
+import { commit, noChange } from "../../audit/record";
 import { licenseStatus, serializeDeployment, serializeLicense, serializeOrganizationLicense, type DeploymentRow, type LicenseRow, type LicenseStatus } from "./licenses.schemas";
 
 /** `lk_…`: distinct from the `lic_` record ids, so a key is never mistaken for an id in logs or support tickets. */
@@ -79,7 +80,20 @@ export async function createLicense(
     : db.insert(licenses).values(row);
   let changes: number;
   try {
-    changes = ((await insert) as unknown as D1Result).meta.changes;
+    if (orgId) {
+      // Created for an organization: that is an assignment in its log (the platform's own
+      // inventory has no log). The entry goes in only if the organization existed.
+      const [inserted] = await commit(ctx, [insert], {
+        organizationId: orgId,
+        onlyIf: sql`changes() = 1`,
+        entries: [
+          { action: "license.assigned", target: { type: "license", id: row.id }, changes: ["license_id"], event: { type: "license.assigned", data: licenseEventData(row, now) } },
+        ],
+      });
+      changes = (inserted as unknown as D1Result).meta.changes;
+    } else {
+      changes = ((await insert) as unknown as D1Result).meta.changes;
+    }
   } catch (err) {
     if (isUniqueViolation(err, "licenses.organization_id")) {
       throw new ApiError("license_in_use", "The organization already holds a license; replace it with PUT /v1/organizations/{org_id}/license.");
@@ -152,28 +166,70 @@ export async function getLicense(ctx: ServiceCtx<SessionActor>, licenseId: strin
 }
 
 /**
- * Revoking is final and idempotent (a second call keeps the first time). The license keeps its
- * organization, which falls back to the free plan and sees `status: "revoked"`; its deployments
- * are refused from the next heartbeat on.
+ * A license event's data: the license as the platform routes show it, with its status, and
+ * without `key_prefix` (an organization's webhook receiver has no use for any part of the key).
+ */
+function licenseEventData(l: LicenseRow, now: number) {
+  const { key_prefix: _keyPrefix, ...shown } = serializeLicense(l);
+  return { ...shown, status: licenseStatus(l, now) };
+}
+
+/** How often a revocation re-reads a license that was reassigned while it was being revoked. */
+const REVOKE_ATTEMPTS = 3;
+
+/**
+ * Revoking is final and idempotent (a second call keeps the first time and records nothing). The
+ * license keeps its organization, which falls back to the free plan and sees `status: "revoked"`;
+ * its deployments are refused from the next heartbeat on.
+ *
+ * The entry belongs to the organization the license serves, which only the license row knows: it
+ * is read first (with the caller's row, through the admin guard), and the update then applies only
+ * while the license still serves that organization, so the entry cannot land in the wrong one. A
+ * license reassigned in between is read again. Two round trips, where a revocation used to take one.
  */
 export async function revokeLicense(ctx: ServiceCtx<SessionActor>, licenseId: string) {
   const db = ctx.db;
   const userId = ctx.actor.userId;
-  const now = Date.now();
-  const [caller, rows] = await db.batch([
-    callerRow(db, userId),
-    db
+  for (let attempt = 1; ; attempt++) {
+    const [caller, rows] = await db.batch([callerRow(db, userId), db.select().from(licenses).where(eq(licenses.id, adminGuard(ctx, userId, licenseId))).limit(1)]);
+    assertAdmin(ctx, caller);
+    const current = rows[0];
+    if (!current) throw notFound("license");
+    if (current.revokedAt !== null) {
+      noChange(ctx);
+      return serializeLicense(current);
+    }
+    const now = Date.now();
+    const orgId = current.organizationId;
+    const update = db
       .update(licenses)
-      .set({
-        revokedAt: sql`coalesce(${licenses.revokedAt}, ${now})`,
-        updatedAt: sql`case when ${licenses.revokedAt} is null then ${now} else ${licenses.updatedAt} end`,
-      })
-      .where(eq(licenses.id, adminGuard(ctx, userId, licenseId)))
-      .returning(),
-  ]);
-  assertAdmin(ctx, caller);
-  if (!rows[0]) throw notFound("license");
-  return serializeLicense(rows[0]);
+      .set({ revokedAt: now, updatedAt: now })
+      .where(and(eq(licenses.id, current.id), sql`${licenses.revokedAt} is null`, orgId === null ? sql`${licenses.organizationId} is null` : eq(licenses.organizationId, orgId)))
+      .returning();
+    let revoked: LicenseRow | undefined;
+    if (orgId === null) {
+      // A license that serves no organization is platform inventory: no organization's log to write to.
+      noChange(ctx);
+      [revoked] = await update;
+    } else {
+      const after = { ...current, revokedAt: now, updatedAt: now };
+      [[revoked]] = await commit(ctx, [update], {
+        organizationId: orgId,
+        onlyIf: sql`changes() = 1`,
+        entries: [
+          {
+            action: "license.revoked",
+            target: { type: "license", id: current.id },
+            changes: ["revoked_at"],
+            event: { type: "license.revoked", data: licenseEventData(after, now) },
+          },
+        ],
+      });
+    }
+    if (revoked) return serializeLicense(revoked);
+    // Revoked, assigned or unassigned by someone else since the read: look again.
+    if (attempt >= REVOKE_ATTEMPTS) throw new ApiError("conflict", "The license kept changing while it was being revoked; try again.");
+  }
 }
 
 // ---- The organization's license ---------------------------------------------------------------
@@ -222,36 +278,87 @@ export async function assignLicense(ctx: OrgCtx, licenseId: string, loaded: { li
   const refused = refusal(current, orgId, now);
   if (refused) throw refused;
   const used = loaded.usage[0]?.used ?? 0;
-  if (current!.organizationId === orgId) return serializeOrganizationLicense(current, used, ctx.config.freePlanSeats, now);
+  if (current!.organizationId === orgId) {
+    noChange(ctx);
+    return serializeOrganizationLicense(current, used, ctx.config.freePlanSeats, now);
+  }
 
   const takeable = sql`exists (select 1 from licenses t where t.id = ${licenseId} and t.organization_id is null and t.revoked_at is null and (t.expires_at is null or t.expires_at > ${now}))`;
   const db = ctx.db;
-  const [, taken, usage] = await db.batch([
-    db
-      .update(licenses)
-      .set({ organizationId: null, updatedAt: now })
-      .where(and(eq(licenses.organizationId, orgId), ne(licenses.id, licenseId), takeable)),
-    db
-      .update(licenses)
-      .set({ organizationId: orgId, updatedAt: now })
-      .where(and(eq(licenses.id, licenseId), takeable))
-      .returning(),
-    db.select({ used: seatsUsed }).from(organizations).where(eq(organizations.id, orgId)).limit(1),
-  ]);
+  const [, taken, usage] = await commit(
+    ctx,
+    [
+      db
+        .update(licenses)
+        .set({ organizationId: null, updatedAt: now })
+        .where(and(eq(licenses.organizationId, orgId), ne(licenses.id, licenseId), takeable)),
+      db
+        .update(licenses)
+        .set({ organizationId: orgId, updatedAt: now })
+        .where(and(eq(licenses.id, licenseId), takeable))
+        .returning(),
+      db.select({ used: seatsUsed }).from(organizations).where(eq(organizations.id, orgId)).limit(1),
+    ],
+    {
+      // Right after the statement that takes the license: the entry exists only if it was taken.
+      after: 1,
+      onlyIf: sql`changes() = 1`,
+      entries: [
+        {
+          action: "license.assigned",
+          target: { type: "license", id: licenseId },
+          changes: ["license_id"],
+          event: { type: "license.assigned", data: licenseEventData({ ...current!, organizationId: orgId, updatedAt: now }, now) },
+        },
+      ],
+    },
+  );
   const row = taken[0];
   if (!row) {
-    // Changed since the seam read it: say what it is now.
+    // Changed since the seam read it: say what it is now (assigned here by a concurrent request, this one changed nothing).
     const [now2] = await db.select().from(licenses).where(eq(licenses.id, licenseId)).limit(1);
     const late = refusal(now2, orgId, Date.now());
     if (late) throw late;
+    noChange(ctx);
     return serializeOrganizationLicense(now2, usage[0]?.used ?? used, ctx.config.freePlanSeats, Date.now());
   }
   return serializeOrganizationLicense(row, usage[0]?.used ?? used, ctx.config.freePlanSeats, now);
 }
 
-/** Back to the free plan; the license becomes assignable again. Idempotent. */
-export async function unassignLicense(ctx: OrgCtx): Promise<void> {
-  await ctx.db.update(licenses).set({ organizationId: null, updatedAt: Date.now() }).where(eq(licenses.organizationId, ctx.org.id));
+/**
+ * Back to the free plan; the license becomes assignable again. Idempotent: with no license (the
+ * seam's load read the organization's) nothing is written or recorded.
+ */
+export async function unassignLicense(ctx: OrgCtx, loaded: LicenseRow[]): Promise<void> {
+  const current = loaded[0];
+  if (!current) {
+    noChange(ctx);
+    return;
+  }
+  const now = Date.now();
+  const [freed] = await commit(
+    ctx,
+    [
+      ctx.db
+        .update(licenses)
+        .set({ organizationId: null, updatedAt: now })
+        .where(and(eq(licenses.id, current.id), eq(licenses.organizationId, ctx.org.id)))
+        .returning({ id: licenses.id }),
+    ],
+    {
+      onlyIf: sql`changes() = 1`,
+      entries: [
+        {
+          action: "license.unassigned",
+          target: { type: "license", id: current.id },
+          changes: ["license_id"],
+          event: { type: "license.unassigned", data: licenseEventData({ ...current, organizationId: null, updatedAt: now }, now) },
+        },
+      ],
+    },
+  );
+  // Unassigned or replaced by a concurrent request since the load: that request recorded it.
+  if (freed.length === 0) noChange(ctx);
 }
 
 // ---- Deployments ------------------------------------------------------------------------------

@@ -19,6 +19,9 @@ export const seatsUsedSql = (orgId: string | SQL) => sql`(select user_member_cou
 /** "One more seat fits": members + pending invitations stay within the limit after the insert. */
 export const seatFreeSql = (orgId: string | SQL, now: number, freeSeats: number) => sql`${seatsUsedSql(orgId)} < ${seatLimitSql(orgId, now, freeSeats)}`;
 
+/** How many more seats fit (zero or less when none): a batch takes at most this many, in row order. */
+export const seatsLeftSql = (orgId: string | SQL, now: number, freeSeats: number) => sql`(${seatLimitSql(orgId, now, freeSeats)} - ${seatsUsedSql(orgId)})`;
+
 /** The limit as a number, for the refusal's message: read only once a seat was refused. */
 export async function seatsInForce(ctx: Pick<ServiceCtx, "db" | "config">, orgId: string): Promise<number> {
   const [row] = await ctx.db.all<{ seats: number }>(sql`select ${seatLimitSql(orgId, Date.now(), ctx.config.freePlanSeats)} as seats`);

@@ -62,6 +62,7 @@ callerRoute(meRoutes, {
   auth: "session",
   method: "delete",
   path: "/v1/me",
+  audit: ["member.removed"],
   tags: ["Me"],
   summary: "Delete the signed-in user's account",
   description: "Organizations where the account is the only member are deleted with it. If it is the last human admin of an organization with other members: 409 `last_admin`.",

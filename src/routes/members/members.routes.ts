@@ -78,7 +78,7 @@ orgRoute(memberRoutes, {
   selfParam: "user_id",
   method: "delete",
   path: "/v1/organizations/{org_id}/members/{user_id}",
-  audit: ["member.removed"],
+  audit: ["member.removed", "service_account.deleted"],
   tags: ["Members"],
   summary: "Remove a member, or leave",
   description:

@@ -103,10 +103,11 @@ orgRoute(organizationRoutes, {
   permission: "organization:write",
   method: "patch",
   path: "/v1/organizations/{org_id}/preferences",
-  audit: ["member.preferences_updated"],
+  audit: ["organization.preferences_updated"],
   tags: ["Organizations"],
   summary: "Update organization preferences",
   request: { params: OrgParams, body: jsonBody(PreferencesUpdateInput) },
   responses: { 200: jsonResponse(PreferencesSchema, "The updated preferences.") },
-  handle: async ({ ctx, input }, c) => c.json(await updatePreferences(ctx, input.json), 200),
+  load: ({ db, org }) => preferencesQuery(db, org),
+  handle: async ({ ctx, input, loaded: [current] }, c) => c.json(await updatePreferences(ctx, current, input.json), 200),
 });

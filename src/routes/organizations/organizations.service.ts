@@ -1,5 +1,6 @@
-import { commit } from "../../audit/record";
+import { afterCommit, auditStatements, commit, noChange } from "../../audit/record";
 import { and, asc, eq, sql, type SQL } from "drizzle-orm";
+import type { BatchItem } from "drizzle-orm/batch";
 import type { OrgScope, ReadDb } from "../../db/authz";
 import type { OrgCtx, ServiceCtx } from "../../env";
 import { members, organizations, users } from "../../db/schema";
@@ -20,6 +21,8 @@ export function slugify(name: string): string {
     .replace(/-+$/g, "");
   return s || "org";
 }
+
+type Statements = [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]];
 
 const randomSuffix = () => Math.random().toString(36).slice(2, 8).padEnd(6, "0");
 
@@ -64,17 +67,37 @@ export const serializePreferences = (o: { supportTeamAccess: boolean; ssoAdminBy
   sso_admin_bypass: o.ssoAdminBypass,
 });
 
-export async function updatePreferences(ctx: OrgCtx, input: { support_team_access?: boolean; sso_admin_bypass?: boolean }) {
-  const patch: Partial<typeof organizations.$inferInsert> = { updatedAt: Date.now() };
-  if (input.support_team_access !== undefined) patch.supportTeamAccess = input.support_team_access;
-  if (input.sso_admin_bypass !== undefined) patch.ssoAdminBypass = input.sso_admin_bypass;
-  const [row] = await ctx.db
-    .update(organizations)
-    .set(patch)
-    .where(eq(organizations.id, ctx.org.id))
-    .returning({ supportTeamAccess: organizations.supportTeamAccess, ssoAdminBypass: organizations.ssoAdminBypass });
-  if (!row) throw new ApiError("not_found", "The organization does not exist.");
-  return serializePreferences(row);
+type Preferences = { supportTeamAccess: boolean; ssoAdminBypass: boolean };
+
+export async function updatePreferences(ctx: OrgCtx, current: Preferences | undefined, input: { support_team_access?: boolean; sso_admin_bypass?: boolean }) {
+  if (!current) throw new ApiError("not_found", "The organization does not exist.");
+  const patch: Partial<typeof organizations.$inferInsert> = {};
+  const changes: string[] = [];
+  if (input.support_team_access !== undefined && input.support_team_access !== current.supportTeamAccess) {
+    patch.supportTeamAccess = input.support_team_access;
+    changes.push("support_team_access");
+  }
+  if (input.sso_admin_bypass !== undefined && input.sso_admin_bypass !== current.ssoAdminBypass) {
+    patch.ssoAdminBypass = input.sso_admin_bypass;
+    changes.push("sso_admin_bypass");
+  }
+  if (changes.length === 0) {
+    noChange(ctx);
+    return serializePreferences(current);
+  }
+  const [rows] = await commit(
+    ctx,
+    [
+      ctx.db
+        .update(organizations)
+        .set({ ...patch, updatedAt: Date.now() })
+        .where(eq(organizations.id, ctx.org.id))
+        .returning({ supportTeamAccess: organizations.supportTeamAccess, ssoAdminBypass: organizations.ssoAdminBypass }),
+    ],
+    { onlyIf: sql`changes() = 1`, entries: [{ action: "organization.preferences_updated", target: { type: "organization", id: ctx.org.id }, changes }] },
+  );
+  if (!rows[0]) throw new ApiError("not_found", "The organization does not exist.");
+  return serializePreferences(rows[0]);
 }
 
 export async function createOrganization(
@@ -147,14 +170,33 @@ export async function updateOrganization(
   if (!org.active && input.active !== true) {
     throw new ApiError("organization_inactive", "The organization is inactive and read-only; send {\"active\": true} to reactivate it.");
   }
-  const patch: Partial<typeof organizations.$inferInsert> = { updatedAt: Date.now() };
-  if (input.name !== undefined) patch.name = input.name;
-  if (input.slug !== undefined) patch.slug = input.slug;
-  if (input.description !== undefined) patch.description = input.description;
-  if (input.logo_data_uri !== undefined) patch.logoDataUri = input.logo_data_uri;
-  if (input.active !== undefined) patch.active = input.active;
+  const now = Date.now();
+  const patch: Partial<typeof organizations.$inferInsert> = {};
+  const changes: string[] = [];
+  const take = <K extends keyof typeof patch>(field: string, key: K, value: (typeof patch)[K] | undefined, was: unknown) => {
+    if (value === undefined || value === was) return;
+    patch[key] = value;
+    changes.push(field);
+  };
+  take("name", "name", input.name, current.name);
+  take("slug", "slug", input.slug, current.slug);
+  take("description", "description", input.description, current.description);
+  take("logo_data_uri", "logoDataUri", input.logo_data_uri, current.logoDataUri);
+  take("active", "active", input.active, Boolean(current.active));
+  // Values already in place change nothing, updated_at included, and record nothing.
+  if (changes.length === 0) {
+    noChange(ctx);
+    return serializeOrganizationRow(current);
+  }
+  const after = serializeOrganization({ ...current, ...patch, updatedAt: now }, ownerOf(current));
   try {
-    const [row] = await ctx.db.update(organizations).set(patch).where(eq(organizations.id, org.id)).returning(orgColumns);
+    const [rows] = await commit(ctx, [ctx.db.update(organizations).set({ ...patch, updatedAt: now }).where(eq(organizations.id, org.id)).returning(orgColumns)], {
+      onlyIf: sql`changes() = 1`,
+      // The logo (up to 1 MiB as a data URI) stays out of the event: it would be copied into one
+      // delivery row per endpoint in this very batch. `changes` says whether it changed.
+      entries: [{ action: "organization.updated", target: { type: "organization", id: org.id }, changes, event: { type: "organization.updated", data: { ...after, logo_data_uri: undefined } } }],
+    });
+    const row = rows[0];
     if (!row) throw new ApiError("not_found", "The organization does not exist.");
     return serializeOrganization(row, ownerOf(current));
   } catch (err) {
@@ -163,9 +205,15 @@ export async function updateOrganization(
   }
 }
 
-/** Everything of the organization goes with it through ON DELETE CASCADE; members' other organizations are untouched. */
+/**
+ * Everything of the organization goes with it through ON DELETE CASCADE; members' other
+ * organizations are untouched. Its audit log goes too: the `organization.deleted` entry is
+ * written first in the same batch (so the change did record one) and is cascaded with the rest.
+ */
 export async function deleteOrganization(ctx: OrgCtx): Promise<void> {
-  await ctx.db.delete(organizations).where(eq(organizations.id, ctx.org.id));
+  const audit = auditStatements(ctx, { entries: [{ action: "organization.deleted", target: { type: "organization", id: ctx.org.id } }] });
+  const results = await ctx.db.batch([...audit.statements, ctx.db.delete(organizations).where(eq(organizations.id, ctx.org.id))] as unknown as Statements);
+  afterCommit(ctx, audit, results.slice(0, audit.statements.length));
 }
 
 const MY_ORG_FILTER: Record<string, FilterField> = {

@@ -8,6 +8,7 @@ import {
   createProject,
   deleteProject,
   getProject,
+  grantQuery,
   grantAccess,
   projectListPage,
   projectListQueries,
@@ -143,7 +144,10 @@ orgRoute(projectRoutes, {
   request: { params: AccessParams },
   responses: { 204: noContent },
   errors: ["not_found"],
-  load: ({ db, org, input }) => ({ project: accessQueries(db, org, input.param.project_id, input.param.user_id).project }),
+  load: ({ db, org, input }) => ({
+    project: accessQueries(db, org, input.param.project_id, input.param.user_id).project,
+    grant: grantQuery(db, org, input.param.project_id, input.param.user_id),
+  }),
   handle: async ({ ctx, input, loaded }, c) => {
     await revokeAccess(ctx, input.param.project_id, input.param.user_id, loaded ?? {});
     return c.body(null, 204);

@@ -11,6 +11,7 @@ import { compileFilter, parseFilter, parseOrderBy, type FilterField } from "../.
 import { isId, newId } from "../../lib/ids";
 import { decodePageToken, finishPage, keysetAfter, orderBy, type KeyValue, type SortKey } from "../../lib/pagination";
 import { compareText, serializeProject, serializeProjectMember, type ProjectMemberRow, type ProjectRow } from "./projects.schemas";
+import { commit, noChange } from "../../audit/record";
 
 /**
  * Visibility: a public project is visible to every holder of `projects:read`; a private one to
@@ -329,12 +330,13 @@ export async function createProject(ctx: OrgCtx, input: { name: string; descript
     createdAt: now,
     updatedAt: now,
   };
-  await db.batch([
-    db.insert(projects).values(row),
-    ...retagStatements(ctx, id, input.tags, input.private, now, true),
-    ...(input.private ? [grantStatement(ctx, id, caller, now)] : []),
-  ]);
-  return serializeProject({ ...row, tags: input.tags });
+  const project = serializeProject({ ...row, tags: input.tags });
+  await commit(
+    ctx,
+    [db.insert(projects).values(row), ...retagStatements(ctx, id, input.tags, input.private, now, true), ...(input.private ? [grantStatement(ctx, id, caller, now)] : [])],
+    { entries: [{ action: "project.created", target: { type: "project", id }, changes: ["name", "description", "private", "tags"], event: { type: "project.created", data: project } }] },
+  );
+  return project;
 }
 
 export async function updateProject(
@@ -346,26 +348,53 @@ export async function updateProject(
   const now = Date.now();
   const db = ctx.db;
   const id = current.id;
-  const isPrivate = input.private ?? Boolean(current.private);
-  const set: Partial<typeof projects.$inferInsert> = { updatedAt: now };
-  if (input.name !== undefined) Object.assign(set, { name: input.name, nameKey: input.name.toLowerCase() });
-  if (input.description !== undefined) set.description = input.description;
-  if (input.private !== undefined) set.private = input.private;
+  const wasPrivate = Boolean(current.private);
+  const currentTags = serializeProject(current).tags;
+  const set: Partial<typeof projects.$inferInsert> = {};
+  const changes: string[] = [];
+  if (input.name !== undefined && input.name !== current.name) {
+    Object.assign(set, { name: input.name, nameKey: input.name.toLowerCase() });
+    changes.push("name");
+  }
+  if (input.description !== undefined && input.description !== current.description) {
+    set.description = input.description;
+    changes.push("description");
+  }
+  if (input.private !== undefined && input.private !== wasPrivate) {
+    set.private = input.private;
+    changes.push("private");
+  }
+  const nextTags = input.tags === undefined ? currentTags : [...new Set(input.tags)];
+  const retag = input.tags !== undefined && (nextTags.length !== currentTags.length || nextTags.some((t) => !currentTags.includes(t)));
+  if (retag) changes.push("tags");
+  // Values already in place change nothing, updated_at included, and record nothing.
+  if (changes.length === 0) {
+    noChange(ctx);
+    return serializeProject(current);
+  }
+  set.updatedAt = now;
+  const isPrivate = set.private ?? wasPrivate;
   const statements: BatchItem<"sqlite">[] = [
     db
       .update(projects)
       .set(set)
       .where(and(eq(projects.id, id), eq(projects.organizationId, ctx.org.id))),
   ];
-  if (input.tags !== undefined) statements.push(...retagStatements(ctx, id, input.tags, isPrivate, now));
-  if (input.private !== undefined) {
-    statements.push(db.update(projectTags).set({ private: input.private }).where(eq(projectTags.projectId, id)));
-    if (input.private && !current.private) statements.push(grantStatement(ctx, id, memberIdOf(ctx.actor), now));
+  if (retag) statements.push(...retagStatements(ctx, id, nextTags, isPrivate, now));
+  if (set.private !== undefined) {
+    statements.push(db.update(projectTags).set({ private: set.private }).where(eq(projectTags.projectId, id)));
+    if (set.private) statements.push(grantStatement(ctx, id, memberIdOf(ctx.actor), now));
   }
   statements.push(db.select(projectColumns).from(projects).where(and(eq(projects.id, id), eq(projects.organizationId, ctx.org.id))));
+  const project = serializeProject({ ...current, ...set, tags: nextTags });
   let results: unknown[];
   try {
-    results = await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+    results = await commit(ctx, statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
+      // Right after the project's own update, which finds nothing if it was deleted meanwhile.
+      after: 0,
+      onlyIf: sql`changes() = 1`,
+      entries: [{ action: "project.updated", target: { type: "project", id }, changes, event: { type: "project.updated", data: project } }],
+    });
   } catch (err) {
     // Deleted meanwhile: a tag row or a grant for it fails its foreign key, and nothing was written.
     if (rootMessage(err).includes("FOREIGN KEY constraint failed")) throw notFound("project");
@@ -380,16 +409,23 @@ export async function updateProject(
 export async function deleteProject(ctx: OrgCtx, rows: ProjectRow[] | undefined) {
   const current = found(rows);
   const db = ctx.db;
-  const [, deleted] = await db.batch([
-    db
-      .update(tags)
-      .set({ projectCount: sql`${tags.projectCount} - 1` })
-      .where(sql`${tags.id} in (select tag_id from project_tags where project_id = ${current.id})`),
-    db
-      .delete(projects)
-      .where(and(eq(projects.id, current.id), eq(projects.organizationId, ctx.org.id)))
-      .returning({ id: projects.id }),
-  ]);
+  const [, deleted] = await commit(
+    ctx,
+    [
+      db
+        .update(tags)
+        .set({ projectCount: sql`${tags.projectCount} - 1` })
+        .where(sql`${tags.id} in (select tag_id from project_tags where project_id = ${current.id})`),
+      db
+        .delete(projects)
+        .where(and(eq(projects.id, current.id), eq(projects.organizationId, ctx.org.id)))
+        .returning({ id: projects.id }),
+    ],
+    {
+      onlyIf: sql`changes() = 1`,
+      entries: [{ action: "project.deleted", target: { type: "project", id: current.id }, event: { type: "project.deleted", data: serializeProject(current) } }],
+    },
+  );
   if (deleted.length === 0) throw notFound("project");
 }
 
@@ -447,13 +483,21 @@ export async function projectMemberPage(ctx: OrgCtx, projectId: string, q: { pag
   return { items: page.rows.map(serializeProjectMember), next_page_token: page.nextPageToken };
 }
 
+/** The grant revoking removes, read only if the caller may see the project (as the access list is). */
+export function grantQuery(db: ReadDb, org: OrgScope, projectId: string, memberId: string) {
+  if (!isId("project", projectId) || !isMemberId(memberId)) return undefined;
+  return grantsOf(db)
+    .where(and(eq(projectMembers.projectId, sql`(select ${org.guard(projectId)} where ${projectVisibleSql(org, projectId)})`), eq(projectMembers.memberId, memberId)))
+    .limit(1);
+}
+
 /** What granting or revoking reads: the project (if visible) and, for a grant, the target member. */
 export function accessQueries(db: ReadDb, org: OrgScope, projectId: string, memberId: string) {
   if (!isId("project", projectId) || !isMemberId(memberId)) return { project: undefined, member: undefined };
   return {
     project: visibleProjectQuery(db, org, projectId),
     member: db
-      .select({ memberId: members.memberId })
+      .select({ memberId: members.memberId, displayName: members.displayName, email: members.email, type: members.type })
       .from(members)
       .where(and(eq(members.organizationId, org.id), eq(members.memberId, org.guard(memberId))))
       .limit(1),
@@ -465,32 +509,69 @@ export function accessQueries(db: ReadDb, org: OrgScope, projectId: string, memb
  * reads the membership and the project in the same statement, so a member removed (or a project
  * deleted) meanwhile gets no row.
  */
-export async function grantAccess(ctx: OrgCtx, projectId: string, memberId: string, loaded: { project?: { id: string }[]; member?: { memberId: string }[] }) {
+export async function grantAccess(
+  ctx: OrgCtx,
+  projectId: string,
+  memberId: string,
+  loaded: { project?: { id: string }[]; member?: Omit<ProjectMemberRow, "projectId" | "grantedAt">[] },
+) {
   if (!loaded.project?.[0]) throw notFound("project");
-  if (!loaded.member?.[0]) throw notFound("member");
+  const member = loaded.member?.[0];
+  if (!member) throw notFound("member");
   const db = ctx.db;
   const orgId = ctx.org.id;
-  const [, rows] = await db.batch([
-    db
-      .insert(projectMembers)
-      .select(
-        sql`select p.id, m.member_id, p.organization_id, ${memberIdOf(ctx.actor)}, ${Date.now()}
-            from projects p join members m on m.organization_id = p.organization_id and m.member_id = ${memberId}
-            where p.id = ${projectId} and p.organization_id = ${orgId}`,
-      )
-      .onConflictDoNothing(),
-    grantsOf(db).where(and(eq(projectMembers.projectId, projectId), eq(projectMembers.memberId, memberId))),
-  ]);
+  const now = Date.now();
+  const [, rows] = await commit(
+    ctx,
+    [
+      db
+        .insert(projectMembers)
+        .select(
+          sql`select p.id, m.member_id, p.organization_id, ${memberIdOf(ctx.actor)}, ${now}
+              from projects p join members m on m.organization_id = p.organization_id and m.member_id = ${memberId}
+              where p.id = ${projectId} and p.organization_id = ${orgId}`,
+        )
+        .onConflictDoNothing(),
+      grantsOf(db).where(and(eq(projectMembers.projectId, projectId), eq(projectMembers.memberId, memberId))),
+    ],
+    {
+      // A grant already in place inserts nothing and records nothing.
+      after: 0,
+      onlyIf: sql`changes() = 1`,
+      entries: [
+        {
+          action: "project.member_added",
+          target: { type: "project", id: projectId },
+          changes: ["members"],
+          event: { type: "project.member_added", data: serializeProjectMember({ ...member, projectId, grantedAt: now }) },
+        },
+      ],
+    },
+  );
   const row = rows[0];
   if (!row) throw notFound("member");
+  if (ctx.audit.written === 0) noChange(ctx);
   return serializeProjectMember(row);
 }
 
-export async function revokeAccess(ctx: OrgCtx, projectId: string, memberId: string, loaded: { project?: { id: string }[] }) {
+export async function revokeAccess(ctx: OrgCtx, projectId: string, memberId: string, loaded: { project?: { id: string }[]; grant?: ProjectMemberRow[] }) {
   if (!loaded.project?.[0]) throw notFound("project");
-  const deleted = await ctx.db
-    .delete(projectMembers)
-    .where(and(eq(projectMembers.projectId, projectId), eq(projectMembers.memberId, memberId), eq(projectMembers.organizationId, ctx.org.id)))
-    .returning({ id: projectMembers.memberId });
+  const grant = loaded.grant?.[0];
+  if (!grant) throw notFound("project member");
+  const [deleted] = await commit(
+    ctx,
+    [
+      ctx.db
+        .delete(projectMembers)
+        .where(and(eq(projectMembers.projectId, projectId), eq(projectMembers.memberId, memberId), eq(projectMembers.organizationId, ctx.org.id)))
+        .returning({ id: projectMembers.memberId }),
+    ],
+    {
+      onlyIf: sql`changes() = 1`,
+      entries: [
+        { action: "project.member_removed", target: { type: "project", id: projectId }, changes: ["members"], event: { type: "project.member_removed", data: serializeProjectMember(grant) } },
+      ],
+    },
+  );
   if (deleted.length === 0) throw notFound("project member");
 }

@@ -50,7 +50,11 @@ orgRoute(proxyRoutes, {
   request: { params: OrgParams, body: jsonBody(DefaultProxyInput) },
   responses: { 200: jsonResponse(DefaultProxySchema, "The new default proxy, or null.") },
   errors: ["not_found"],
-  handle: async ({ ctx, input }, c) => c.json(await setDefaultProxy(ctx, input.json.proxy_id), 200),
+  load: ({ db, org, input }) => ({
+    current: defaultProxyQuery(db, org),
+    target: input.json.proxy_id === null ? undefined : proxyQuery(db, org, input.json.proxy_id),
+  }),
+  handle: async ({ ctx, input, loaded }, c) => c.json(await setDefaultProxy(ctx, input.json.proxy_id, loaded), 200),
 });
 
 orgRoute(proxyRoutes, {
@@ -119,8 +123,9 @@ orgRoute(proxyRoutes, {
   request: { params: ProxyParams },
   responses: { 204: noContent },
   errors: ["not_found"],
-  handle: async ({ ctx, input }, c) => {
-    await deleteProxy(ctx, input.param.proxy_id);
+  load: ({ db, org, input }) => proxyQuery(db, org, input.param.proxy_id),
+  handle: async ({ ctx, loaded }, c) => {
+    await deleteProxy(ctx, loaded);
     return c.body(null, 204);
   },
 });

@@ -7,8 +7,9 @@ import { isId, newId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
 import { BUILT_IN_ROLES, isBuiltInRole, rolePermissions, type Permission } from "../../lib/permissions";
 import { iso } from "../../lib/time";
+import { commit, noChange, type AuditSpec } from "../../audit/record";
 
-export interface RoleJson {
+export type RoleJson = {
   id: string;
   name: string;
   description: string | null;
@@ -16,7 +17,7 @@ export interface RoleJson {
   built_in: boolean;
   created_at: string | null;
   updated_at: string | null;
-}
+};
 
 const BUILT_IN_LIST: RoleJson[] = Object.entries(BUILT_IN_ROLES).map(([name, r]) => ({
   id: name,
@@ -154,13 +155,16 @@ export async function createRole(ctx: OrgCtx, input: { name: string; description
   assertWithinCaller(ctx.org.permissions, new Set(input.permissions), "create this role");
   const now = Date.now();
   const row: RoleRow = { id: newId("role"), organizationId: orgId, name: input.name, description: input.description ?? null, permissions: [...new Set(input.permissions)], createdAt: now, updatedAt: now };
+  const role = serializeRole(row);
   try {
-    await ctx.db.insert(roles).values(row);
+    await commit(ctx, [ctx.db.insert(roles).values(row)], {
+      entries: [{ action: "role.created", target: { type: "role", id: row.id }, changes: ["name", "description", "permissions"], event: { type: "role.created", data: role } }],
+    });
   } catch (err) {
     if (isUniqueViolation(err, "roles.organization_id, roles.name")) throw nameTaken(input.name);
     throw err;
   }
-  return serializeRole(row);
+  return role;
 }
 
 export async function updateRole(ctx: OrgCtx, roleId: string, rows: RoleRow[] | undefined, input: { name?: string; description?: string | null; permissions?: Permission[] }) {
@@ -174,33 +178,56 @@ export async function updateRole(ctx: OrgCtx, roleId: string, rows: RoleRow[] | 
   if (input.permissions) assertWithinCaller(callerPermissions, new Set(input.permissions), "grant these permissions");
   if (input.name !== undefined && input.name !== current.name && isBuiltInRole(input.name)) throw nameTaken(input.name);
   const now = Date.now();
-  const patch: Partial<RoleRow> = { updatedAt: now };
-  if (input.name !== undefined) patch.name = input.name;
-  if (input.description !== undefined) patch.description = input.description;
-  if (input.permissions !== undefined) patch.permissions = [...new Set(input.permissions)];
+  const patch: Partial<RoleRow> = {};
+  if (input.name !== undefined && input.name !== current.name) patch.name = input.name;
+  if (input.description !== undefined && input.description !== current.description) patch.description = input.description;
+  if (input.permissions !== undefined) {
+    const next = [...new Set(input.permissions)];
+    if (next.length !== current.permissions.length || next.some((p) => !current.permissions.includes(p))) patch.permissions = next;
+  }
+  const changes = Object.keys(patch);
+  if (changes.length === 0) {
+    noChange(ctx);
+    return serializeRole(current);
+  }
+  patch.updatedAt = now;
+  const role = serializeRole({ ...current, ...patch });
   const db = ctx.db;
+  const update = db.update(roles).set(patch).where(eq(roles.id, current.id)).returning({ id: roles.id });
+  // Right after the role's own update, which finds nothing if the role was deleted meanwhile.
+  const audit: AuditSpec = {
+    after: 0,
+    onlyIf: sql`changes() = 1`,
+    entries: [{ action: "role.updated", target: { type: "role", id: current.id }, changes, event: { type: "role.updated", data: role } }],
+  };
+  let updated: { id: string }[];
   try {
     // A rename carries the members holding the role along, in the same transaction.
-    if (patch.name !== undefined && patch.name !== current.name) {
-      await db.batch([
-        db.update(roles).set(patch).where(eq(roles.id, current.id)),
-        db.update(members).set({ role: patch.name }).where(and(eq(members.organizationId, orgId), eq(members.role, current.name))),
-        // Pending invitations name the role too; accepting one later must land in the renamed role.
-        db
-          .update(invitations)
-          .set({ role: patch.name })
-          .where(and(eq(invitations.organizationId, orgId), eq(invitations.status, "pending"), eq(invitations.role, current.name))),
-        // SCIM groups mapped to the role keep their mapping under its new name.
-        db.update(scimGroups).set({ role: patch.name }).where(and(eq(scimGroups.organizationId, orgId), eq(scimGroups.role, current.name))),
-      ]);
+    if (patch.name !== undefined) {
+      [updated] = await commit(
+        ctx,
+        [
+          update,
+          db.update(members).set({ role: patch.name }).where(and(eq(members.organizationId, orgId), eq(members.role, current.name))),
+          // Pending invitations name the role too; accepting one later must land in the renamed role.
+          db
+            .update(invitations)
+            .set({ role: patch.name })
+            .where(and(eq(invitations.organizationId, orgId), eq(invitations.status, "pending"), eq(invitations.role, current.name))),
+          // SCIM groups mapped to the role keep their mapping under its new name.
+          db.update(scimGroups).set({ role: patch.name }).where(and(eq(scimGroups.organizationId, orgId), eq(scimGroups.role, current.name))),
+        ],
+        audit,
+      );
     } else {
-      await db.update(roles).set(patch).where(eq(roles.id, current.id));
+      [updated] = await commit(ctx, [update], audit);
     }
   } catch (err) {
     if (isUniqueViolation(err, "roles.organization_id, roles.name")) throw nameTaken(input.name!);
     throw err;
   }
-  return serializeRole({ ...current, ...patch });
+  if (updated.length === 0) throw notFound("role");
+  return role;
 }
 
 /** A role still assigned to anyone (or promised by a pending invitation) is not deleted: one conditional statement, no read-then-write. */
@@ -210,17 +237,26 @@ export async function deleteRole(ctx: OrgCtx, roleId: string, rows: RoleRow[] | 
   if (!current) throw notFound("role");
   const orgId = ctx.org.id;
   assertWithinCaller(ctx.org.permissions, rolePermissions(current.name, current.permissions), "delete this role");
-  const deleted = await ctx.db
-    .delete(roles)
-    .where(
-      and(
-        eq(roles.id, current.id),
-        sql`not exists (select 1 from ${members} where ${members.organizationId} = ${orgId} and ${members.role} = ${current.name})`,
-        sql`not exists (select 1 from ${invitations} where ${invitations.organizationId} = ${orgId} and ${invitations.status} = 'pending' and ${invitations.role} = ${current.name})`,
-        // A SCIM group mapped to the role would hand its members a role that no longer exists.
-        sql`not exists (select 1 from ${scimGroups} where ${scimGroups.organizationId} = ${orgId} and ${scimGroups.role} = ${current.name})`,
-      ),
-    )
-    .returning({ id: roles.id });
+  const [deleted] = await commit(
+    ctx,
+    [
+      ctx.db
+        .delete(roles)
+        .where(
+          and(
+            eq(roles.id, current.id),
+            sql`not exists (select 1 from ${members} where ${members.organizationId} = ${orgId} and ${members.role} = ${current.name})`,
+            sql`not exists (select 1 from ${invitations} where ${invitations.organizationId} = ${orgId} and ${invitations.status} = 'pending' and ${invitations.role} = ${current.name})`,
+            // A SCIM group mapped to the role would hand its members a role that no longer exists.
+            sql`not exists (select 1 from ${scimGroups} where ${scimGroups.organizationId} = ${orgId} and ${scimGroups.role} = ${current.name})`,
+          ),
+        )
+        .returning({ id: roles.id }),
+    ],
+    {
+      onlyIf: sql`changes() = 1`,
+      entries: [{ action: "role.deleted", target: { type: "role", id: current.id }, event: { type: "role.deleted", data: serializeRole(current) } }],
+    },
+  );
   if (deleted.length === 0) throw new ApiError("role_in_use", `The role \`${current.name}\` is assigned to members or pending invitations, or mapped by a SCIM group; give them another role first.`);
 }

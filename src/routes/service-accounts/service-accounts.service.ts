@@ -11,6 +11,7 @@ import { decodePageToken, finishPage } from "../../lib/pagination";
 import { SCOPES, type Scope } from "../../lib/permissions";
 import { assertWithinCaller, permissionsOfRole, permissionsOfRoles, requireAssignableRole } from "../roles/roles.service";
 import { serializeServiceAccount, type ServiceAccountView } from "./service-accounts.schemas";
+import { commit } from "../../audit/record";
 
 const KEY_PREFIX_LENGTH = 8;
 
@@ -53,15 +54,24 @@ export async function createServiceAccount(ctx: OrgCtx, input: { name: string; r
   const createdBy = memberIdOf(ctx.actor);
   const { key, row } = await newKey(id, now);
   const db = ctx.db;
-  // Account, key and membership land together; service accounts take no seat.
-  await db.batch([
-    db.insert(serviceAccounts).values({ id, organizationId: orgId, name: input.name, scopes, createdBy, createdAt: now, updatedAt: now }),
-    db.insert(serviceAccountKeys).values(row),
-    db.insert(members).values({ organizationId: orgId, memberId: id, type: "service_account", role: input.role, displayName: input.name, nameKey: input.name.toLowerCase(), email: "", joinedAt: now }),
-    db.update(organizations).set({ memberCount: sql`${organizations.memberCount} + 1` }).where(eq(organizations.id, orgId)),
-  ]);
   const view: ServiceAccountView = { id, organizationId: orgId, name: input.name, role: input.role, scopes, keyPrefix: row.keyPrefix, createdBy, lastUsedAt: null, createdAt: now, updatedAt: now };
-  return { service_account: serializeServiceAccount(view), key };
+  const account = serializeServiceAccount(view);
+  // Account, key and membership land together; service accounts take no seat.
+  await commit(
+    ctx,
+    [
+      db.insert(serviceAccounts).values({ id, organizationId: orgId, name: input.name, scopes, createdBy, createdAt: now, updatedAt: now }),
+      db.insert(serviceAccountKeys).values(row),
+      db.insert(members).values({ organizationId: orgId, memberId: id, type: "service_account", role: input.role, displayName: input.name, nameKey: input.name.toLowerCase(), email: "", joinedAt: now }),
+      db.update(organizations).set({ memberCount: sql`${organizations.memberCount} + 1` }).where(eq(organizations.id, orgId)),
+    ],
+    {
+      entries: [
+        { action: "service_account.created", target: { type: "service_account", id }, changes: ["name", "role", "scopes"], event: { type: "service_account.created", data: account } },
+      ],
+    },
+  );
+  return { service_account: account, key };
 }
 
 const listFingerprint = (orgId: string) => `service-accounts|${orgId}`;
@@ -118,34 +128,46 @@ function assertMayManage(ctx: OrgCtx, account: FoundAccount, what: string) {
 export async function deleteServiceAccount(ctx: OrgCtx, rows: FoundAccount[] | undefined): Promise<void> {
   const account = found(rows);
   assertMayManage(ctx, account, `delete a service account whose role is \`${account.role}\``);
-  await removeServiceAccount(ctx, account.id);
+  await removeServiceAccount(ctx, account.id, serializeServiceAccount(account));
 }
 
 /**
  * The deletion itself, for a caller already allowed to make it. A service account never counts
- * as the organization's last admin (see members/last-admin.ts), so nothing blocks it.
+ * as the organization's last admin (see members/last-admin.ts), so nothing blocks it. It records
+ * `service_account.deleted` whichever route removed it (`DELETE …/members/{id}` too); `data` is
+ * the account as the API showed it, or only its id and organization when the caller did not read
+ * it.
  */
-export async function removeServiceAccount(ctx: OrgCtx, id: string): Promise<void> {
+export async function removeServiceAccount(ctx: OrgCtx, id: string, data?: ReturnType<typeof serializeServiceAccount>): Promise<void> {
   const db = ctx.db;
   const orgId = ctx.org.id;
-  const [removed] = await db.batch([
-    db
-      .delete(members)
-      .where(and(eq(members.organizationId, orgId), eq(members.memberId, id)))
-      .returning({ id: members.memberId }),
-    db.update(organizations).set({ memberCount: sql`${organizations.memberCount} - 1` }).where(and(eq(organizations.id, orgId), sql`changes() = 1`)),
-    db.delete(serviceAccounts).where(and(eq(serviceAccounts.id, id), eq(serviceAccounts.organizationId, orgId))),
-    // Its project grants go with it (member ids are not foreign keys of project_members).
-    db
-      .delete(projectMembers)
-      .where(
-        and(
-          eq(projectMembers.organizationId, orgId),
-          eq(projectMembers.memberId, id),
-          sql`not exists (select 1 from members m where m.organization_id = ${orgId} and m.member_id = ${id})`,
+  const [removed] = await commit(
+    ctx,
+    [
+      db
+        .delete(members)
+        .where(and(eq(members.organizationId, orgId), eq(members.memberId, id)))
+        .returning({ id: members.memberId }),
+      db.update(organizations).set({ memberCount: sql`${organizations.memberCount} - 1` }).where(and(eq(organizations.id, orgId), sql`changes() = 1`)),
+      db.delete(serviceAccounts).where(and(eq(serviceAccounts.id, id), eq(serviceAccounts.organizationId, orgId))),
+      // Its project grants go with it (member ids are not foreign keys of project_members).
+      db
+        .delete(projectMembers)
+        .where(
+          and(
+            eq(projectMembers.organizationId, orgId),
+            eq(projectMembers.memberId, id),
+            sql`not exists (select 1 from members m where m.organization_id = ${orgId} and m.member_id = ${id})`,
+          ),
         ),
-      ),
-  ]);
+    ],
+    {
+      // After the counter update, which ran only if the membership went.
+      after: 1,
+      onlyIf: sql`changes() = 1`,
+      entries: [{ action: "service_account.deleted", target: { type: "service_account", id }, event: { type: "service_account.deleted", data: data ?? { id, organization_id: orgId } } }],
+    },
+  );
   // Deleted by a concurrent request: gone either way, but this request did not do it.
   if (removed.length === 0) throw notFound("service account");
 }
@@ -162,18 +184,26 @@ export async function rotateServiceAccountKey(ctx: OrgCtx, rows: FoundAccount[] 
   const { key, row } = await newKey(id, now);
   const db = ctx.db;
   const graceEnd = now + (graceSeconds ?? 0) * 1000;
-  await db.batch([
-    graceSeconds
-      ? db
-          .update(serviceAccountKeys)
-          .set({ expiresAt: graceEnd })
-          .where(and(eq(serviceAccountKeys.serviceAccountId, id), or(isNull(serviceAccountKeys.expiresAt), gt(serviceAccountKeys.expiresAt, graceEnd))))
-      : db.delete(serviceAccountKeys).where(eq(serviceAccountKeys.serviceAccountId, id)),
-    // Keys whose grace has run out are removed on the way.
-    db.delete(serviceAccountKeys).where(and(eq(serviceAccountKeys.serviceAccountId, id), sql`${serviceAccountKeys.expiresAt} <= ${now}`)),
-    db.insert(serviceAccountKeys).values(row),
-    db.update(serviceAccounts).set({ updatedAt: now }).where(eq(serviceAccounts.id, id)),
-  ]);
-  return { service_account: serializeServiceAccount({ ...view, keyPrefix: row.keyPrefix, updatedAt: now }), key };
+  const account = serializeServiceAccount({ ...view, keyPrefix: row.keyPrefix, updatedAt: now });
+  // The new key's row needs the account (foreign key): a concurrent deletion fails the batch, entry included.
+  await commit(
+    ctx,
+    [
+      graceSeconds
+        ? db
+            .update(serviceAccountKeys)
+            .set({ expiresAt: graceEnd })
+            .where(and(eq(serviceAccountKeys.serviceAccountId, id), or(isNull(serviceAccountKeys.expiresAt), gt(serviceAccountKeys.expiresAt, graceEnd))))
+        : db.delete(serviceAccountKeys).where(eq(serviceAccountKeys.serviceAccountId, id)),
+      // Keys whose grace has run out are removed on the way.
+      db.delete(serviceAccountKeys).where(and(eq(serviceAccountKeys.serviceAccountId, id), sql`${serviceAccountKeys.expiresAt} <= ${now}`)),
+      db.insert(serviceAccountKeys).values(row),
+      db.update(serviceAccounts).set({ updatedAt: now }).where(eq(serviceAccounts.id, id)),
+    ],
+    {
+      entries: [{ action: "service_account.key_rotated", target: { type: "service_account", id }, changes: ["key"], event: { type: "service_account.key_rotated", data: account } }],
+    },
+  );
+  return { service_account: account, key };
 }
 

@@ -29,5 +29,6 @@ orgRoute(settingsRoutes, {
   description: "Secrets are encrypted at rest with AES-GCM; a `null` value deletes one.",
   request: { params: OrgParams, body: jsonBody(SettingsPutInput) },
   responses: { 200: jsonResponse(SettingsSchema, "The stored settings.") },
-  handle: async ({ ctx, input }, c) => c.json(await putSettings(ctx, input.json), 200),
+  load: ({ db, org }) => settingsQueries(db, org),
+  handle: async ({ ctx, input, loaded }, c) => c.json(await putSettings(ctx, loaded, input.json), 200),
 });

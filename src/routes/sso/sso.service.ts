@@ -10,7 +10,8 @@ import { authnRequestRedirect, newRequestId, REQUEST_ID } from "../../sso/saml-r
 import { SamlError, verifySamlResponse, type VerifiedAssertion } from "../../sso/saml-response";
 import { spUrls } from "../../sso/metadata";
 import { openSession, revokeAccessTokens, tokenPair, type TokenPair } from "../auth/auth.service";
-import { emailDomain, jitStatements } from "../domains/jit";
+import { emailDomain, jitMemberAdded, jitStatements } from "../domains/jit";
+import { commit, type AuditEntry } from "../../audit/record";
 
 const t = identityProviderConfigs;
 
@@ -196,7 +197,26 @@ export async function consumeAssertion(ctx: ServiceCtx, idpId: string, form: { S
   statements.push(...session.statements);
   // A new account that could not join (seats, an inactive organization) is not left behind.
   if (!user) statements.push(db.delete(users).where(and(eq(users.id, row.id), sql`not exists (select 1 from sessions s where s.user_id = ${row.id})`)));
-  const results = await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+  // The login is recorded here, where the session opens; the code exchange only hands over its
+  // tokens. The login's entry holds on the session's own condition (membership, which nothing
+  // after the JIT statements changes). A JIT join's entry holds if its counter update changed a
+  // row, so both go right after that update, before the session's statements.
+  const login: AuditEntry = {
+    action: "sso.login",
+    target: { type: "user", id: row.id },
+    event: { type: "sso.login", data: { user: { id: row.id, email: row.email, display_name: row.displayName }, identity_provider_config_id: cfg.id, new_account: !user } },
+  };
+  const results = await commit(ctx, statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
+    organizationId: orgId,
+    actor: { type: "user", id: row.id, credential: "saml" },
+    ...(member
+      ? { entries: [login], onlyIf: isMember }
+      : {
+          entries: [jitMemberAdded(row, now), login],
+          after: sessionIndex - 1,
+          onlyIf: sql`case audit_row.action when 'member.added' then changes() = 1 else ${isMember} end`,
+        }),
+  });
 
   if (revokedIndex >= 0) {
     const revoked = (results[revokedIndex] as { id: string }[]).map((r) => r.id);

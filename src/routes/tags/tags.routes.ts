@@ -3,7 +3,7 @@ import { pageOf } from "../../lib/pagination";
 import { createRouter, orgRoute } from "../../middleware/route";
 import { OrgParams } from "../organizations/organizations.routes";
 import { TagBatchDeleteInput, TagBatchDeleteResultSchema, TagInfoQuery, TagInfoSchema, TagListQuery, TagSchema } from "./tags.schemas";
-import { batchDeleteTags, deleteTagById, deleteTagByName, tagInfoPage, tagListQuery, tagPage } from "./tags.service";
+import { batchDeleteTags, deleteTagById, deleteTagByName, tagInfoPage, tagListQuery, tagPage, tagsToDeleteQuery } from "./tags.service";
 
 export const tagRoutes = createRouter();
 
@@ -51,8 +51,9 @@ orgRoute(tagRoutes, {
   request: { params: OrgParams.extend({ tag_id: pathParam("tag_id") }) },
   responses: { 204: noContent },
   errors: ["not_found"],
-  handle: async ({ ctx, input }, c) => {
-    await deleteTagById(ctx, input.param.tag_id);
+  load: ({ db, org, input }) => tagsToDeleteQuery(db, org, { ids: [input.param.tag_id] }),
+  handle: async ({ ctx, input, loaded }, c) => {
+    await deleteTagById(ctx, input.param.tag_id, loaded);
     return c.body(null, 204);
   },
 });
@@ -68,8 +69,9 @@ orgRoute(tagRoutes, {
   request: { params: OrgParams.extend({ name: pathParam("name") }) },
   responses: { 204: noContent },
   errors: ["not_found"],
-  handle: async ({ ctx, input }, c) => {
-    await deleteTagByName(ctx, input.param.name);
+  load: ({ db, org, input }) => tagsToDeleteQuery(db, org, { names: [input.param.name] }),
+  handle: async ({ ctx, input, loaded }, c) => {
+    await deleteTagByName(ctx, input.param.name, loaded);
     return c.body(null, 204);
   },
 });
@@ -84,5 +86,6 @@ orgRoute(tagRoutes, {
   description: `\`ids\` and \`names\` together name 1–100 tags; each gets \`deleted\` or \`not_found\`, ids first, in request order. ${DELETION}`,
   request: { params: OrgParams, body: jsonBody(TagBatchDeleteInput) },
   responses: { 200: jsonResponse(TagBatchDeleteResultSchema, "One result per id, then one per name.") },
-  handle: async ({ ctx, input }, c) => c.json(await batchDeleteTags(ctx, input.json), 200),
+  load: ({ db, org, input }) => tagsToDeleteQuery(db, org, input.json),
+  handle: async ({ ctx, input, loaded }, c) => c.json(await batchDeleteTags(ctx, input.json, loaded), 200),
 });

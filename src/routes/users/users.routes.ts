@@ -48,6 +48,7 @@ callerRoute(userRoutes, {
   auth: "session",
   method: "delete",
   path: "/v1/users/{user_id}",
+  audit: ["member.removed"],
   tags: ["Users"],
   summary: "Delete a user",
   description: `${ADMIN_NOTE} Same rules as \`DELETE /v1/me\`.`,

@@ -11,6 +11,8 @@ import { passwordProblem } from "../../lib/password-policy";
 import { enqueueOutbox } from "../../queue/outbox";
 import { activeSessionIds, revokeAccessTokens, revokeSessions, verificationEmail } from "../auth/auth.service";
 import { serializeUser, type UserJson } from "./users.schemas";
+import { accountRemovalAudit } from "./account-audit";
+import { noChange } from "../../audit/record";
 
 type UserRow = typeof users.$inferSelect;
 
@@ -145,15 +147,19 @@ const lastAdmin = (organizationIds: string[]) =>
  *
  * The last-admin rule is checked inside the one batch that deletes, by every statement, never
  * read first and written later: two admins of one organization deleting themselves at once
- * must not both pass a check made before either deletion.
+ * must not both pass a check made before either deletion. Each organization the account leaves
+ * records `member.removed` (with its event) in the same batch.
  */
 export async function deleteUser(ctx: ServiceCtx, userId: string): Promise<void> {
   const db = ctx.db;
   const allowed = sql`not exists (${lastAdminOrgIds(userId)})`;
   const myOrgIds = db.select({ id: members.organizationId }).from(members).where(eq(members.memberId, userId));
-  const [sessionRows, , , , , , deleted] = await db.batch([
+  const audit = accountRemovalAudit(ctx, userId, allowed);
+  const [sessionRows, entries, deliveries, , , , , , deleted] = await db.batch([
     // Read in the same transaction as the delete, so a session opened meanwhile is not missed.
     db.select({ id: sessions.id }).from(sessions).where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt))),
+    // Before anything goes: the entries are made from the memberships.
+    ...audit.statements,
     // Organizations with no other member go with the account (their rows cascade).
     db
       .delete(organizations)
@@ -188,13 +194,16 @@ export async function deleteUser(ctx: ServiceCtx, userId: string): Promise<void>
       .where(and(eq(users.id, userId), sql`not exists (select 1 from members where member_id = ${userId})`))
       .returning({ id: users.id }),
   ]);
+  audit.done([entries, deliveries]);
   if (deleted.length === 0) {
     const blocking = (await db.all<{ organization_id: string }>(lastAdminOrgIds(userId))).map((r) => r.organization_id);
     if (blocking.length > 0) throw lastAdmin(blocking);
-    // Deleted by a concurrent request: the outcome the caller asked for.
-    if (!(await getUserRow(ctx, userId))) return;
+    // Deleted by a concurrent request: the outcome the caller asked for, recorded by that request.
+    if (!(await getUserRow(ctx, userId))) return noChange(ctx);
     throw new ApiError("conflict", "The account changed while it was being deleted; retry.");
   }
+  // An account in no organization (or only in ones deleted with it) leaves no organization's log.
+  if (ctx.audit.written === 0) noChange(ctx);
   // The D1 rows are gone; KV stops the sessions' access tokens on their very next request.
   await revokeAccessTokens(ctx, sessionRows.map((r) => r.id));
 }
