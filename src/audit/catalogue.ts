@@ -1,3 +1,5 @@
+import type { Permission } from "../lib/permissions";
+
 /**
  * Every action the audit log records, and which of them are also webhook events. One list, so
  * the README's catalogue, the webhook `events` enum in OpenAPI and the routes' `audit` declarations
@@ -69,3 +71,32 @@ type EventOf<K extends AuditAction> = (typeof AUDIT_ACTIONS)[K]["event"] extends
 export type EventType = { [K in AuditAction]: EventOf<K> }[AuditAction];
 
 export const EVENT_TYPES = (Object.keys(AUDIT_ACTIONS) as AuditAction[]).filter((k) => AUDIT_ACTIONS[k].event) as EventType[];
+
+/**
+ * What a caller must be able to read to subscribe an endpoint to an event: a webhook hands its
+ * receiver the event's data, so subscribing is reading. Without this, `webhooks:write` alone would
+ * stream member emails or private projects to someone whose role cannot list them.
+ */
+const EVENT_READ: Record<string, readonly Permission[]> = {
+  organization: ["organization:read"],
+  member: ["members:read"],
+  role: ["roles:read"],
+  service_account: ["service_accounts:read"],
+  invitation: ["invitations:read"],
+  domain: ["sso:read"],
+  identity_provider: ["sso:read"],
+  sso: ["sso:read", "members:read"],
+  scim: ["sso:read", "members:read"],
+  license: ["billing:read"],
+  // Project events include private projects.
+  project: ["projects:admin"],
+  tag: ["projects:read"],
+  proxy: ["proxies:read"],
+  integration: ["integrations:read"],
+};
+
+export function eventReadPermissions(event: EventType): readonly Permission[] {
+  const needed = EVENT_READ[event.slice(0, event.indexOf("."))];
+  if (!needed) throw new Error(`no read permission is declared for ${event}`);
+  return needed;
+}

@@ -421,7 +421,7 @@ describe("security", () => {
 
   const routes = (orgId: string, id: string, d: string): [string, string, unknown?][] => [
     ["GET", webhooksPath(orgId)],
-    ["POST", webhooksPath(orgId), { url: "https://x.example.com", events: ["member.added"] }],
+    ["POST", webhooksPath(orgId), { url: "https://x.example.com", events: ["organization.updated"] }],
     ["GET", webhookPath(orgId, id)],
     ["PATCH", webhookPath(orgId, id), { description: "x" }],
     ["DELETE", webhookPath(orgId, id)],
@@ -429,6 +429,26 @@ describe("security", () => {
     ["GET", deliveriesPath(orgId, id)],
     ["POST", `${deliveriesPath(orgId, id)}/${d}/retry`],
   ];
+
+  it("subscribing is reading: an event needs what reading its data needs (role and token scopes)", async () => {
+    const { admin, org, w } = await setup();
+    const role = await post(`/v1/organizations/${org.id}/roles`, { name: `hookwriter${Date.now() % 100000}`, permissions: ["webhooks:read", "webhooks:write", "organization:read"] }, { token: admin.accessToken });
+    expect(role.status, role.text).toBe(201);
+    const writer = await createUser();
+    await addMemberDirect(org.id, writer, role.body.name);
+    const body = (events: string[]) => ({ url: "https://hooks.example.com/in", events });
+    const refused = await post(webhooksPath(org.id), body(["organization.updated", "member.added", "project.created"]), { token: writer.accessToken });
+    expectProblem(refused, 403, "forbidden");
+    expect(refused.body.detail).toContain("members:read");
+    expect(refused.body.detail).toContain("projects:admin");
+    expectProblem(await patch(webhookPath(org.id, w.id), { events: ["invitation.created"] }, { token: writer.accessToken }), 403, "forbidden");
+    expect((await post(webhooksPath(org.id), body(["organization.updated"]), { token: writer.accessToken })).status).toBe(201);
+    // A token is narrowed by its scopes: organization:write alone does not read members.
+    const pat = await createPat(admin, ["organization:write"]);
+    expectProblem(await post(webhooksPath(org.id), body(["member.added"]), { token: pat.token }), 403, "forbidden");
+    const both = await createPat(admin, ["organization:write", "organization_member:read"]);
+    expect((await post(webhooksPath(org.id), body(["member.added"]), { token: both.token })).status).toBe(201);
+  });
 
   it("every route: 401 without a credential", async () => {
     const { org, w, d } = await setup();
@@ -473,7 +493,7 @@ describe("security", () => {
       if (method === "GET") expect((await api(method, path, { token: reader.token })).status).toBe(200);
       else expectProblem(await api(method, path, { body, token: reader.token }), 403, "insufficient_scope");
     }
-    const made = await post(webhooksPath(org.id), { url: "https://pat.example.com", events: ["member.added"] }, { token: writer.token });
+    const made = await post(webhooksPath(org.id), { url: "https://pat.example.com", events: ["organization.updated"] }, { token: writer.token });
     expect(made.status, made.text).toBe(201);
     expect((await auditOf(org.id, "webhook.created")).at(-1)).toMatchObject({ credential: "pat", actor_id: admin.id });
   });

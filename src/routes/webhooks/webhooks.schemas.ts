@@ -31,7 +31,7 @@ export const WebhookEvents = z
   .array(EventTypeInput)
   .min(1, "must list at least one event")
   .refine((v) => new Set(v).size === v.length, "must not list an event twice")
-  .openapi({ description: "The events to receive, each once; the catalogue is in the README and in this enum." });
+  .openapi({ description: "The events to receive, each once; the catalogue is in the README and in this enum. Subscribing is reading: each event needs the permission that reads its data (member.* needs `members:read`, project.* `projects:admin`, …; see the README), or 403." });
 
 const Description = multiLine(500).nullable().openapi({ description: "A note for people (≤ 500 characters); `null` clears it." });
 

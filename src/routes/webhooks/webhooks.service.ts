@@ -4,6 +4,7 @@ import { webhookDeliveries, webhooks } from "../../db/schema";
 import { outer } from "../../db/schema/columns";
 import type { Config, OrgCtx } from "../../env";
 import { commit, noChange } from "../../audit/record";
+import { eventReadPermissions, type EventType } from "../../audit/catalogue";
 import { encryptString } from "../../lib/crypto";
 import { ApiError, notFound, validationError } from "../../lib/errors";
 import { isId, newId } from "../../lib/ids";
@@ -55,6 +56,15 @@ const isDeliveryId = (id: string) => /^whd_[0-9a-f]{32}$/.test(id);
 function assertUrlAllowed(ctx: OrgCtx, url: string) {
   const problem = webhookUrlProblem(url, { development: ctx.config.environment === "development" });
   if (problem) throw validationError([{ path: "url", message: problem }]);
+}
+
+/** Subscribing is reading: each event needs what reading its data through the API needs. */
+function assertMayReceive(ctx: OrgCtx, events: string[]) {
+  const lacking = [...new Set(events.flatMap((e) => eventReadPermissions(e as EventType).filter((p) => !ctx.org.permissions.has(p))))];
+  if (lacking.length === 0) return;
+  throw new ApiError("forbidden", `Subscribing to these events hands their data to the endpoint; your role lacks ${lacking.map((p) => `\`${p}\``).join(", ")}.`, {
+    extra: { required_permission: lacking[0] },
+  });
 }
 
 // ---- Reads (run in the seam's authorization batch) ------------------------------------------
@@ -150,6 +160,7 @@ export function deliveryQuery(db: ReadDb, org: OrgScope, webhookId: string, deli
 
 export async function createWebhook(ctx: OrgCtx, input: { url: string; events: string[]; description?: string | null }) {
   assertUrlAllowed(ctx, input.url);
+  assertMayReceive(ctx, input.events);
   const orgId = ctx.org.id;
   const id = newId("webhook");
   const now = Date.now();
@@ -194,6 +205,7 @@ export async function updateWebhook(ctx: OrgCtx, rows: WebhookRow[] | undefined,
     changed.push("url");
   }
   if (input.events !== undefined && !sameList(input.events, current.events)) {
+    assertMayReceive(ctx, input.events);
     set.events = input.events;
     changed.push("events");
   }
