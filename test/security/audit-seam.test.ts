@@ -2,7 +2,8 @@ import { env } from "cloudflare:workers";
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { eq, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import { AUDIT_ACTIONS } from "../../src/audit/catalogue";
+import { AUDIT_ACTIONS, eventReadPermissions, type EventType } from "../../src/audit/catalogue";
+import readme from "../../README.md?raw";
 import { commit, noChange } from "../../src/audit/record";
 import { organizations } from "../../src/db/schema";
 import { problemResponse, toApiError } from "../../src/lib/errors";
@@ -49,6 +50,12 @@ describe("every mutating route records", () => {
       if ((auth.kind === "org" || auth.kind === "scim") && !actions?.length) missing.push(`${method} ${path}`);
     }
     expect(missing).toEqual([]);
+  });
+
+  it("the README's catalogue lists every action as the code has it", () => {
+    const rows = [...readme.matchAll(/^\| `([a-z_.]+)` \| (yes|—) \| ([^|]*) \|/gm)].map((m) => [m[1], m[2], m[3]!.trim()]);
+    const expected = Object.entries(AUDIT_ACTIONS).map(([k, v]) => [k, v.event ? "yes" : "—", v.event ? eventReadPermissions(k as EventType).map((p) => `\`${p}\``).join(", ") : ""]);
+    expect(rows).toEqual(expected);
   });
 
   it("a declared route that answers 2xx without writing an entry is a 500 outside production", async () => {

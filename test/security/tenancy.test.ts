@@ -208,6 +208,13 @@ describe("security", () => {
       const idp = await api("POST", `/v1/organizations/${full}/saml-sso`, { ...token, body: { entity_id: "https://idp.example.com/metadata", sso_url: "https://idp.example.com/sso" } });
       expect(domain.status, domain.text).toBe(201);
       expect(idp.status, idp.text).toBe(201);
+      // Issue 12's: a webhook endpoint with a delivery (the role change below emits one); every
+      // change above wrote audit entries.
+      const hook = await api("POST", `/v1/organizations/${full}/webhooks`, { ...token, body: { url: "https://hooks.example.com/in", events: ["member.role_changed", "member.added"] } });
+      expect(hook.status, hook.text).toBe(201);
+      expect((await api("PATCH", `/v1/organizations/${full}/members/${member.id}`, { ...token, body: { role: role.body.name } })).status).toBe(200);
+      const delivery = await env.DB.prepare("select id from webhook_deliveries where webhook_id = ?").bind(hook.body.id).first<{ id: string }>();
+      expect(delivery).toBeTruthy();
       const licenseId = newId("license");
       const now = Date.now();
       await env.DB.batch([
@@ -236,6 +243,8 @@ describe("security", () => {
         integration_id: integration.body.id,
         domain_id: domain.body.id,
         idp_id: idp.body.id,
+        webhook_id: hook.body.id,
+        delivery_id: delivery!.id,
       });
       Object.assign(bodies, {
         "POST /v1/organizations/{org_id}/members": { email: member.email, role: "user" },
@@ -262,6 +271,9 @@ describe("security", () => {
         "POST /v1/organizations/{org_id}/identity-provider-configs": { name: "Okta", saml_entity_id: "https://okta.example.com" },
         "PATCH /v1/organizations/{org_id}/identity-provider-configs/{idp_id}": { name: "Renamed" },
         "POST /v1/organizations/{org_id}/saml-sso": { entity_id: "https://idp.example.com/metadata" },
+        "POST /v1/organizations/{org_id}/webhooks": { url: "https://hooks.example.com/two", events: ["member.added"] },
+        "PATCH /v1/organizations/{org_id}/webhooks/{webhook_id}": { description: "x" },
+        "POST /v1/organizations/{org_id}/webhooks/{webhook_id}/rotate-secret": { grace_seconds: 60 },
       });
     });
 
