@@ -32,6 +32,9 @@ export default defineConfig(async () => {
             API_BASE_URL: "http://api.test",
             PLATFORM_ADMIN_EMAILS: "root@platform.test",
             EMAIL_PROVIDER: "outbox",
+            // Set here because the pool also reads `.dev.vars`, which `npm run dev` points at the
+            // local resolver: tests stub the public resolver's URL at the fetch boundary.
+            DOH_RESOLVER_URL: "https://cloudflare-dns.com/dns-query",
             // The iteration count is stored with each hash; tests use a low one to stay fast.
             PASSWORD_HASH_ITERATIONS: "1000",
             // Tests that exercise the limits lower them per request (see helpers/client.ts).
