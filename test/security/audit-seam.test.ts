@@ -4,6 +4,7 @@ import { eq, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { AUDIT_ACTIONS, eventReadPermissions, type EventType } from "../../src/audit/catalogue";
 import readme from "../../README.md?raw";
+import catalogueDoc from "../../docs/audit-and-webhooks.md?raw";
 import { commit, noChange } from "../../src/audit/record";
 import { organizations } from "../../src/db/schema";
 import { problemResponse, toApiError } from "../../src/lib/errors";
@@ -52,8 +53,11 @@ describe("every mutating route records", () => {
     expect(missing).toEqual([]);
   });
 
-  it("the README's catalogue lists every action as the code has it", () => {
-    const rows = [...readme.matchAll(/^\| `([a-z_.]+)` \| (yes|—) \| ([^|]*) \|/gm)].map((m) => [m[1], m[2], m[3]!.trim()]);
+  it("the docs' catalogue lists every action as the code has it, and the README every event", () => {
+    const events = Object.entries(AUDIT_ACTIONS).filter(([, v]) => v.event).map(([k]) => k);
+    const listed = /Events: (.*?)\. Each needs/s.exec(readme)?.[1] ?? "";
+    expect([...listed.matchAll(/`([a-z_.]+)`/g)].map((m) => m[1])).toEqual(events);
+    const rows = [...catalogueDoc.matchAll(/^\| `([a-z_.]+)` \| (yes|—) \| ([^|]*) \|/gm)].map((m) => [m[1], m[2], m[3]!.trim()]);
     const expected = Object.entries(AUDIT_ACTIONS).map(([k, v]) => [k, v.event ? "yes" : "—", v.event ? eventReadPermissions(k as EventType).map((p) => `\`${p}\``).join(", ") : ""]);
     expect(rows).toEqual(expected);
   });
