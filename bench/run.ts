@@ -3,12 +3,13 @@
  * (Miniflare's API on workerd), each with a fresh local D1 seeded with organizations of 100,
  * 10,000 and 100,000 members; bounded load from autocannon against 127.0.0.1 only.
  *
- *   npm run bench                                  the full run (about 5 minutes on 2 cores)
+ *   npm run bench                                  the full run (about 6 minutes on 2 cores)
  *   npm run bench -- --sizes 100,10000 --rounds 1  a quicker one
  *   npm run bench -- --compare A.json B.json       two saved runs side by side
  *
  * Options: --sizes, --seconds (per round), --rounds, --warmup (seconds), --connections,
- * --routes (keys, comma-separated), --systems ours,theirs, --out FILE.
+ * --routes (keys, comma-separated), --systems ours,theirs,bare, --startup-samples (0: skip),
+ * --out FILE.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -18,8 +19,11 @@ import { drive, type RoundResult } from "./lib/load";
 import { startOurs } from "./lib/ours";
 import { checks, compare, renderReport, summarize, type BenchResults, type RouteResult } from "./lib/report";
 import { runtimeVersions } from "./lib/runtime";
+import { measureStartup } from "./lib/startup";
 import { PAGE_SIZE, ROUTES, formatCount, type RouteKey, type System, type SystemKey } from "./lib/systems";
+import { startBare } from "./peers/bare/system";
 import { startBetterAuth } from "./peers/better-auth/system";
+import { unstable_readConfig } from "wrangler";
 
 const { values: args, positionals } = parseArgs({
   options: {
@@ -29,7 +33,8 @@ const { values: args, positionals } = parseArgs({
     warmup: { type: "string", default: "1" },
     connections: { type: "string", default: "10" },
     routes: { type: "string" },
-    systems: { type: "string", default: "ours,theirs" },
+    systems: { type: "string", default: "ours,theirs,bare" },
+    "startup-samples": { type: "string", default: "9" },
     out: { type: "string" },
     compare: { type: "boolean", default: false },
   },
@@ -56,6 +61,7 @@ const settings = {
   warmupSeconds: Number(args.warmup),
   connections: Math.round(int("connections", args.connections)),
   pageSize: PAGE_SIZE,
+  startupSamples: Math.max(0, Math.round(Number(args["startup-samples"]) || 0)),
 };
 const onlyRoutes = args.routes ? new Set(args.routes.split(",")) : null;
 const wanted = new Set(args.systems.split(",") as SystemKey[]);
@@ -87,10 +93,16 @@ try {
   const cpus = os.cpus();
   log(`${cpus.length} × ${cpus[0]?.model ?? "cpu"}, Node ${process.version}, ${JSON.stringify(runtimeVersions())}`);
   log(`sizes ${settings.sizes.map(formatCount).join(", ")}; ${settings.rounds} rounds × ${settings.seconds} s per system and operation, ${settings.connections} connections`);
-  const seed = { tmp, sizes: settings.sizes, log };
+  // The peers are built as the tenancy API is: minified when wrangler.toml says so.
+  const minify = unstable_readConfig({ config: path.join(root, "wrangler.toml") }).minify ?? false;
+  const seed = { tmp, sizes: settings.sizes, minify, log };
   if (wanted.has("ours")) systems.push(await startOurs(seed));
   if (wanted.has("theirs")) systems.push(await startBetterAuth(seed));
+  if (wanted.has("bare")) systems.push(await startBare(seed));
   log(`ready: ${systems.map((s) => `${s.name} on ${s.url}`).join(", ")}`);
+
+  // Before any load, while nothing else of the bench runs.
+  const startup = settings.startupSamples > 0 ? await measureStartup(systems, { samples: settings.startupSamples, tmp, log }) : [];
 
   // Size-independent operations once, then per size; invitations last so that none of the reads
   // of an organization sees the invitations the bench adds.
@@ -101,7 +113,7 @@ try {
 
   const results: RouteResult[] = [];
   for (const [n, item] of todo.entries()) {
-    const size = item.size ?? settings.sizes[0]!;
+    const size = item.size ?? Math.min(...settings.sizes);
     const runs = systems.map((s) => ({ system: s, spec: s.requestFor(item.route, size), rounds: [] as RoundResult[] })).filter((r) => r.spec !== null);
     if (runs.length === 0) continue;
     if (settings.warmupSeconds > 0) {
@@ -134,7 +146,8 @@ try {
     settings,
     systems: Object.fromEntries(systems.map((s) => [s.key, { name: s.name, notes: s.notes }])),
     results,
-    checks: checks(results, settings.sizes),
+    startup,
+    checks: checks(results, settings.sizes, startup),
   };
   console.log(`\n${renderReport(report)}\n`);
   const out = args.out ?? path.join(root, "bench", "results", `${startedAt.toISOString().replace(/[:.]/g, "-")}.json`);

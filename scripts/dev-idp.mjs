@@ -10,7 +10,8 @@
  * issuer this script uses (default https://idp.dev.test), e.g.
  *   {"name":"Dev IdP","saml_entity_id":"https://idp.dev.test","saml_sso_url":"http://127.0.0.1:8787/dev-idp",
  *    "saml_x509_cert":"<test/fixtures/saml/idp-cert.pem>"}
- * Options: --api (default http://127.0.0.1:8787), --issuer, --relay-state.
+ * Options: --api (default http://127.0.0.1:8787), --issuer, --relay-state, --callback-only (print the
+ * callback URL with its unspent code and stop, for a browser to open: npm run test:browser does).
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -25,6 +26,7 @@ const { values: args } = parseArgs({
     email: { type: "string" },
     issuer: { type: "string", default: "https://idp.dev.test" },
     "relay-state": { type: "string" },
+    "callback-only": { type: "boolean", default: false },
   },
   strict: true,
 });
@@ -76,6 +78,10 @@ const form = new URLSearchParams({ SAMLResponse: Buffer.from(sig.getSignedXml(),
 const posted = await fetch(acs, { method: "POST", body: form, redirect: "manual" });
 if (posted.status !== 303) throw new Error(`acs: ${posted.status} ${await posted.text()}`);
 const callback = new URL(posted.headers.get("location"));
+if (args["callback-only"]) {
+  console.log(callback.toString());
+  process.exit(0);
+}
 console.log(`ACS redirected to ${callback.origin}${callback.pathname} with a single-use code (Server-Timing: ${posted.headers.get("server-timing")})`);
 
 // 4. What the front end at APP_BASE_URL would do with the code.

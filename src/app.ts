@@ -2,7 +2,7 @@ import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { ApiError, problemResponse, rootMessage, toApiError } from "./lib/errors";
 import { createRouter, type Router } from "./middleware/route";
-import { requestContext } from "./middleware/request-context";
+import { d1Session, requestContext } from "./middleware/request-context";
 import { systemRoutes, mountDocs } from "./routes/system/system.routes";
 import { authRoutes } from "./routes/auth/auth.routes";
 import { meRoutes } from "./routes/me/me.routes";
@@ -25,6 +25,7 @@ import { ssoRoutes } from "./routes/sso/sso.routes";
 import { scimRoutes } from "./scim";
 import { webhookRoutes } from "./routes/webhooks/webhooks.routes";
 import { auditLogRoutes } from "./routes/audit-logs/audit-logs.routes";
+import { pageRoutes } from "./pages/pages.routes";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -52,6 +53,7 @@ const ROUTERS: Router[] = [
   auditLogRoutes,
   scimRoutes,
   devRoutes,
+  pageRoutes,
 ];
 
 export function createApp() {
@@ -63,12 +65,13 @@ export function createApp() {
     return cors({
       // Bearer tokens, not cookies: any origin may call unless the deployment lists its own.
       origin: origins.length === 0 ? "*" : origins,
-      allowHeaders: ["Authorization", "Content-Type", "X-Request-Id"],
+      allowHeaders: ["Authorization", "Content-Type", "X-Request-Id", "X-D1-Bookmark"],
       allowMethods: ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-      exposeHeaders: ["X-Request-Id", "Server-Timing", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"],
+      exposeHeaders: ["X-Request-Id", "Server-Timing", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After", "X-D1-Bookmark"],
       maxAge: 600,
     })(c, next);
   });
+  app.use("*", d1Session);
   app.use(
     "*",
     bodyLimit({

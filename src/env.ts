@@ -5,6 +5,7 @@ import type { KvStats } from "./lib/kv";
 import type { OrgAccess } from "./lib/permissions";
 import type { RateLimitState } from "./lib/rate-limit";
 import { newAuditTrail, type AuditTrail } from "./audit/record";
+import type { UserJson } from "./routes/users/users.schemas";
 
 /** Bindings and vars as wrangler.toml and `.dev.vars` declare them. */
 export interface Bindings {
@@ -32,6 +33,7 @@ export interface Bindings {
   BUILD_VERSION?: string;
   DOH_RESOLVER_URL?: string;
   AUDIT_LOG_RETENTION_DAYS?: string;
+  JWT_AUDIENCE?: string;
 
   JWT_SIGNING_KEYS?: string;
   ENCRYPTION_KEY?: string;
@@ -44,11 +46,15 @@ export interface Variables {
   requestId: string;
   config: Config;
   db: Db;
+  /** The request's D1 session bookmark so far (src/middleware/request-context.ts d1Session). */
+  d1Bookmark: () => string | null;
   dbStats: DbStats;
   kvStats: KvStats;
   kv: KVNamespace;
   /** The tightest rate limit met so far, reported in RateLimit-* headers. */
   rateLimit: RateLimitState | undefined;
+  /** For an access token: the signed-in user as of now (token claims, or the newer KV copy). */
+  sessionUser: UserJson | undefined;
 }
 
 export type AppEnv = { Bindings: Bindings; Variables: Variables };
@@ -66,6 +72,10 @@ const ConfigSchema = z.object({
   environment: z.enum(["development", "test", "production"]),
   appBaseUrl: z.url(),
   apiBaseUrl: z.url(),
+  /** Access tokens' `iss`: the API's base URL without a trailing slash, so `{iss}/.well-known/jwks.json` is the key set. */
+  jwtIssuer: z.url(),
+  /** Access tokens' `aud` (JWT_AUDIENCE; the issuer when unset). */
+  jwtAudience: z.string().min(1),
   platformAdminEmails: z.array(z.string()),
   emailProvider: z.enum(["outbox", "resend", "cloudflare"]),
   emailFrom: z.string().min(3),
@@ -98,10 +108,14 @@ const cache = new WeakMap<object, Config>();
 export function loadConfig(env: Bindings): Config {
   const hit = cache.get(env);
   if (hit) return hit;
+  const apiBaseUrl = env.API_BASE_URL ?? "http://127.0.0.1:8787";
+  const jwtIssuer = apiBaseUrl.replace(/\/+$/, "");
   const parsed = ConfigSchema.safeParse({
     environment: env.ENVIRONMENT ?? "production",
     appBaseUrl: env.APP_BASE_URL ?? "http://127.0.0.1:8787",
-    apiBaseUrl: env.API_BASE_URL ?? "http://127.0.0.1:8787",
+    apiBaseUrl,
+    jwtIssuer,
+    jwtAudience: env.JWT_AUDIENCE?.trim() || jwtIssuer,
     platformAdminEmails: csv(env.PLATFORM_ADMIN_EMAILS),
     emailProvider: env.EMAIL_PROVIDER ?? "outbox",
     emailFrom: env.EMAIL_FROM ?? "Tenancy <no-reply@example.com>",

@@ -7,7 +7,7 @@ import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { unstable_readConfig, unstable_splitSqlQuery } from "wrangler";
 import { newId } from "../../src/lib/ids";
-import { bundleWorker, freePort, startWorker, type D1 } from "./runtime";
+import { buildWorker, freePort, startWorker, type D1, type WorkerSpec } from "./runtime";
 import {
   ADMIN,
   GRANTED,
@@ -88,7 +88,8 @@ export async function startOurs(opts: { tmp: string; sizes: number[]; log: (msg:
   const wrangler = unstable_readConfig({ config: path.join(ROOT, "wrangler.toml") });
   const dir = path.join(opts.tmp, "ours");
   mkdirSync(dir, { recursive: true });
-  const script = await bundleWorker(wrangler.main ?? path.join(ROOT, "src/index.ts"), path.join(dir, "worker.mjs"));
+  // The bundle `wrangler deploy` would upload, minified or not as wrangler.toml says.
+  const bundle = await buildWorker({ config: path.join(ROOT, "wrangler.toml"), main: wrangler.main ?? "src/index.ts", outDir: path.join(dir, "dist") });
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const vars = Object.fromEntries(Object.entries(wrangler.vars ?? {}).map(([k, v]) => [k, String(v)]));
@@ -98,11 +99,9 @@ export async function startOurs(opts: { tmp: string; sizes: number[]; log: (msg:
   const queues = wrangler.queues as WranglerQueues;
   const d1 = wrangler.d1_databases[0]!;
   const kv = wrangler.kv_namespaces[0]!;
-  const { mf } = await startWorker({
+  const spec: Omit<WorkerSpec, "port" | "persistDir"> = {
     name: wrangler.name ?? "tenancy-api",
-    scriptPath: script,
-    port,
-    persistDir: dir,
+    bundle,
     compatibilityDate: wrangler.compatibility_date!,
     compatibilityFlags: wrangler.compatibility_flags,
     bindings,
@@ -115,7 +114,8 @@ export async function startOurs(opts: { tmp: string; sizes: number[]; log: (msg:
         { maxBatchSize: c.max_batch_size, maxBatchTimeout: c.max_batch_timeout, maxRetries: c.max_retries, deadLetterQueue: c.dead_letter_queue },
       ]),
     ),
-  });
+  };
+  const { mf } = await startWorker({ ...spec, port, persistDir: dir });
   const stop = () => mf.dispose();
   try {
     const db = await mf.getD1Database(d1.binding);
@@ -159,11 +159,19 @@ export async function startOurs(opts: { tmp: string; sizes: number[]; log: (msg:
       opts.log(`ours: page token for the last page of ${formatCount(size)} members, by paging, in ${((Date.now() - t) / 1000).toFixed(1)} s`);
     }
 
+    // The bookmark a client carries: the X-D1-Bookmark of its previous response for this organization.
+    const bookmarkSize = Math.min(...opts.sizes);
+    const previous = await fetch(`${url}/v1/organizations/${orgs.get(bookmarkSize)}`, { headers: auth });
+    await previous.arrayBuffer();
+    const bookmark = previous.headers.get("x-d1-bookmark");
+
     let inviteCounter = 0;
     const membersPath = (size: number, query: Record<string, string>) =>
       `/v1/organizations/${orgs.get(size)}/members?${new URLSearchParams({ page_size: String(PAGE_SIZE), ...query })}`;
     const jsonHeaders = { "Content-Type": "application/json" };
     const requests: Record<RouteKey, (size: number) => RequestSpec | null> = {
+      floor: () => null,
+      limit: () => null,
       healthz: () => ({ label: "GET /healthz", method: "GET", path: "/healthz", headers: {} }),
       me: () => ({ label: "GET /v1/me", method: "GET", path: "/v1/me", headers: auth }),
       "my-orgs": () => ({ label: "GET /v1/me/organizations", method: "GET", path: "/v1/me/organizations", headers: auth }),
@@ -173,6 +181,12 @@ export async function startOurs(opts: { tmp: string; sizes: number[]; log: (msg:
         path: "/v1/auth/login",
         headers: jsonHeaders,
         body: JSON.stringify({ email: ADMIN.email, password: ADMIN.password }),
+      }),
+      "org-bookmark": (size) => ({
+        label: bookmark ? "GET /v1/organizations/{id} with X-D1-Bookmark (from the previous response)" : "GET /v1/organizations/{id} (no X-D1-Bookmark returned: sent without)",
+        method: "GET",
+        path: `/v1/organizations/${orgs.get(size)}`,
+        headers: bookmark ? { ...auth, "X-D1-Bookmark": bookmark } : auth,
       }),
       org: (size) => ({ label: "GET /v1/organizations/{id}", method: "GET", path: `/v1/organizations/${orgs.get(size)}`, headers: auth }),
       members: (size) => ({ label: "GET …/members?page_size=50", method: "GET", path: membersPath(size, {}), headers: auth }),
@@ -211,7 +225,11 @@ export async function startOurs(opts: { tmp: string; sizes: number[]; log: (msg:
           .join(", ")}`,
         "invitations with send_email: false (no outbox row, no queue message)",
         `projects: N per organization of size N, 1 in ${PRIVATE_EVERY} public; the member (role user) is granted ${GRANTED} private ones`,
+        bookmark
+          ? `X-D1-Bookmark sent: ${bookmark} (returned by a GET of the organization of ${formatCount(bookmarkSize)} members)`
+          : "the API returned no X-D1-Bookmark: the bookmark row measured the read without one",
       ],
+      fresh: { spec, path: "/healthz" },
       stop,
     };
   } catch (err) {

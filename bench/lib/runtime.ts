@@ -1,16 +1,22 @@
 /**
- * The local runtime the bench drives: workers bundled with esbuild and served by Miniflare's API
- * on workerd, each with a fresh local D1 (and KV, queues) under a temporary directory.
+ * The local runtime the bench drives: workers built by wrangler itself (`wrangler deploy --dry-run
+ * --outdir`, the artifact `wrangler deploy` would upload, minified as its config says) and served
+ * by Miniflare's API on workerd, each with a fresh local D1 (and KV, queues) under a temporary
+ * directory.
  *
- * Miniflare and esbuild are the copies wrangler itself depends on and pins (so the bench runs on
- * the workerd that `wrangler dev` uses, without a version of its own to keep in step). Not
- * `wrangler dev`: its proxy and debugger hook add 4–5 ms to every D1 query, against 1.2–1.7 ms
- * here, and would drown the differences the bench is there to show.
+ * Miniflare is the copy wrangler itself depends on and pins (so the bench runs on the workerd that
+ * `wrangler dev` uses, without a version of its own to keep in step). Not `wrangler dev`: its proxy
+ * and debugger hook add 4–5 ms to every D1 query, against 1.2–1.7 ms here, and would drown the
+ * differences the bench is there to show.
  */
-import { readFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import path from "node:path";
+import { promisify } from "node:util";
+import { gzipSync } from "node:zlib";
+import { unstable_readConfig } from "wrangler";
 
 const require = createRequire(import.meta.url);
 const fromWrangler = createRequire(require.resolve("wrangler/package.json"));
@@ -30,19 +36,18 @@ export interface D1 {
   prepare(sql: string): D1Statement;
   batch(statements: D1Statement[]): Promise<D1Result[]>;
 }
+export interface KVNamespace {
+  put(key: string, value: string): Promise<void>;
+}
 export interface MiniflareInstance {
   ready: Promise<URL>;
   getD1Database(binding: string): Promise<D1>;
+  getKVNamespace(binding: string): Promise<KVNamespace>;
   dispose(): Promise<void>;
 }
 type MiniflareCtor = new (options: Record<string, unknown>) => MiniflareInstance;
 
-interface EsbuildModule {
-  build(options: Record<string, unknown>): Promise<{ errors: unknown[]; warnings: { text: string }[] }>;
-}
-
 const { Miniflare } = fromWrangler("miniflare") as { Miniflare: MiniflareCtor };
-const esbuild = fromWrangler("esbuild") as EsbuildModule;
 
 export const runtimeVersions = () => ({
   wrangler: (require("wrangler/package.json") as { version: string }).version,
@@ -50,29 +55,85 @@ export const runtimeVersions = () => ({
   workerd: (createRequire(fromWrangler.resolve("miniflare"))("workerd/package.json") as { version: string }).version,
 });
 
+type ModuleType = "ESModule" | "Text" | "Data" | "CompiledWasm";
+export interface WorkerModule {
+  type: ModuleType;
+  /** The module's name: its path relative to the bundle's directory, as the main module imports it. */
+  path: string;
+}
+export interface Bundle {
+  dir: string;
+  /** The main module first, then any module wrangler emitted beside it (text, data, wasm). */
+  modules: WorkerModule[];
+  bytes: number;
+  gzipBytes: number;
+}
+
+/** wrangler's default module rules, for a module no rule of the config names. */
+const DEFAULT_TYPES: [RegExp, ModuleType][] = [
+  [/\.wasm$/, "CompiledWasm"],
+  [/\.bin$/, "Data"],
+  [/./, "Text"],
+];
+
 /**
- * Bundles a worker as wrangler does for workerd: ES module output, the `workerd`/`worker`/`browser`
- * export conditions, and the runtime's own modules (`cloudflare:*`, `node:*` with nodejs_compat)
- * left external.
+ * The type of a module wrangler emitted beside the main one (`<content hash>-<file name>`): the
+ * config's `[[rules]]` decide, as they did for wrangler. A rule's glob is matched on its last
+ * segment, since only the file name survives.
  */
-export async function bundleWorker(entry: string, outfile: string): Promise<string> {
-  const result = await esbuild.build({
-    entryPoints: [entry],
-    outfile,
-    bundle: true,
-    format: "esm",
-    target: "es2022",
-    platform: "neutral",
-    conditions: ["workerd", "worker", "browser"],
-    mainFields: ["workerd", "worker", "browser", "module", "main"],
-    external: ["cloudflare:*", "node:*"],
-    define: { "process.env.NODE_ENV": '"production"' },
-    minify: false,
-    sourcemap: false,
-    logLevel: "silent",
+function moduleType(file: string, rules: { type: string; globs: string[] }[]): ModuleType {
+  const name = file.replace(/^[0-9a-f]{40}-/, "");
+  const globRe = (glob: string) =>
+    new RegExp(`^${path.basename(glob).replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
+  const rule = rules.find((r) => r.globs.some((g) => globRe(g).test(name)));
+  if (rule) return rule.type as ModuleType;
+  return DEFAULT_TYPES.find(([re]) => re.test(name))![1];
+}
+
+/**
+ * Builds a worker exactly as `wrangler deploy` would (the same esbuild settings, node built-ins
+ * resolved for nodejs_compat, `minify` and module rules from the config), without uploading it.
+ * Works offline.
+ */
+export async function buildWorker(worker: { config: string; main: string; outDir: string }): Promise<Bundle> {
+  const { config, outDir } = worker;
+  const wranglerBin = path.join(path.dirname(require.resolve("wrangler/package.json")), "bin", "wrangler.js");
+  await promisify(execFile)(process.execPath, [wranglerBin, "deploy", "--dry-run", "--outdir", outDir, "--config", config], {
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+    maxBuffer: 16 * 1024 * 1024,
   });
-  if (result.errors.length > 0) throw new Error(`esbuild failed for ${entry}`);
-  return outfile;
+  const files = readdirSync(outDir).filter((f) => f !== "README.md" && !f.endsWith(".map"));
+  // wrangler names the bundle after its entry point.
+  const main = path.basename(worker.main).replace(/\.[cm]?[jt]sx?$/, ".js");
+  if (!files.includes(main)) throw new Error(`wrangler emitted no ${main} for ${config} in ${outDir} (found ${files.join(", ")})`);
+  const rules = unstable_readConfig({ config }).rules ?? [];
+  const others = files.filter((f) => f !== main);
+  const contents = [main, ...others].map((f) => readFileSync(path.join(outDir, f)));
+  return {
+    dir: outDir,
+    modules: [{ path: main, type: "ESModule" }, ...others.map((f) => ({ path: f, type: moduleType(f, rules) }))],
+    bytes: contents.reduce((n, c) => n + c.length, 0),
+    gzipBytes: contents.reduce((n, c) => n + gzipSync(c).length, 0),
+  };
+}
+
+/** A wrangler config for a worker that has none of its own (the peers), written into `dir`. */
+export function writeWorkerConfig(
+  dir: string,
+  worker: { name: string; main: string; compatibilityDate: string; compatibilityFlags?: string[]; minify: boolean },
+): string {
+  const file = path.join(dir, "wrangler.json");
+  writeFileSync(
+    file,
+    JSON.stringify({
+      name: worker.name,
+      main: worker.main,
+      compatibility_date: worker.compatibilityDate,
+      compatibility_flags: worker.compatibilityFlags ?? [],
+      minify: worker.minify,
+    }),
+  );
+  return file;
 }
 
 /** A free TCP port on 127.0.0.1, so a worker's base URL is known before it starts. */
@@ -91,7 +152,7 @@ export function freePort(): Promise<number> {
 
 export interface WorkerSpec {
   name: string;
-  scriptPath: string;
+  bundle: Bundle;
   port: number;
   /** Where this worker's D1, KV and queue state live (a fresh temporary directory). */
   persistDir: string;
@@ -116,10 +177,10 @@ export async function startWorker(spec: WorkerSpec): Promise<{ mf: MiniflareInst
     workers: [
       {
         name: spec.name,
-        // The bundle is one module: declared as such, Miniflare does not walk its imports (and so
-        // does not trip over dynamic import() of node:sqlite in code paths that never run here).
-        modules: [{ type: "ESModule", path: spec.scriptPath, contents: readFileSync(spec.scriptPath) }],
-        modulesRoot: path.dirname(spec.scriptPath),
+        // The modules are declared one by one: Miniflare does not walk their imports (and so does
+        // not trip over dynamic import() of node:sqlite in code paths that never run here).
+        modules: spec.bundle.modules.map((m) => ({ type: m.type, path: path.join(spec.bundle.dir, m.path), contents: readFileSync(path.join(spec.bundle.dir, m.path)) })),
+        modulesRoot: spec.bundle.dir,
         compatibilityDate: spec.compatibilityDate,
         compatibilityFlags: spec.compatibilityFlags ?? [],
         bindings: spec.bindings,

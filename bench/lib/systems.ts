@@ -1,15 +1,20 @@
 /** What the runner needs of each system under test: where it listens, and its request for each route. */
+import type { MiniflareInstance, WorkerSpec } from "./runtime";
 
-export type SystemKey = "ours" | "theirs";
+/** The tenancy API, Better Auth, and the bare worker that measures the floor of the stack. */
+export type SystemKey = "ours" | "theirs" | "bare";
 
 /**
  * The operations compared. `size: true` routes depend on the organization and run once per size;
  * the others touch only the caller and run once.
  */
 export const ROUTES = [
+  { key: "floor", title: "bare worker, no work (workerd alone)", size: false },
   { key: "healthz", title: "runtime ceiling (no auth, no D1)", size: false },
-  { key: "me", title: "who am I (session read)", size: false },
+  { key: "limit", title: "physical limit: bare worker, 1 KV get + 1 D1 primary-key read", size: false },
+  { key: "me", title: "who am I (access token)", size: false },
   { key: "my-orgs", title: "my organizations", size: false },
+  { key: "org-bookmark", title: "get organization, sending X-D1-Bookmark (smallest size)", size: false },
   { key: "login", title: "sign in (password hash)", size: false },
   { key: "org", title: "get organization", size: true },
   { key: "members", title: "members, first page of 50", size: true },
@@ -21,6 +26,8 @@ export const ROUTES = [
 ] as const;
 
 export type RouteKey = (typeof ROUTES)[number]["key"];
+/** The bare worker's rows: every other row's req/s is also given as a fraction of `limit`'s. */
+export const FLOOR_ROUTES: readonly RouteKey[] = ["floor", "limit"];
 
 export interface RequestSpec {
   /** What this system calls the operation, for the report. */
@@ -40,7 +47,17 @@ export interface System {
   requestFor(route: RouteKey, size: number): RequestSpec | null;
   /** Facts about the setup worth printing with the results (hash parameters, limits raised). */
   notes: string[];
+  /** How to start this worker again from nothing, for the startup measurement. */
+  fresh: FreshWorker;
   stop(): Promise<void>;
+}
+
+/** A worker's build and bindings, and the cheapest request it answers (no D1, no KV). */
+export interface FreshWorker {
+  spec: Omit<WorkerSpec, "port" | "persistDir">;
+  path: string;
+  /** What its empty state needs before that request can succeed (not timed). */
+  prepare?: (mf: MiniflareInstance) => Promise<void>;
 }
 
 /** The seeded population, the same for both systems. */

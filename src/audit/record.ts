@@ -48,6 +48,26 @@ export interface AuditSpec {
   after?: number;
   /** Who acted, when the ctx has no caller (a public route acting for a person). */
   actor?: AuditActor;
+  /**
+   * Entries whose number the service cannot know (one per row a set-based statement changes),
+   * each written by a SELECT placed right before the statement that makes the change, so it reads
+   * the rows as that statement will judge them. Only `commit` takes these.
+   */
+  entriesFrom?: SelectedEntries[];
+}
+
+/**
+ * One entry per row of `rows`, which yields `target_type`, `target_id` (not null; one row per
+ * target), `changes` (a JSON array of field names, or null) and, with `event`, `event_data` (the
+ * JSON of the event's data, the resource as the API returns it). The action and event type are
+ * the same for every row.
+ */
+export interface SelectedEntries {
+  /** Index of the service statement the entries go right before. */
+  before: number;
+  action: AuditAction;
+  event?: EventType;
+  rows: SQL;
 }
 
 /** What the seam checks after a mutating route answered 2xx: it wrote an entry, or said it changed nothing. */
@@ -103,14 +123,23 @@ const ROW_COLUMNS = [
   "created_at",
 ] as const;
 
-/** The audit insert and the deliveries insert for `spec`; exported for the rare verb that cannot use `commit`. */
-export function auditStatements(ctx: ServiceCtx, spec: AuditSpec): Prepared {
+function organizationOf(ctx: ServiceCtx, spec: AuditSpec): string {
   const orgId = spec.organizationId ?? (ctx as { org?: { id: string } }).org?.id;
   if (!orgId) throw new Error("an audit entry needs an organization");
+  return orgId;
+}
+
+function actorOf(ctx: ServiceCtx, spec: AuditSpec): AuditActor {
   const actor = spec.actor ?? auditActorOf(ctx);
   if (!actor) throw new Error("an audit entry needs an actor: pass spec.actor on a public route");
+  return actor;
+}
+
+/** The audit insert and the deliveries insert for `spec`; exported for the rare verb that cannot use `commit`. */
+export function auditStatements(ctx: ServiceCtx, spec: AuditSpec, now = Date.now()): Prepared {
+  const orgId = organizationOf(ctx, spec);
+  const actor = actorOf(ctx, spec);
   if (spec.entries.length === 0) return { statements: [], deliveriesAt: null, entries: 0 };
-  const now = Date.now();
   const req = ctx.request;
   const rows = spec.entries.map((e) => ({
     id: newId("audit", now),
@@ -167,6 +196,63 @@ export function auditStatements(ctx: ServiceCtx, spec: AuditSpec): Prepared {
   return { statements, deliveriesAt, entries: rows.length };
 }
 
+/**
+ * The ids of entries written by a SELECT are minted in SQL: `aud_`, the time like every id, then
+ * a run of newId's random tail shared by the statement's rows (its last characters: those differ
+ * between two ids of one millisecond) and the row's number, zero-padded. Still 26 Crockford
+ * characters and time-sortable, unique without drawing randomness per row, and the rows one
+ * statement wrote are a range of the primary key. The rows are numbered in no particular order:
+ * an ORDER BY there would invite SQLite to walk a whole index that yields that order (for
+ * members, every member of the organization by type) instead of probing the rows it needs.
+ */
+const ROW_NUMBER_DIGITS = 7;
+function selectedIdPrefix(now: number): string {
+  const id = newId("audit", now);
+  return id.slice(0, id.length - 16) + id.slice(-(16 - ROW_NUMBER_DIGITS));
+}
+
+/** The audit insert (and deliveries insert) for one `entriesFrom` item. */
+function selectedStatements(ctx: ServiceCtx, spec: AuditSpec, sel: SelectedEntries, now: number): Prepared {
+  const orgId = organizationOf(ctx, spec);
+  const actor = actorOf(ctx, spec);
+  const req = ctx.request;
+  const prefix = selectedIdPrefix(now);
+  const rows = sql`(${sel.rows}) sel_row`;
+  const statements: BatchItem<"sqlite">[] = [
+    ctx.db.insert(auditLogs).select(
+      sql`select ${prefix} || printf(${`%0${ROW_NUMBER_DIGITS}d`}, row_number() over ()), ${orgId}, ${sel.action},
+                 ${actor.type}, ${actor.id}, ${actor.credential}, sel_row.target_type, sel_row.target_id, sel_row.changes,
+                 ${req?.ip ?? null}, ${req?.userAgent ?? null}, ${req?.id ?? null}, ${now}
+          from ${rows}`,
+    ),
+  ];
+  if (!sel.event) return { statements, deliveriesAt: null, entries: 0 };
+  const type = sel.event;
+  const subscribed = (w: string) =>
+    sql`${sql.raw(w)}.organization_id = ${orgId} and ${sql.raw(w)}.disabled_at is null and exists (select 1 from json_each(${sql.raw(w)}.events) s where s.value = ${type})`;
+  statements.push(
+    ctx.db
+      .insert(webhookDeliveries)
+      // Columns in table order (see auditStatements). The SELECT runs again here, unchanged since
+      // the audit insert; each row finds its entry by (organization, target, time, this
+      // statement's id range) on audit_logs_target_idx, and the event id is the entry's. The
+      // last condition reads no row of the SELECT, so SQLite tests it once before the loop:
+      // without a subscribed endpoint the SELECT is not run a second time.
+      .select(
+        sql`select 'whd_' || lower(hex(randomblob(16))), w.id, w.organization_id, 'evt_' || substr(a.id, 5), ${type},
+                   json_object('type', ${type}, 'timestamp', ${new Date(now).toISOString()}, 'data', json(sel_row.event_data)),
+                   'pending', 0, null, null, null, null, null, ${now}, ${now}
+            from ${rows}
+            join audit_logs a on a.organization_id = ${orgId} and a.target_id = sel_row.target_id and a.created_at = ${now}
+                              and a.id > ${prefix} and a.id < ${`${prefix}~`} and a.target_type = sel_row.target_type
+            join webhooks w on ${subscribed("w")}
+            where exists (select 1 from webhooks w_any where ${subscribed("w_any")})`,
+      )
+      .returning({ id: webhookDeliveries.id }),
+  );
+  return { statements, deliveriesAt: 1, entries: 0 };
+}
+
 type Statements = readonly [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]];
 
 /**
@@ -175,13 +261,37 @@ type Statements = readonly [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]];
  * the response; if that send fails the rows stay `pending` and the cron sends them.
  */
 export async function commit<T extends Statements>(ctx: ServiceCtx, statements: T, spec: AuditSpec): Promise<BatchResponse<T>> {
-  const prepared = auditStatements(ctx, spec);
-  const at = spec.after === undefined ? statements.length : spec.after + 1;
-  const all = [...statements.slice(0, at), ...prepared.statements, ...statements.slice(at)];
-  const results = [...((await ctx.db.batch(all as unknown as Statements)) as unknown as unknown[])];
-  const own = results.splice(at, prepared.statements.length);
-  afterCommit(ctx, prepared, own);
-  return results as unknown as BatchResponse<T>;
+  // One time for every entry and event of the change.
+  const now = Date.now();
+  const prepared = auditStatements(ctx, spec, now);
+  // Where each group of audit statements goes, as "before service statement i". At the same
+  // place the entries go first: `after` puts them right after the statement their onlyIf reads.
+  const inserts = [
+    { before: spec.after === undefined ? statements.length : spec.after + 1, prepared },
+    ...(spec.entriesFrom ?? []).map((sel) => ({ before: sel.before, prepared: selectedStatements(ctx, spec, sel, now) })),
+  ].sort((a, b) => a.before - b.before);
+  const all: BatchItem<"sqlite">[] = [];
+  const at: number[] = [];
+  let next = 0;
+  statements.forEach((stmt, i) => {
+    for (; next < inserts.length && inserts[next]!.before <= i; next++) {
+      at[next] = all.length;
+      all.push(...inserts[next]!.prepared.statements);
+    }
+    all.push(stmt);
+  });
+  for (; next < inserts.length; next++) {
+    at[next] = all.length;
+    all.push(...inserts[next]!.prepared.statements);
+  }
+  const results = (await ctx.db.batch(all as unknown as Statements)) as unknown as unknown[];
+  const own = new Set<number>();
+  inserts.forEach((ins, k) => {
+    const n = ins.prepared.statements.length;
+    afterCommit(ctx, ins.prepared, results.slice(at[k], at[k]! + n));
+    for (let j = 0; j < n; j++) own.add(at[k]! + j);
+  });
+  return results.filter((_, i) => !own.has(i)) as unknown as BatchResponse<T>;
 }
 
 /** Counts what went in and hands new deliveries to the queue; for verbs that run `auditStatements` in their own batch. */

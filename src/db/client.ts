@@ -63,22 +63,41 @@ function selectListWidth(sql: string): number | undefined {
   return width;
 }
 
+/** Where a request's D1 session starts: a bookmark a client sent back, or a constraint. */
+export type SessionStart = D1SessionBookmark | D1SessionConstraint;
+
+type Target = D1Database | D1DatabaseSession;
+
+const isConstraint = (start: SessionStart): start is D1SessionConstraint => start === "first-primary" || start === "first-unconstrained";
+
+/**
+ * D1 answers a bookmark it cannot serve (another database's, or one from a future it has not
+ * reached) with an error that names the session or the bookmark, before running any statement.
+ */
+const refusesBookmark = (err: unknown) => err instanceof Error && /D1_SESSION_ERROR|bookmark/i.test(err.message);
+
 class CountedStatement {
   constructor(
-    readonly inner: D1PreparedStatement,
+    private readonly db: CountedD1,
     private readonly sql: string,
-    private readonly stats: DbStats,
+    private readonly values: unknown[] = [],
   ) {}
 
   bind(...values: unknown[]): CountedStatement {
-    return new CountedStatement(this.inner.bind(...values), this.sql, this.stats);
+    return new CountedStatement(this.db, this.sql, values);
+  }
+
+  /** Prepared where it runs, not where it was built: the session may restart on the primary in between. */
+  on(target: Target): D1PreparedStatement {
+    const stmt = target.prepare(this.sql);
+    return this.values.length > 0 ? stmt.bind(...this.values) : stmt;
   }
 
   async all<T = Record<string, unknown>>(): Promise<D1Result<T>> {
-    spend(this.stats, 1);
+    spend(this.db.stats, 1);
     const started = Date.now();
-    const res = await this.inner.all<T>();
-    record(this.stats, started, [res]);
+    const res = await this.db.roundTrip((target) => this.on(target).all<T>());
+    record(this.db.stats, started, [res]);
     return res;
   }
 
@@ -112,31 +131,69 @@ class CountedStatement {
   }
 }
 
-/** A D1Database look-alike that counts round trips and rows for `Server-Timing`. */
+/**
+ * A D1Database look-alike that counts round trips and rows for `Server-Timing`. It sends every
+ * statement to one target: a D1 session for a request, the plain binding (the primary) otherwise.
+ */
 class CountedD1 {
+  private target: Target;
+  /** True while the target is a session resumed from a client's bookmark. */
+  private resumed: boolean;
+
   constructor(
-    private readonly inner: D1Database,
+    private readonly binding: D1Database,
     readonly stats: DbStats,
-  ) {}
+    start?: SessionStart,
+  ) {
+    this.target = start === undefined ? binding : binding.withSession(start);
+    this.resumed = start !== undefined && !isConstraint(start);
+  }
+
+  /** The session's latest bookmark; null before its first answer, unless it resumed from one. */
+  bookmark(): D1SessionBookmark | null {
+    return "getBookmark" in this.target ? this.target.getBookmark() : null;
+  }
+
+  /**
+   * One round trip. A client's bookmark that D1 refuses must not fail the request: the session
+   * restarts on the primary, which is at least as recent as any bookmark the database issued, so
+   * read-your-writes still holds, and the client gets a good bookmark back in place of its own.
+   */
+  async roundTrip<T>(send: (target: Target) => Promise<T>): Promise<T> {
+    const target = this.target;
+    try {
+      return await send(target);
+    } catch (err) {
+      if (!refusesBookmark(err)) throw err;
+      if (target === this.target) {
+        if (!this.resumed) throw err;
+        console.warn(JSON.stringify({ level: "warn", msg: "D1 refused the client's bookmark; the request continues on a session started at the primary" }));
+        this.target = this.binding.withSession("first-primary");
+        this.resumed = false;
+      }
+      return send(this.target);
+    }
+  }
 
   prepare(sql: string): CountedStatement {
-    return new CountedStatement(this.inner.prepare(sql), sql, this.stats);
+    return new CountedStatement(this, sql);
   }
 
   async batch<T = unknown>(statements: CountedStatement[]): Promise<D1Result<T>[]> {
     if (statements.length === 0) return [];
     spend(this.stats, statements.length);
     const started = Date.now();
-    const res = await this.inner.batch<T>(statements.map((s) => s.inner));
+    const res = await this.roundTrip((target) => target.batch<T>(statements.map((s) => s.on(target))));
     record(this.stats, started, res);
     // Drizzle maps batch rows by position too, so the same guard applies.
     statements.forEach((s, i) => s.assertUnambiguous(res[i]?.results));
     return res;
   }
 
+  /** A session has no exec(); nothing in a request needs it, and on the binding it reaches the primary. */
   async exec(sql: string): Promise<D1ExecResult> {
     const started = Date.now();
-    const res = await this.inner.exec(sql);
+    const res = await this.binding.exec(sql);
     record(this.stats, started, []);
     return res;
   }
@@ -144,15 +201,20 @@ class CountedD1 {
   dump(): Promise<ArrayBuffer> {
     throw new Error("dump is not supported");
   }
-
-  withSession(): never {
-    throw new Error("withSession is not supported through the counting wrapper");
-  }
 }
 
+/** A db on the plain binding: every statement goes to the primary, no session, no bookmark. */
 export function createDb(binding: D1Database, stats: DbStats = newDbStats()) {
-  const counted = new CountedD1(binding, stats);
-  return drizzle(counted as unknown as D1Database);
+  return drizzle(new CountedD1(binding, stats) as unknown as D1Database);
+}
+
+/**
+ * A request's db: every statement on one D1 session (the Sessions API, which lets D1 serve reads
+ * from replicas), and the session's bookmark for the response to hand back to the client.
+ */
+export function createSessionDb(binding: D1Database, stats: DbStats, start: SessionStart): { db: Db; bookmark: () => D1SessionBookmark | null } {
+  const counted = new CountedD1(binding, stats, start);
+  return { db: drizzle(counted as unknown as D1Database), bookmark: () => counted.bookmark() };
 }
 
 export type Db = ReturnType<typeof createDb>;

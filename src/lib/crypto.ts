@@ -1,7 +1,8 @@
 import { fromBase64, fromBase64Url, toBase64Url, toHex, utf8 } from "./encoding";
+import type { SecretPrefix } from "./ids";
 
-/** A random secret with a readable prefix, e.g. `pat_…` (32 random bytes). */
-export function newSecret(prefix: string, bytes = 32): string {
+/** A random secret with a readable prefix, e.g. `pat_…` (32 random bytes); only registered secret prefixes, never an id's. */
+export function newSecret(prefix: SecretPrefix, bytes = 32): string {
   return `${prefix}_${toBase64Url(crypto.getRandomValues(new Uint8Array(bytes)))}`;
 }
 

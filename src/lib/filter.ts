@@ -164,28 +164,31 @@ export function compileFilter(terms: FilterTerm[], fields: Record<string, Filter
   return conds.length ? and(...conds) : undefined;
 }
 
+export interface OrderName {
+  field: string;
+  desc: boolean;
+}
+
 /**
- * AIP-132 order_by: `field[ desc][, field[ desc]]…` over an allow-list. The caller appends its
- * unique tiebreaker so the keyset is total.
+ * AIP-132 order_by: `field[ desc][, field[ desc]]…` over an allow-list of field names; empty or
+ * absent is `fallback`.
  */
-export function parseOrderBy(
-  input: string | undefined,
-  fields: Record<string, SQLiteColumn | SQL>,
-  fallback: { field: string; desc: boolean }[],
-): { keys: SortKey[]; names: { field: string; desc: boolean }[] } {
-  let names = fallback;
-  if (input !== undefined && input.trim() !== "") {
-    names = [];
-    for (const part of input.split(",")) {
-      const m = /^\s*([a-z_]+)(?:\s+(asc|desc))?\s*$/i.exec(part);
-      if (!m) throw new ApiError("invalid_order_by", `Cannot parse \`${part.trim()}\`; expected \`field\` or \`field desc\`.`);
-      const field = m[1]!;
-      if (!Object.hasOwn(fields, field)) {
-        throw new ApiError("invalid_order_by", `Cannot order by \`${field}\`; sortable fields: ${Object.keys(fields).join(", ")}.`);
-      }
-      if (names.some((n) => n.field === field)) throw new ApiError("invalid_order_by", `\`${field}\` appears twice.`);
-      names.push({ field, desc: m[2]?.toLowerCase() === "desc" });
-    }
+export function parseOrderNames(input: string | undefined, fields: readonly string[], fallback: OrderName[]): OrderName[] {
+  if (input === undefined || input.trim() === "") return fallback;
+  const names: OrderName[] = [];
+  for (const part of input.split(",")) {
+    const m = /^\s*([a-z_][a-z_.]*)(?:\s+(asc|desc))?\s*$/i.exec(part);
+    if (!m) throw new ApiError("invalid_order_by", `Cannot parse \`${part.trim()}\`; expected \`field\` or \`field desc\`.`);
+    const field = m[1]!;
+    if (!fields.includes(field)) throw new ApiError("invalid_order_by", `Cannot order by \`${field}\`; sortable fields: ${fields.join(", ")}.`);
+    if (names.some((n) => n.field === field)) throw new ApiError("invalid_order_by", `\`${field}\` appears twice.`);
+    names.push({ field, desc: m[2]?.toLowerCase() === "desc" });
   }
+  return names;
+}
+
+/** parseOrderNames, mapped to the columns of `fields`. The caller appends its unique tiebreaker so the keyset is total. */
+export function parseOrderBy(input: string | undefined, fields: Record<string, SQLiteColumn | SQL>, fallback: OrderName[]): { keys: SortKey[]; names: OrderName[] } {
+  const names = parseOrderNames(input, Object.keys(fields), fallback);
   return { keys: names.map((n) => ({ column: fields[n.field]!, desc: n.desc })), names };
 }

@@ -11,7 +11,8 @@ export const ID_PREFIXES = {
   invitation: "inv",
   role: "rol",
   serviceAccount: "sa",
-  serviceAccountKey: "sak",
+  // A key's row id, never shown to clients; the key itself is the secret `sak_…`.
+  serviceAccountKey: "key",
   domain: "dom",
   identityProvider: "idp",
   proxy: "prx",
@@ -34,8 +35,44 @@ export const ID_PREFIXES = {
 
 export type IdKind = keyof typeof ID_PREFIXES;
 
+/**
+ * Every prefix a minted secret carries. None equals an id prefix (test/unit/prefixes.test.ts), so
+ * a pasted value says by its prefix alone whether it is a credential or the id of a record, and
+ * the bearer seam can dispatch on it. `newSecret` takes only these.
+ */
+export const SECRET_PREFIXES = {
+  personalAccessToken: "pat",
+  serviceAccountKey: "sak",
+  scimToken: "scim",
+  refreshToken: "rt",
+  emailVerification: "vfy",
+  invitationToken: "ivt",
+  licenseKey: "lk",
+  ssoCode: "ssoc",
+  webhookSigningSecret: "whsec",
+} as const;
+
+export type SecretKind = keyof typeof SECRET_PREFIXES;
+export type SecretPrefix = (typeof SECRET_PREFIXES)[SecretKind];
+
+/**
+ * Prefixes secrets were minted with before ids and secrets were told apart: still accepted on
+ * input (the lookup is by the hash of the whole secret, so those rows need no migration), never
+ * minted. Invitation tokens were `inv_…` like invitation ids; the last of them expires at most 30
+ * days (the longest `expires_in_days`) after the release that stopped minting them, and then its
+ * entry can go.
+ */
+export const LEGACY_SECRET_PREFIXES: Partial<Record<SecretKind, readonly string[]>> = {
+  invitationToken: ["inv"],
+};
+
+/** True when `value` carries the prefix of `kind`, current or legacy. */
+export function hasSecretPrefix(kind: SecretKind, value: string): boolean {
+  return [SECRET_PREFIXES[kind], ...(LEGACY_SECRET_PREFIXES[kind] ?? [])].some((p) => value.startsWith(`${p}_`));
+}
+
 /** A SCIM token is `scim_…`: the /v1 seam refuses the prefix and the /scim/v2 seam requires it. */
-export const SCIM_TOKEN_PREFIX = "scim";
+export const SCIM_TOKEN_PREFIX = SECRET_PREFIXES.scimToken;
 
 function encodeTime(ms: number): string {
   let out = "";
@@ -83,4 +120,13 @@ export function isId(kind: IdKind, value: string): boolean {
     patterns.set(kind, re);
   }
   return re.test(value);
+}
+
+const ANY_ID = /^([a-z]+)_[0-9A-HJKMNP-TV-Z]{26}$/;
+const KIND_OF_PREFIX = new Map(Object.entries(ID_PREFIXES).map(([kind, prefix]) => [prefix as string, kind as IdKind]));
+
+/** The kind of id `value` is, if it is one: lets a secret-taking endpoint say "that is an id". */
+export function idKindOf(value: string): IdKind | undefined {
+  const prefix = ANY_ID.exec(value)?.[1];
+  return prefix === undefined ? undefined : KIND_OF_PREFIX.get(prefix);
 }

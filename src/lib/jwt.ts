@@ -1,8 +1,9 @@
 import { importJWK, jwtVerify, SignJWT, type JWK, type JWTVerifyGetKey } from "jose";
+import type { Config } from "../env";
 import { newId } from "./ids";
 
-const ISSUER = "tenancy-api";
-const AUDIENCE = "tenancy-api";
+/** The only algorithm tokens are signed with, and the only one verification accepts. */
+export const ACCESS_TOKEN_ALG = "ES256";
 
 interface KeySet {
   signing: { kid: string; key: CryptoKey };
@@ -30,11 +31,11 @@ async function buildKeySet(raw: string): Promise<KeySet> {
       throw new Error("each JWT signing key needs kid, kty EC, crv P-256 and d");
     }
     const { d: _d, key_ops: _ops, ...pub } = jwk;
-    const publicJwk: JWK = { ...pub, alg: "ES256", use: "sig" };
+    const publicJwk: JWK = { ...pub, alg: ACCESS_TOKEN_ALG, use: "sig" };
     publicKeys.push(publicJwk);
-    verify.set(jwk.kid, (await importJWK(publicJwk, "ES256")) as CryptoKey);
+    verify.set(jwk.kid, (await importJWK(publicJwk, ACCESS_TOKEN_ALG)) as CryptoKey);
     // The first key signs; the rest only verify, so a new key can be put first to rotate.
-    if (!signing) signing = { kid: jwk.kid, key: (await importJWK({ ...jwk, alg: "ES256" }, "ES256")) as CryptoKey };
+    if (!signing) signing = { kid: jwk.kid, key: (await importJWK({ ...jwk, alg: ACCESS_TOKEN_ALG }, ACCESS_TOKEN_ALG)) as CryptoKey };
   }
   return { signing: signing!, verify, jwks: { keys: publicKeys } };
 }
@@ -53,6 +54,18 @@ export async function publicJwks(raw: string) {
   return (await keySet(raw)).jwks;
 }
 
+/**
+ * The account as it was when the token was minted: what GET /v1/me answers without D1. Times in
+ * milliseconds (the claims carry seconds with a millisecond fraction).
+ */
+export interface TokenProfile {
+  email: string;
+  name: string;
+  emailVerified: boolean;
+  createdAt: number;
+  updatedAt: number;
+}
+
 export interface AccessClaims {
   sub: string;
   sid: string;
@@ -60,39 +73,72 @@ export interface AccessClaims {
   exp: number;
   /** When the session's sign-in happened (OIDC `auth_time`, seconds); a refresh keeps it. */
   authTime: number;
+  profile: TokenProfile;
 }
 
-export async function signAccessToken(raw: string, claims: { sub: string; sid: string; authTime: number }, ttlSeconds: number) {
-  const ks = await keySet(raw);
+/** The claim names an access token carries, as the discovery document lists them. */
+export const ACCESS_TOKEN_CLAIMS = ["iss", "aud", "sub", "sid", "jti", "iat", "exp", "auth_time", "email", "email_verified", "name", "updated_at", "created_at"] as const;
+
+// OIDC states `updated_at` in seconds; the fraction keeps the millisecond the API reports.
+const toSeconds = (ms: number) => ms / 1000;
+const toMs = (seconds: number) => Math.round(seconds * 1000);
+
+export async function signAccessToken(config: Config, claims: { sub: string; sid: string; authTime: number; profile: TokenProfile }) {
+  const ks = await keySet(config.jwtSigningKeys);
   const now = Math.floor(Date.now() / 1000);
-  const token = await new SignJWT({ sid: claims.sid, auth_time: claims.authTime })
-    .setProtectedHeader({ alg: "ES256", kid: ks.signing.kid, typ: "JWT" })
+  const ttl = config.accessTokenTtlSeconds;
+  const { profile } = claims;
+  const token = await new SignJWT({
+    sid: claims.sid,
+    auth_time: claims.authTime,
+    email: profile.email,
+    email_verified: profile.emailVerified,
+    name: profile.name,
+    updated_at: toSeconds(profile.updatedAt),
+    created_at: toSeconds(profile.createdAt),
+  })
+    .setProtectedHeader({ alg: ACCESS_TOKEN_ALG, kid: ks.signing.kid, typ: "JWT" })
     .setSubject(claims.sub)
-    .setIssuer(ISSUER)
-    .setAudience(AUDIENCE)
+    .setIssuer(config.jwtIssuer)
+    .setAudience(config.jwtAudience)
     .setIssuedAt(now)
-    .setExpirationTime(now + ttlSeconds)
+    .setExpirationTime(now + ttl)
     .setJti(newId("event").slice(4))
     .sign(ks.signing.key);
-  return { token, expiresIn: ttlSeconds, exp: now + ttlSeconds };
+  return { token, expiresIn: ttl, exp: now + ttl };
 }
 
-/** Returns the claims, or null for anything that is not a valid, unexpired token of ours. */
-export async function verifyAccessToken(raw: string, token: string): Promise<AccessClaims | null> {
-  const ks = await keySet(raw);
+/**
+ * Returns the claims, or null for anything that is not a valid, unexpired token of ours: this
+ * issuer and audience, every claim present. Tokens minted before `iss` became the API's URL
+ * (`tenancy-api`, no profile claims) are refused: the client refreshes, as after any expiry.
+ */
+export async function verifyAccessToken(config: Config, token: string): Promise<AccessClaims | null> {
+  const ks = await keySet(config.jwtSigningKeys);
   const getKey: JWTVerifyGetKey = (header) => {
     const key = header.kid ? ks.verify.get(header.kid) : undefined;
     if (!key) throw new Error("unknown kid");
     return key;
   };
   try {
-    const { payload } = await jwtVerify(token, getKey, { issuer: ISSUER, audience: AUDIENCE, algorithms: ["ES256"] });
-    if (typeof payload.sub !== "string" || typeof payload.sid !== "string" || typeof payload.jti !== "string" || typeof payload.exp !== "number") {
-      return null;
-    }
-    // A token without auth_time counts as signed in long ago: it cannot do what needs a recent sign-in.
-    const authTime = typeof payload.auth_time === "number" ? payload.auth_time : 0;
-    return { sub: payload.sub, sid: payload.sid, jti: payload.jti, exp: payload.exp, authTime };
+    const { payload: p } = await jwtVerify(token, getKey, { issuer: config.jwtIssuer, audience: config.jwtAudience, algorithms: [ACCESS_TOKEN_ALG] });
+    const strings = [p.sub, p.sid, p.jti, p.email, p.name].every((v) => typeof v === "string");
+    const numbers = [p.exp, p.auth_time, p.updated_at, p.created_at].every((v) => typeof v === "number");
+    if (!strings || !numbers || typeof p.email_verified !== "boolean") return null;
+    return {
+      sub: p.sub!,
+      sid: p.sid as string,
+      jti: p.jti!,
+      exp: p.exp!,
+      authTime: p.auth_time as number,
+      profile: {
+        email: p.email as string,
+        name: p.name as string,
+        emailVerified: p.email_verified,
+        createdAt: toMs(p.created_at as number),
+        updatedAt: toMs(p.updated_at as number),
+      },
+    };
   } catch {
     return null;
   }

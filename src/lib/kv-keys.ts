@@ -15,6 +15,16 @@ export const kvKeys = {
     ttl: Math.max(KV_MIN_TTL, accessTokenTtlSeconds + KV_MIN_TTL),
   }),
 
+  /**
+   * A user's profile (the User JSON) after a change to it: access tokens minted before the change
+   * carry the old one in their claims, so it lives as long as the last of them can (access TTL +
+   * margin). Read with the session's revocation entry, in the same KV call.
+   */
+  userProfile: (userId: string, accessTokenTtlSeconds: number) => ({
+    key: `usr:profile:${userId}`,
+    ttl: Math.max(KV_MIN_TTL, accessTokenTtlSeconds + KV_MIN_TTL),
+  }),
+
   /** A fixed-window rate-limit counter; it only needs to live through its own window. */
   rateLimit: (bucket: string, subject: string, windowStart: number, windowSeconds: number) => ({
     key: `rl:${bucket}:${subject}:${windowStart}`,

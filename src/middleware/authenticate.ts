@@ -1,4 +1,4 @@
-import { SCIM_TOKEN_PREFIX } from "../lib/ids";
+import { hasSecretPrefix, ID_PREFIXES, idKindOf } from "../lib/ids";
 import type { Context } from "hono";
 import { eq } from "drizzle-orm";
 import { credentialQuery, type CredentialRef, type CredentialRow, type StoredCredential } from "../db/authz";
@@ -8,7 +8,9 @@ import type { AppEnv } from "../env";
 import type { Caller, SessionActor } from "../lib/actor";
 import { sha256Hex } from "../lib/crypto";
 import { ApiError } from "../lib/errors";
-import { verifyAccessToken } from "../lib/jwt";
+import { verifyAccessToken, type AccessClaims } from "../lib/jwt";
+import { iso } from "../lib/time";
+import type { UserJson } from "../routes/users/users.schemas";
 import { kvKeys } from "../lib/kv-keys";
 import type { Scope } from "../lib/permissions";
 import { clientSubject } from "../lib/rate-limit";
@@ -40,9 +42,11 @@ export async function presentedCredential(c: Context<AppEnv>): Promise<Presented
   const m = /^Bearer\s+([A-Za-z0-9._~+/=-]{1,4096})$/i.exec(header.trim());
   if (!m) throw unauthenticated("The Authorization header must be `Bearer <token>`.");
   const token = m[1]!;
-  if (token.startsWith(`${SCIM_TOKEN_PREFIX}_`)) throw unauthenticated("SCIM tokens are accepted on /scim/v2 only.");
-  if (token.startsWith("pat_") || token.startsWith("sak_")) {
-    const kind = token.startsWith("pat_") ? "pat" : "sak";
+  if (hasSecretPrefix("scimToken", token)) throw unauthenticated("SCIM tokens are accepted on /scim/v2 only.");
+  const pastedId = idKindOf(token);
+  if (pastedId) throw unauthenticated(`\`${ID_PREFIXES[pastedId]}_…\` is an id, not a credential: send an access token, a personal access token (pat_…) or a service account key (sak_…).`);
+  const kind = hasSecretPrefix("personalAccessToken", token) ? "pat" : hasSecretPrefix("serviceAccountKey", token) ? "sak" : null;
+  if (kind) {
     const hash = await sha256Hex(token);
     // Its own budget, and (in the same KV call) the client's budget of tokens that turned out not
     // to exist: every made-up token would otherwise have a fresh budget and cost a D1 read.
@@ -58,15 +62,42 @@ export async function presentedCredential(c: Context<AppEnv>): Promise<Presented
     countHit(c, own);
     return { kind, hash, invalidFromClient: invalid };
   }
-  const claims = await verifyAccessToken(c.var.config.jwtSigningKeys, token);
+  const claims = await verifyAccessToken(c.var.config, token);
   if (!claims) throw unauthenticated("The access token is invalid or expired.");
   const actor: SessionActor = { kind: "session", userId: claims.sub, sessionId: claims.sid, tokenExp: claims.exp, authTime: claims.authTime };
-  // Logout, password change and account deletion revoke the session here, effective on the very next request.
-  const revocation = kvKeys.revokedSession(actor.sessionId, c.var.config.accessTokenTtlSeconds).key;
-  await admit(c, { bucket: "credential", subject: `ses:${actor.sessionId}`, limit: c.var.config.credentialRateLimitPerMinute, windowSeconds: 60 }, [revocation], (also) => {
+  // Logout, password change and account deletion revoke the session here, effective on the very
+  // next request; a profile changed since the token was minted is read in the same call.
+  const ttl = c.var.config.accessTokenTtlSeconds;
+  const revocation = kvKeys.revokedSession(actor.sessionId, ttl).key;
+  const published = kvKeys.userProfile(actor.userId, ttl).key;
+  await admit(c, { bucket: "credential", subject: `ses:${actor.sessionId}`, limit: c.var.config.credentialRateLimitPerMinute, windowSeconds: 60 }, [revocation, published], (also) => {
     if (also.get(revocation) != null) throw unauthenticated("The session has ended.");
+    c.set("sessionUser", currentProfile(claims, also.get(published) ?? null));
   });
   return { kind: "session", actor };
+}
+
+/** The user as of now: the token's claims, unless a profile published since is newer (publishProfile). */
+function currentProfile(claims: AccessClaims, published: string | null): UserJson {
+  const p = claims.profile;
+  const fromToken: UserJson = {
+    id: claims.sub,
+    email: p.email,
+    display_name: p.name,
+    email_verified: p.emailVerified,
+    created_at: iso(p.createdAt),
+    updated_at: iso(p.updatedAt),
+  };
+  if (published === null) return fromToken;
+  let stored: UserJson;
+  try {
+    stored = JSON.parse(published) as UserJson;
+  } catch {
+    return fromToken;
+  }
+  // By `updated_at`, not by which was written last: a refresh that read the row just before a
+  // change mints a token older than the published copy, whatever order the two finish in.
+  return stored.id === claims.sub && Date.parse(stored.updated_at) > p.updatedAt ? stored : fromToken;
 }
 
 /**

@@ -225,9 +225,29 @@ function queryObject(c: Context<AppEnv>): Record<string, string | string[]> {
   return Object.fromEntries(Object.entries(c.req.queries()).map(([k, v]) => [k, v.length === 1 ? v[0]! : v]));
 }
 
+/** The parameter names a query schema declares (its object shape, through any transform). */
+function declaredQueryNames(schema: z.ZodType | undefined): Set<string> {
+  let s = schema as unknown as { shape?: Record<string, unknown>; def?: { in?: unknown } } | undefined;
+  while (s && !s.shape && s.def?.in) s = s.def.in as typeof s;
+  return new Set(Object.keys(s?.shape ?? {}));
+}
+
+/**
+ * A query parameter the route does not declare is refused, never ignored: a misspelt `fliter`
+ * would otherwise return an unfiltered list that looks like an answer. SCIM keeps RFC 7644's
+ * leniency, since identity providers send parameters a resource does not use.
+ */
+function unknownQueryParams(c: Context<AppEnv>, schema: z.ZodType | undefined): FieldError[] {
+  if (c.req.path.startsWith("/scim/")) return [];
+  const declared = declaredQueryNames(schema);
+  return Object.keys(c.req.queries())
+    .filter((name) => !declared.has(name))
+    .map((name) => ({ path: name, message: "unknown query parameter" }));
+}
+
 /** Validates params, query and body together: every bad field is listed at once. */
 export async function judgeInput<R extends RequestSpec | undefined>(c: Context<AppEnv>, request: R): Promise<Judged<InputOf<R>>> {
-  const issues: FieldError[] = [];
+  const issues: FieldError[] = unknownQueryParams(c, request?.query);
   const value: Record<string, unknown> = { param: {}, query: {}, json: undefined };
   try {
     const parts: ["param" | "query" | "json", z.ZodType | undefined, () => unknown | Promise<unknown>][] = [

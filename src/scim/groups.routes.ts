@@ -121,7 +121,7 @@ scimRoute(scimRoutes, {
 scimRoute(scimRoutes, {
   method: "post",
   path: "/scim/v2/Groups",
-  audit: ["scim.group.created"],
+  audit: ["scim.group.created", "member.role_changed"],
   tags: TAGS,
   summary: "Create a group",
   description: `201 with the group, \`Location\` and \`ETag\`. \`members\` must be users of this directory (else 400 invalidValue listing the ids); a displayName already used in this directory (case-insensitively) → 409 uniqueness. ${ROLE_NOTE}`,
@@ -167,7 +167,7 @@ scimRoute(scimRoutes, {
 scimRoute(scimRoutes, {
   method: "put",
   path: GroupPath,
-  audit: ["scim.group.updated"],
+  audit: ["scim.group.updated", "member.role_changed"],
   tags: TAGS,
   summary: "Replace a group",
   description: `Replaces displayName, and externalId, members and the role mapping when sent (an omitted one is left as it is; \`null\` / \`[]\` clears it). \`If-Match\` with another version → 412. Replacing the members of a mapped group recomputes the roles of everyone who leaves or joins. ${ROLE_NOTE}`,
@@ -196,7 +196,7 @@ scimRoute(scimRoutes, {
 scimRoute(scimRoutes, {
   method: "patch",
   path: GroupPath,
-  audit: ["scim.group.updated"],
+  audit: ["scim.group.updated", "member.role_changed"],
   tags: TAGS,
   summary: "Patch a group",
   description: `RFC 7644 §3.5.2 as IdPs send it: \`op\` in any case; \`add\` / \`replace\` / \`remove\` on \`members\`; \`remove\` with \`members[value eq "<id>"]\` (or a list joined by \`or\`); \`remove\` of \`members\` with no value (everyone); path-less \`replace\` / \`add\` with an object (\`{displayName}\`, \`{id, displayName}\`). Added members must be users of this directory (400 invalidValue); removing a non-member is not an error. Never reads the group's member list: a few members added to or removed from a group of any size cost a few rows. The operations apply in order and their member changes are written as one net change, a fixed number of statements however many operations. 204 with the new \`ETag\`, or 200 with the group when \`attributes\` / \`excludedAttributes\` is sent. ${ROLE_NOTE}`,
@@ -231,7 +231,7 @@ async function patchResponse(ctx: Parameters<typeof groupResource>[0] & { db: im
 scimRoute(scimRoutes, {
   method: "delete",
   path: GroupPath,
-  audit: ["scim.group.deleted"],
+  audit: ["scim.group.deleted", "member.role_changed"],
   tags: TAGS,
   summary: "Delete a group",
   description:

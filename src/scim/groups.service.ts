@@ -4,12 +4,12 @@ import type { ReadDb } from "../db/authz";
 import type { Db } from "../db/client";
 import { outer } from "../db/schema/columns";
 import { identityProviderConfigs, roles, scimGroupMembers, scimGroups, scimUsers } from "../db/schema";
-import { commit } from "../audit/record";
+import { commit, type SelectedEntries } from "../audit/record";
 import { isUniqueViolation } from "../lib/errors";
 import { isId, newId } from "../lib/ids";
 import { isBuiltInRole } from "../lib/permissions";
 import { ScimError } from "./errors";
-import { applyMemberRole } from "./users.service";
+import { memberRoleRecomputation } from "./users.service";
 import { metaAttrs, scimLocation, scimMeta, type Paging } from "./resource";
 import type { AttrSpec } from "./filter";
 import type { ScimCtx, ScimDirectory, ScimScope } from "./route";
@@ -27,8 +27,9 @@ import { GROUP_ROLE_SCHEMA, GROUP_SCHEMA, MAX_MEMBERS_PER_REQUEST, type GroupInp
  * the gate holds through the batch.
  *
  * Role mapping: a SCIM-managed member's role is the mapped role of their earliest-created mapped
- * group of this config, else `user` (users.service `applyMemberRole`). It is recomputed, in the
- * same batch as the membership change, for the members the change can affect.
+ * group of this config, else `user` (users.service `memberRoleRecomputation`). It is recomputed,
+ * in the same batch as the membership change, for the members the change can affect, each
+ * recomputation preceded by the member.role_changed entries of the members it will change.
  */
 
 export type GroupRow = typeof scimGroups.$inferSelect;
@@ -177,8 +178,8 @@ export function ifMatchVersion(header: string | undefined, loaded: GroupRow): nu
 // ---- Role mapping ----------------------------------------------------------------------------
 
 /**
- * Role recomputation is users.service's `applyMemberRole` (one rule for Users and Groups): a
- * SCIM-managed member gets the mapped role of their earliest-created mapped group, else `user`,
+ * Role recomputation is users.service's `memberRoleRecomputation` (one rule for Users and Groups):
+ * a SCIM-managed member gets the mapped role of their earliest-created mapped group, else `user`,
  * never demoting the organization's last admin. Here: which members to hand it.
  */
 const membersOfGroup = (groupId: string) => sql`select gm.scim_user_id from scim_group_members gm where gm.group_id = ${groupId}`;
@@ -203,6 +204,8 @@ class GroupWrite {
   readonly stmts: BatchItem<"sqlite">[] = [];
   /** Users whose membership this request may have changed: their roles are recomputed at the end. */
   readonly touched = new Set<string>();
+  /** One member.role_changed per member a recomputation changes, written right before it (commit's entriesFrom). */
+  readonly roleChanges: SelectedEntries[] = [];
   private readonly gate: SQL;
   private roleAsserted = false;
 
@@ -259,7 +262,15 @@ class GroupWrite {
     );
     this.count("-");
     // Before set(): the group's role is still the one the leavers got from it.
-    this.stmts.push(...applyMemberRole(this.db, this.dir, holdersOfGroupRole(this.dir, this.groupId), this.now));
+    this.recompute(holdersOfGroupRole(this.dir, this.groupId));
+  }
+
+  /** The roles of these SCIM users from their groups now, with an entry per member whose role changes. */
+  recompute(scimUserIds: string[] | SQL) {
+    const step = memberRoleRecomputation(this.db, this.dir, scimUserIds);
+    if (!step) return;
+    this.roleChanges.push({ before: this.stmts.length, action: "member.role_changed", event: "member.role_changed", rows: step.changed });
+    this.stmts.push(step.update);
   }
 
   replace(ids: readonly string[]) {
@@ -297,8 +308,8 @@ class GroupWrite {
   /** The role recomputation and the version bump, whose RETURNING tells whether the gate held. */
   finish() {
     // Statements of a write whose gate failed changed nothing, so recomputing is harmless then.
-    if (this.roleAsserted) this.stmts.push(...applyMemberRole(this.db, this.dir, membersOfGroup(this.groupId), this.now));
-    if (this.touched.size > 0) this.stmts.push(...applyMemberRole(this.db, this.dir, [...this.touched], this.now));
+    if (this.roleAsserted) this.recompute(membersOfGroup(this.groupId));
+    if (this.touched.size > 0) this.recompute([...this.touched]);
     const atVersion = this.version === null ? undefined : eq(scimGroups.version, this.version);
     const bump = this.db
       .update(scimGroups)
@@ -320,6 +331,7 @@ async function runWrite(ctx: ScimCtx, write: GroupWrite, entry: { group: GroupEv
     const results = (await commit(ctx, write.stmts as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
       organizationId: ctx.dir.organizationId,
       onlyIf: sql`changes() = 1`,
+      entriesFrom: write.roleChanges,
       entries: [
         { action: "scim.group.updated", target: groupTarget(write.groupId), changes: entry.changes, event: { type: "scim.group.updated", data: groupEvent(ctx.dir, entry.group) } },
       ],
@@ -335,8 +347,8 @@ type GroupEventSource = Pick<GroupRow, "id" | "displayName" | "externalId" | "ro
 
 /**
  * What a scim.group.* event carries: the group without its members (a group may have thousands;
- * a receiver reads them through /scim/v2). Role changes the group's mapping causes are recorded
- * as this group change, not as one member.role_changed per member.
+ * a receiver reads them through /scim/v2). The role changes it causes are member.role_changed
+ * entries and events of their own, one per member.
  */
 function groupEvent(dir: ScimDirectory, g: GroupEventSource) {
   return {
@@ -398,15 +410,18 @@ export async function createGroup(ctx: ScimCtx, input: GroupInput, known: Member
   };
   const db = ctx.db;
   const stmts: BatchItem<"sqlite">[] = [db.insert(scimGroups).values(row), groupCountStep(db, ctx.dir, 1)];
+  const roleChanges: SelectedEntries[] = [];
   if (ids.length > 0) {
     const write = new GroupWrite(db, ctx.dir, row.id, null, now);
     write.add(ids);
+    if (role !== null) write.recompute(ids);
+    roleChanges.push(...write.roleChanges.map((e) => ({ ...e, before: e.before + stmts.length })));
     stmts.push(...write.stmts);
-    if (role !== null) stmts.push(...applyMemberRole(db, ctx.dir, ids, now));
   }
   try {
     await commit(ctx, stmts as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
       organizationId: ctx.dir.organizationId,
+      entriesFrom: roleChanges,
       entries: [
         {
           action: "scim.group.created",
@@ -464,6 +479,7 @@ export async function deleteGroup(ctx: ScimCtx, current: GroupRow, version: numb
   const results = (await commit(ctx, stmts as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
     organizationId: ctx.dir.organizationId,
     onlyIf: sql`changes() = 1`,
+    entriesFrom: write.roleChanges,
     entries: [{ action: "scim.group.deleted", target: groupTarget(current.id), event: { type: "scim.group.deleted", data: groupEvent(ctx.dir, current) } }],
   })) as unknown[];
   if ((results[results.length - 2] as unknown[]).length === 0) return gateFailed(ctx, current.id, version);

@@ -1,3 +1,4 @@
+import { republishProfile } from "../routes/auth/auth.service";
 import { and, eq, gt, sql, type SQL } from "drizzle-orm";
 import { outer } from "../db/schema/columns";
 import type { BatchItem } from "drizzle-orm/batch";
@@ -333,34 +334,60 @@ export const mappedRoleSql = (scimUserId: SQL | string) =>
   sql`coalesce((select scim_g.role from scim_group_members scim_gm join scim_groups scim_g on scim_g.id = scim_gm.group_id where scim_gm.scim_user_id = ${scimUserId} and scim_g.role is not null order by scim_g.id limit 1), 'user')`;
 
 /**
- * For groups (S3): statements that set each SCIM-managed member's role from their groups'
- * mappings (mappedRoleSql), for the given SCIM users of this directory. Only memberships this
- * config manages change, only when the role differs, and never the organization's last human
- * admin (members/last-admin.ts: an IdP group change must not leave an organization without an
- * admin; a multi-row update judges that per row against the state before the statement).
+ * For groups (S3): recomputing SCIM-managed members' roles from their groups' mappings
+ * (mappedRoleSql), for the given SCIM users of this directory. Only memberships this config
+ * manages change, only when the role differs, and never the organization's last human admin
+ * (members/last-admin.ts: an IdP group change must not leave an organization without an admin).
+ * When one change would demote every remaining admin, none of them is demoted.
+ *
+ * `update` is the statement; `changed` selects, with the same role and the same condition, the
+ * members it will change, as audit rows (member.role_changed: the member as the API returns it,
+ * with the new role and `previous_role`), for the entries written right before it. Null for no ids.
  */
-export function applyMemberRole(db: Db, dir: ScimDirectory, scimUserIds: string[] | SQL, _now: number): BatchItem<"sqlite">[] {
-  if (Array.isArray(scimUserIds) && scimUserIds.length === 0) return [];
+export function memberRoleRecomputation(db: Db, dir: ScimDirectory, scimUserIds: string[] | SQL): { update: BatchItem<"sqlite">; changed: SQL } | null {
+  if (Array.isArray(scimUserIds) && scimUserIds.length === 0) return null;
   const ids = Array.isArray(scimUserIds) ? sql`(select value from json_each(${JSON.stringify(scimUserIds)}))` : sql`(${scimUserIds})`;
   const scuOf = sql`(select su.id from scim_users su where su.config_id = ${dir.configId} and su.user_id = "members"."member_id")`;
   const role = mappedRoleSql(scuOf);
-  return [
-    db
-      .update(members)
-      .set({ role: sql`${role}` })
-      .where(
-        and(
-          eq(members.organizationId, dir.organizationId),
-          // Only people's memberships carry scim_config_id; a `type` term here would lead SQLite
-          // to walk the organization's members by type instead of probing these members.
-          eq(members.scimConfigId, dir.configId),
-          sql`"members"."member_id" in (select su.user_id from scim_users su where su.config_id = ${dir.configId} and su.id in ${ids})`,
-          sql`"members"."role" <> ${role}`,
-          sql`("members"."role" <> 'admin' or ${role} = 'admin' or exists (select 1 from members a where a.organization_id = ${dir.organizationId} and a.role = 'admin' and a.type = 'user' and a.member_id <> "members"."member_id"))`,
-        ),
-      ),
-  ];
+  const rows = sql`(select su.user_id from scim_users su where su.config_id = ${dir.configId} and su.id in ${ids})`;
+  // Whether a human admin stays after this statement: one it would not demote. Every row is judged
+  // against the state before the statement, so "another admin exists" would let two admins
+  // leaving at once each count on the other. It names no row of the update, so SQLite computes it
+  // once per statement, however many rows the statement judges.
+  const demotedHere = sql`(a.scim_config_id = ${dir.configId} and a.member_id in ${rows}
+    and ${mappedRoleSql(sql`(select su_a.id from scim_users su_a where su_a.config_id = ${dir.configId} and su_a.user_id = a.member_id)`)} <> 'admin')`;
+  // `+a.type`: walk the organization's admins (members_org_role_idx), not all its people by type.
+  const anAdminStays = sql`exists (select 1 from members a where a.organization_id = ${dir.organizationId} and a.role = 'admin' and +a.type = 'user' and not ${demotedHere})`;
+  const changing = and(
+    eq(members.organizationId, dir.organizationId),
+    // Only people's memberships carry scim_config_id; a `type` term here would lead SQLite
+    // to walk the organization's members by type instead of probing these members.
+    eq(members.scimConfigId, dir.configId),
+    sql`"members"."member_id" in ${rows}`,
+    sql`"members"."role" <> ${role}`,
+    sql`("members"."role" <> 'admin' or ${role} = 'admin' or ${anAdminStays})`,
+  )!;
+  return {
+    update: db.update(members).set({ role: sql`${role}` }).where(changing),
+    changed: sql`select "members"."type" as target_type, "members"."member_id" as target_id, '["role"]' as changes,
+                        ${memberJsonSql(role)} as event_data
+                 from "members" where ${changing}`,
+  };
 }
+
+/**
+ * serializeMember (members.schemas.ts) in SQL, for the row of `members` in scope, with `role` as
+ * its new role and its current one as `previous_role`: the data of member.role_changed as
+ * PATCH …/members/{id} sends it. joined_at is built from whole seconds and the millisecond
+ * remainder, as toISOString prints it (SQLite's %f would round through a float).
+ */
+const memberJsonSql = (role: SQL) =>
+  sql`json_object(
+        'user', json_object('id', "members"."member_id", 'display_name', "members"."display_name",
+                            'email', case when "members"."type" = 'service_account' or "members"."email" = '' then null else "members"."email" end),
+        'role', ${role}, 'type', "members"."type",
+        'joined_at', strftime('%Y-%m-%dT%H:%M:%S', "members"."joined_at" / 1000, 'unixepoch') || printf('.%03dZ', "members"."joined_at" % 1000),
+        'previous_role', "members"."role")`;
 
 /** Makes the account a member (if not already), SCIM-managed by this config, showing the SCIM name. `when` gates every statement. */
 function provision(db: Db, dir: ScimDirectory, scimUserId: string, userId: SQL | string, name: string, when: SQL, now: number): BatchItem<"sqlite">[] {
@@ -632,6 +659,8 @@ export async function createUser(ctx: ScimCtx, body: Record<string, unknown>, lo
   }
   const rows = results[account ? 0 : 1] as { id: string }[];
   if (rows.length === 0) throw seatsFull();
+  // A linked account's name or email may have changed with it (only in a verified domain).
+  if (account) republishProfile(ctx, userId);
   ctx.note(`created user ${next.userName.slice(0, 80)}${account ? " (linked existing account)" : ""}`);
   return json(201, row, ctx.config, { Location: scimLocation(ctx.config, "User", id) });
 }
@@ -758,6 +787,8 @@ async function save(ctx: ScimCtx, row: WriteRow, next: Finished, verb: string): 
     if (current.version !== row.version) return RETRY;
     throw seatsFull();
   }
+  // The account's name or email may have changed with it (only in a verified domain).
+  republishProfile(ctx, row.userId);
   ctx.note(`${deactivating ? "deactivated" : activating ? "reactivated" : verb} user ${next.userName.slice(0, 80)}`);
   return json(200, { ...row, ...next, version, updatedAt: now }, ctx.config);
 }

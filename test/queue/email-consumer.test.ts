@@ -46,7 +46,7 @@ describe("happy", () => {
     expect(mail!.subject).toBe(`${admin.displayName} invited you to join ${org.name}`);
     expect(mail!.text).toContain(`${admin.displayName} invited you to join ${org.name} as user.`);
     expect(mail!.text).toContain("> See you there");
-    expect(mail!.text).toMatch(/^http:\/\/app\.test\/invitations\/accept\?token=inv_[A-Za-z0-9_-]+$/m);
+    expect(mail!.text).toMatch(/^http:\/\/app\.test\/invitations\/accept\?token=ivt_[A-Za-z0-9_-]+$/m);
     expect(mail!.html).toContain(`href="http://app.test/invitations/accept?token=${tokenIn(mail!.text)}"`);
     // The link's token is the invitation's, and it works.
     expect(await sha256Hex(tokenIn(mail!.text))).toBe((await invitationRow(invitation.id))!.token_hash);
@@ -61,7 +61,7 @@ describe("happy", () => {
     const { invitation, outboxId } = await undeliveredInvitation();
     await runOne(outboxId, { env: { APP_BASE_URL: "https://join.example.org/" } });
     const [mail] = await mailboxFor(invitation.email);
-    expect(mail!.text).toMatch(/^https:\/\/join\.example\.org\/invitations\/accept\?token=inv_[A-Za-z0-9_-]+$/m);
+    expect(mail!.text).toMatch(/^https:\/\/join\.example\.org\/invitations\/accept\?token=ivt_[A-Za-z0-9_-]+$/m);
     expect(mail!.html).toContain('href="https://join.example.org/invitations/accept?token=');
     expect(mail!.text).not.toContain("app.test");
   });
@@ -132,7 +132,7 @@ describe("resend provider", () => {
       from: "Tenancy <no-reply@example.com>",
       to: [invitation.email],
       subject: `${admin.displayName} invited you to join ${org.name}`,
-      text: expect.stringContaining("http://app.test/invitations/accept?token=inv_"),
+      text: expect.stringContaining("http://app.test/invitations/accept?token=ivt_"),
       html: expect.stringContaining("&lt;hi&gt;"),
     });
     expect(call!.body.text).toContain("<hi>");
@@ -237,8 +237,8 @@ describe("cloudflare provider", () => {
         from: { name: "Tenancy", email: "no-reply@example.com" },
         to: invitation.email,
         subject: `${admin.displayName} invited you to join ${org.name}`,
-        text: expect.stringContaining("http://app.test/invitations/accept?token=inv_"),
-        html: expect.stringContaining('href="http://app.test/invitations/accept?token=inv_'),
+        text: expect.stringContaining("http://app.test/invitations/accept?token=ivt_"),
+        html: expect.stringContaining('href="http://app.test/invitations/accept?token=ivt_'),
         headers: { "X-Idempotency-Key": outboxId },
       },
     ]);

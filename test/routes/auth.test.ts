@@ -45,17 +45,23 @@ function signingJwk(): JWK {
   return jwk;
 }
 
+/** The test worker's API_BASE_URL: access tokens' issuer and, JWT_AUDIENCE being unset, audience. */
+const ISSUER = "http://api.test";
+
+/** The claims of a token the worker minted, minus the registered ones `signToken` sets itself. */
+const PROFILE_CLAIMS = { auth_time: 0, email: "someone@example.com", email_verified: false, name: "Someone", created_at: 1_700_000_000, updated_at: 1_700_000_000 };
+
 /** Signs an access token with the worker's own private key (or another), claims overridable. */
-async function signToken(opts: { sub: string; sid: string; exp: number; kid?: string; key?: CryptoKey; iss?: string; aud?: string }) {
+async function signToken(opts: { sub: string; sid: string; exp: number; kid?: string; key?: CryptoKey; iss?: string; aud?: string; claims?: Record<string, unknown> }) {
   const jwk = signingJwk();
   const { key_ops: _ops, ...importable } = jwk;
   const key = opts.key ?? ((await importJWK({ ...importable, alg: "ES256" }, "ES256")) as CryptoKey);
   const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ sid: opts.sid })
+  return new SignJWT(opts.claims ?? { sid: opts.sid, ...PROFILE_CLAIMS })
     .setProtectedHeader({ alg: "ES256", kid: opts.kid ?? jwk.kid!, typ: "JWT" })
     .setSubject(opts.sub)
-    .setIssuer(opts.iss ?? "tenancy-api")
-    .setAudience(opts.aud ?? "tenancy-api")
+    .setIssuer(opts.iss ?? ISSUER)
+    .setAudience(opts.aud ?? ISSUER)
     .setIssuedAt(Math.min(now, opts.exp - 60))
     .setExpirationTime(opts.exp)
     .setJti(unique("jti"))
@@ -90,11 +96,16 @@ describe("happy", () => {
     expect(body.expires_in).toBe(900);
     const claims = decodeJwt(body.access_token);
     expect(claims.sub).toBe(body.user.id);
-    expect(claims.iss).toBe("tenancy-api");
-    expect(claims.aud).toBe("tenancy-api");
+    expect(claims.iss).toBe(ISSUER);
+    expect(claims.aud).toBe(ISSUER);
     expect(typeof claims.sid).toBe("string");
     expect(typeof claims.jti).toBe("string");
     expect(claims.exp! - claims.iat!).toBe(900);
+    // The account rides in the standard OIDC claims (times in seconds, to the millisecond): GET /v1/me reads no database.
+    expect(claims).toMatchObject({ email: email.toLowerCase(), name: "Ada Lovelace", email_verified: false });
+    expect(Math.round((claims.updated_at as number) * 1000)).toBe(Date.parse(body.user.updated_at));
+    expect(Math.round((claims.created_at as number) * 1000)).toBe(Date.parse(body.user.created_at));
+    expect(claims.iat! - (claims.auth_time as number)).toBeGreaterThanOrEqual(0);
 
     const mail = await waitForEmail(email.toLowerCase());
     expect(mail.to).toBe(email.toLowerCase());
@@ -481,6 +492,28 @@ describe("security", () => {
       const exp = Math.floor(Date.now() / 1000) + 300;
       expectProblem(await get("/v1/me", { token: await signToken({ sub: user.id, sid, exp, iss: "someone-else" }) }), 401, "unauthenticated");
       expectProblem(await get("/v1/me", { token: await signToken({ sub: user.id, sid, exp, aud: "someone-else" }) }), 401, "unauthenticated");
+    });
+
+    it("a token minted before iss became the API's URL (iss and aud `tenancy-api`, no profile claims)", async () => {
+      const user = await createUser();
+      const { sid } = decodeJwt(user.accessToken) as { sid: string };
+      const exp = Math.floor(Date.now() / 1000) + 300;
+      const old = await signToken({ sub: user.id, sid, exp, iss: "tenancy-api", aud: "tenancy-api", claims: { sid, auth_time: 0 } });
+      expectProblem(await get("/v1/me", { token: old }), 401, "unauthenticated");
+      // The client's way out is the usual one: its refresh token still works.
+      const refreshed = await post("/v1/auth/refresh", { refresh_token: user.refreshToken });
+      expect(refreshed.status, refreshed.text).toBe(200);
+      expect((await get("/v1/me", { token: refreshed.body.access_token })).status).toBe(200);
+    });
+
+    it("a token of ours lacking a profile claim", async () => {
+      const user = await createUser();
+      const { sid } = decodeJwt(user.accessToken) as { sid: string };
+      const exp = Math.floor(Date.now() / 1000) + 300;
+      const { email: _email, ...withoutEmail } = PROFILE_CLAIMS;
+      expectProblem(await get("/v1/me", { token: await signToken({ sub: user.id, sid, exp, claims: { sid, ...withoutEmail } }) }), 401, "unauthenticated");
+      const wrongType = { sid, ...PROFILE_CLAIMS, email_verified: "yes" };
+      expectProblem(await get("/v1/me", { token: await signToken({ sub: user.id, sid, exp, claims: wrongType }) }), 401, "unauthenticated");
     });
 
     it('alg "none"', async () => {

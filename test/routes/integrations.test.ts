@@ -561,14 +561,23 @@ describe("security", () => {
     const t = { token: admin.accessToken };
     const [stays, vanishes] = [await seedProject(org.id), await seedProject(org.id)];
     // The project goes as the write batch starts: the request must then not map it.
-    const realBatch = env.DB.batch.bind(env.DB);
+    // Requests run on a D1 session (src/db/client.ts): intercept the session's batch.
+    const realWithSession = env.DB.withSession.bind(env.DB);
     let fired = false;
-    const spy = vi.spyOn(env.DB, "batch").mockImplementation(async (statements: D1PreparedStatement[]) => {
-      if (!fired && statements.length > 3) {
-        fired = true;
-        await env.DB.prepare("delete from projects where id = ?").bind(vanishes).run();
-      }
-      return realBatch(statements);
+    const spy = vi.spyOn(env.DB, "withSession").mockImplementation((start?: string) => {
+      const session = realWithSession(start as D1SessionBookmark);
+      return new Proxy(session, {
+        get(target, prop) {
+          if (prop !== "batch") return Reflect.get(target, prop).bind?.(target) ?? Reflect.get(target, prop);
+          return async (statements: D1PreparedStatement[]) => {
+            if (!fired && statements.length > 3) {
+              fired = true;
+              await env.DB.prepare("delete from projects where id = ?").bind(vanishes).run();
+            }
+            return target.batch(statements);
+          };
+        },
+      });
     });
     const res = await patch(mappingPath(org.id, i.id), { mapping: { a: stays, b: vanishes } }, t);
     spy.mockRestore();

@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { runScheduled } from "../../src/scheduled";
+import { newSecret, sha256Hex } from "../../src/lib/crypto";
 import { api, get, patch, post } from "../helpers/client";
 import { addMemberDirect, createPat, createUser, PASSWORD, uniqueEmail } from "../helpers/factories";
 import { acceptPath, expireDirect, invitationPath, invitationRow, invitationsPath, inviteWithToken, orgCounters, previewPath } from "./invitations-helpers";
@@ -31,9 +32,28 @@ describe("preview", () => {
     expect(res.cost.queries).toBe(1);
   });
 
+  it("an invitation's id in place of its token: 404 saying which to use, for preview and accept alike", async () => {
+    const { invitation } = await pending();
+    for (const res of [await get(previewPath(invitation.id)), await post(acceptPath(invitation.id), newAccount)]) {
+      expectProblem(res, 404, "not_found");
+      expect(res.body.detail).toMatch(/invitation id; use the token from the email.*ivt_/);
+    }
+  });
+
+  it("a token minted before invitation tokens had their own prefix (inv_…) still previews and accepts", async () => {
+    const { invitation } = await pending();
+    // Such a row differs only in what was hashed: the lookup is by the hash of the whole token.
+    const legacy = `inv_${newSecret("ivt").slice(4)}`;
+    await env.DB.prepare("update invitations set token_hash = ? where id = ?").bind(await sha256Hex(legacy), invitation.id).run();
+    expect((await get(previewPath(legacy))).status).toBe(200);
+    const res = await post(acceptPath(legacy), newAccount);
+    expect(res.status, res.text).toBe(201);
+    expect((await invitationRow(invitation.id))!.status).toBe("accepted");
+  });
+
   it("404 for unknown, malformed, used, canceled and expired tokens", async () => {
     const { admin, org, token } = await pending();
-    for (const bad of ["inv_" + "A".repeat(43), "nope", token.slice(0, -1), `${token}x`, "inv_'; drop table invitations; --"]) {
+    for (const bad of ["ivt_" + "A".repeat(43), "inv_" + "A".repeat(43), `inv_${token.slice(4)}`, "nope", token.slice(0, -1), `${token}x`, "inv_'; drop table invitations; --"]) {
       expectProblem(await get(previewPath(bad)), 404, "not_found");
     }
     expect((await post(acceptPath(token), newAccount)).status).toBe(201);
@@ -233,7 +253,7 @@ describe("accept: not pending", () => {
   });
 
   it("an unknown or malformed token → 404", async () => {
-    for (const bad of ["inv_" + "B".repeat(43), "x", "%00"]) expectProblem(await post(acceptPath(bad), newAccount), 404, "not_found");
+    for (const bad of ["ivt_" + "B".repeat(43), "inv_" + "B".repeat(43), "x", "%00"]) expectProblem(await post(acceptPath(bad), newAccount), 404, "not_found");
     expectProblem(await post(acceptPath(uniqueEmail()), newAccount), 404, "not_found");
   });
 });

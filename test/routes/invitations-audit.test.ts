@@ -26,7 +26,7 @@ const asEvent = ({ accept_url: _, ...inv }: Invitation) => inv;
 /** Nothing in an event may let its receiver accept the invitation. */
 function expectNoToken(payload: unknown) {
   const text = JSON.stringify(payload);
-  expect(text).not.toMatch(/inv_[A-Za-z0-9_-]{40,}/);
+  expect(text).not.toMatch(/(?:ivt|inv)_[A-Za-z0-9_-]{40,}/);
   expect(text).not.toContain("accept_url");
   expect(text).not.toContain("token_hash");
 }

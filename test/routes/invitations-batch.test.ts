@@ -41,10 +41,10 @@ describe("happy", () => {
     expect(r[2]).toMatchObject({ email: member.email, status: "error", error: { code: "already_member" } });
     expect(r[3]).toMatchObject({ email: pending.email, status: "error", error: { code: "invitation_pending" } });
     expect(r[4]).toMatchObject({ email: toCombine.email, status: "combined", invitation: { id: toCombine.id, role: "admin" } });
-    expect(r[4].invitation.accept_url).toMatch(/token=inv_/);
+    expect(r[4].invitation.accept_url).toMatch(/token=ivt_/);
     expect(r[5]).toMatchObject({ status: "error", error: { code: "validation_failed", errors: [{ path: "role" }] } });
     expect(r[6]).toMatchObject({ email: quiet, status: "created", invitation: { email_status: null } });
-    expect(r[6].invitation.accept_url).toMatch(/token=inv_/);
+    expect(r[6].invitation.accept_url).toMatch(/token=ivt_/);
     // One email once per batch: a second row would silently rework the first row's invitation.
     expect(r[7]).toMatchObject({ email: fresh, status: "error", error: { code: "validation_failed", errors: [{ path: "email" }] } });
     for (const row of r) if (row.status === "error") expect(row).not.toHaveProperty("invitation");

@@ -58,7 +58,7 @@ describe("happy", () => {
     // The invitation and its outbox row went in together; the email's secret is sealed.
     const mail = await outboxRow(row!.outbox_id);
     expect(mail).toMatchObject({ template: "invitation", recipient: email.toLowerCase(), subject_id: res.body.id });
-    expect(mail!.payload).not.toContain("inv_");
+    expect(mail!.payload).not.toMatch(/(?:ivt|inv)_[A-Za-z0-9_-]{40,}/);
 
     // The real queue delivers it; the emailed link's token is the one whose hash is stored.
     const [delivered] = await eventually(() => mailboxFor(email.toLowerCase()), (m) => m.length === 1, "the invitation email");
@@ -79,7 +79,7 @@ describe("happy", () => {
     expect(res.status, res.text).toBe(201);
     expect(res.body).toMatchObject({ role: "admin", message: "Welcome aboard!", project_ids: projects, email_status: null, status: "pending" });
     expect(Date.parse(res.body.expires_at) - Date.parse(res.body.created_at)).toBe(30 * 86_400_000);
-    expect(res.body.accept_url).toMatch(/^http:\/\/app\.test\/invitations\/accept\?token=inv_[A-Za-z0-9_-]+$/);
+    expect(res.body.accept_url).toMatch(/^http:\/\/app\.test\/invitations\/accept\?token=ivt_[A-Za-z0-9_-]{43}$/);
     expect((await invitationRow(res.body.id))!.outbox_id).toBeNull();
     expect(await sha256Hex(tokenOf(res.body.accept_url))).toBe((await invitationRow(res.body.id))!.token_hash);
 

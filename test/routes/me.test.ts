@@ -1,7 +1,9 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { del, get, patch, post } from "../helpers/client";
-import { addMemberDirect, createOrg, createPat, createUser, PASSWORD, uniqueEmail } from "../helpers/factories";
+import { decodeJwt } from "jose";
+import { del, get, patch, post, type ApiResponse } from "../helpers/client";
+import { addMemberDirect, createOrg, createPat, createUser, PASSWORD, uniqueEmail, verifyUserDirect } from "../helpers/factories";
+import { kvKeys } from "../../src/lib/kv-keys";
 import { expectProblem, sortedErrorPaths as errorPaths } from "../helpers/problems";
 
 // ---------------------------------------------------------------------------------------------
@@ -341,5 +343,107 @@ describe("security", () => {
     expect([200, 400]).toContain(res.status);
     const me = await get("/v1/me", { token: user.accessToken });
     expect(me.body).toMatchObject({ id: user.id, email_verified: false });
+  });
+});
+
+/** GET /v1/me with an access token: the token's claims and the one KV call, never D1. */
+function expectNoDatabase(res: ApiResponse) {
+  expect(res.status, res.text).toBe(200);
+  expect(res.cost.queries, "D1 round trips").toBe(0);
+  expect(res.cost.kvReads, "KV reads").toBe(1);
+  expect(res.cost.kvWrites, "KV writes").toBe(0);
+  return res.body;
+}
+
+const profileKey = (userId: string) => kvKeys.userProfile(userId, 900).key;
+
+describe("GET /v1/me with an access token costs no D1 round trip", () => {
+  it("answers from the claims with one KV read, exactly what the database says (a PAT still reads D1)", async () => {
+    const user = await createUser();
+    const pat = await createPat(user, ["organization:read"]);
+    const viaToken = await get("/v1/me", { token: user.accessToken });
+    const viaPat = await get("/v1/me", { token: pat.token });
+    expect(expectNoDatabase(viaToken)).toEqual(viaPat.body);
+    expect(viaPat.cost.queries).toBeGreaterThanOrEqual(1);
+    // The claims carry the account; a refreshed token carries it too.
+    const claims = decodeJwt(user.accessToken);
+    expect(claims).toMatchObject({ sub: user.id, email: user.email, name: user.displayName, email_verified: false });
+    expect(Math.round((claims.updated_at as number) * 1000)).toBe(Date.parse(viaPat.body.updated_at));
+    expect(Math.round((claims.created_at as number) * 1000)).toBe(Date.parse(viaPat.body.created_at));
+  });
+
+  it("a PATCH shows at once to every session's token, tokens minted before it included", async () => {
+    const user = await createUser();
+    const other = await login(user.email, user.password);
+    expect(other.status).toBe(200);
+    const renamed = await patch("/v1/me", { display_name: "Grace Hopper" }, { token: user.accessToken });
+    expect(renamed.status, renamed.text).toBe(200);
+    expect(expectNoDatabase(await get("/v1/me", { token: user.accessToken }))).toEqual(renamed.body);
+    expect(expectNoDatabase(await get("/v1/me", { token: other.body.access_token }))).toEqual(renamed.body);
+    // A token minted after the change carries it in its claims.
+    const refreshed = await post("/v1/auth/refresh", { refresh_token: other.body.refresh_token });
+    expect(decodeJwt(refreshed.body.access_token)).toMatchObject({ name: "Grace Hopper" });
+    expect(expectNoDatabase(await get("/v1/me", { token: refreshed.body.access_token }))).toEqual(renamed.body);
+  });
+
+  it("an email change, then its verification, each show on the next GET", async () => {
+    const user = await createUser();
+    const newEmail = uniqueEmail("moved");
+    const moved = await patch("/v1/me", { email: newEmail, old_password: user.password }, { token: user.accessToken });
+    expect(moved.status, moved.text).toBe(200);
+    expect(expectNoDatabase(await get("/v1/me", { token: user.accessToken }))).toEqual(moved.body);
+    const token = verifyTokenFrom(await waitForEmail(newEmail));
+    expect((await post("/v1/auth/verify-email", { token })).status).toBe(204);
+    const me = expectNoDatabase(await get("/v1/me", { token: user.accessToken }));
+    expect(me).toMatchObject({ email: newEmail, email_verified: true });
+    expect(Date.parse(me.updated_at)).toBeGreaterThan(Date.parse(moved.body.updated_at));
+  });
+
+  it("a password change moves updated_at, and the session that made it sees that", async () => {
+    const user = await createUser();
+    const changed = await patch("/v1/me", { old_password: user.password, new_password: NEW_PASSWORD }, { token: user.accessToken });
+    expect(changed.status, changed.text).toBe(200);
+    expect(expectNoDatabase(await get("/v1/me", { token: user.accessToken }))).toEqual(changed.body);
+  });
+
+  it("a platform administrator's change to the account shows on the user's next GET", async () => {
+    const root = await createUser({ email: uniqueEmail("root") });
+    await verifyUserDirect(root.id);
+    const target = await createUser();
+    const newEmail = uniqueEmail("by-admin");
+    const res = await patch(`/v1/users/${target.id}`, { display_name: "Renamed By Admin", email: newEmail }, { token: root.accessToken, env: { PLATFORM_ADMIN_EMAILS: root.email } });
+    expect(res.status, res.text).toBe(200);
+    expect(expectNoDatabase(await get("/v1/me", { token: target.accessToken }))).toEqual(res.body);
+  });
+
+  it("the newer of the claims and the published copy wins, by updated_at", async () => {
+    const user = await createUser();
+    const own = expectNoDatabase(await get("/v1/me", { token: user.accessToken }));
+    const at = (ms: number) => new Date(ms).toISOString();
+    // An older copy (a change the token's refresh already saw) loses to the claims.
+    await env.KV.put(profileKey(user.id), JSON.stringify({ ...own, display_name: "Stale", updated_at: at(Date.parse(own.updated_at) - 1) }));
+    expect(expectNoDatabase(await get("/v1/me", { token: user.accessToken }))).toEqual(own);
+    // A newer one (a change after the token was minted) wins.
+    const newer = { ...own, display_name: "Newer", updated_at: at(Date.parse(own.updated_at) + 1) };
+    await env.KV.put(profileKey(user.id), JSON.stringify(newer));
+    expect(expectNoDatabase(await get("/v1/me", { token: user.accessToken }))).toEqual(newer);
+  });
+
+  it("the published copy lives as long as the access tokens minted before it can", async () => {
+    const user = await createUser();
+    expect((await patch("/v1/me", { display_name: "Kept" }, { token: user.accessToken })).status).toBe(200);
+    expect(JSON.parse((await env.KV.get(profileKey(user.id)))!)).toMatchObject({ id: user.id, display_name: "Kept" });
+    const { keys } = await env.KV.list({ prefix: profileKey(user.id) });
+    // Access TTL (900 s here) and KV's 60 s margin.
+    expect(keys[0]!.expiration! - Date.now() / 1000).toBeGreaterThan(900);
+    expect(keys[0]!.expiration! - Date.now() / 1000).toBeLessThanOrEqual(960);
+  });
+
+  it("a deleted account's token is refused without reading D1", async () => {
+    const user = await createUser();
+    expect((await del("/v1/me", { token: user.accessToken })).status).toBe(204);
+    const res = await get("/v1/me", { token: user.accessToken });
+    expectProblem(res, 401, "unauthenticated");
+    expect(res.cost.queries).toBe(0);
   });
 });

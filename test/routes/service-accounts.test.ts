@@ -111,6 +111,9 @@ describe("happy", () => {
     const { service_account: sa, key } = await createSa(admin, org.id);
     const rows = await keyRows(sa.id);
     expect(rows.length).toBe(1);
+    // The key's row id and the key itself no longer share a prefix.
+    expect(rows[0]!.id).toMatch(/^key_[0-9A-HJKMNP-TV-Z]{26}$/);
+    expect(key).toMatch(KEY);
     expect(rows[0]!.key_hash).not.toBe(key);
     expect(rows[0]!.key_hash).toBe(await sha256Hex(key));
     for (const value of Object.values(rows[0]!)) expect(String(value)).not.toContain(key.slice(sa.key_prefix.length));

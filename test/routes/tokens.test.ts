@@ -316,6 +316,17 @@ describe("security", () => {
     );
   });
 
+  it("an id sent as a bearer token → 401 saying it is an id, for every kind of id", async () => {
+    const user = await createUser();
+    const pat = await createPat(user, ["organization:read"]);
+    const org = await createOrg(user);
+    for (const id of [pat.id, user.id, org.id]) {
+      const res = await get("/v1/me", { token: id });
+      expectProblem(res, 401, "unauthenticated");
+      expect(res.body.detail).toContain(`\`${id.slice(0, 4)}…\` is an id, not a credential`);
+    }
+  });
+
   it("the secret is stored only as a hash", async () => {
     const user = await createUser();
     const pat = await createPat(user, ["organization:read"]);

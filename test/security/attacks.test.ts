@@ -52,10 +52,25 @@ describe("security", () => {
     const mail = await env.DB.prepare("select text from mailbox where outbox_id = ?").bind(outboxId).first<{ text: string }>();
     expect(mail).toBeTruthy();
     const listed = await get(`/v1/dev/emails?to=${encodeURIComponent(invitation.email)}`);
-    const link = /https?:\/\/\S+token=(inv_[A-Za-z0-9_-]+)/.exec(listed.body.items[0].text)![1]!;
+    const link = /https?:\/\/\S+token=(ivt_[A-Za-z0-9_-]+)/.exec(listed.body.items[0].text)![1]!;
     const accepted = await post(acceptPath(link), { display_name: "Emailed", password: "a very long passphrase 2" });
     expect(accepted.status, accepted.text).toBe(201);
     expect(accepted.body.user.email_verified).toBe(true);
+  });
+
+  it("1c. a signed-in account that accepts its emailed invitation reads itself verified at once, through tokens minted before", async () => {
+    const user = await createUser();
+    const { outboxId } = await undeliveredInvitation({ email: user.email });
+    await runOne(outboxId);
+    const listed = await get(`/v1/dev/emails?to=${encodeURIComponent(user.email)}`);
+    const mail = listed.body.items.find((m: { text: string }) => /token=ivt_/.test(m.text));
+    const link = /token=(ivt_[A-Za-z0-9_-]+)/.exec(mail.text)![1]!;
+    expect((await get("/v1/me", { token: user.accessToken })).body.email_verified).toBe(false);
+    const accepted = await post(acceptPath(link), {}, { token: user.accessToken });
+    expect(accepted.status, accepted.text).toBe(200);
+    expect(accepted.body.user.email_verified).toBe(true);
+    // The profile is re-published after the response; the old token's /v1/me follows it.
+    expect((await get("/v1/me", { token: user.accessToken })).body.email_verified).toBe(true);
   });
 
   it("2. a made-up PAT or key, or an outsider's session, observes the same thing whatever the target organization holds", async () => {
@@ -179,8 +194,8 @@ describe("security", () => {
     const { outboxId } = await undeliveredInvitation();
     await runOne(outboxId);
     const stored = await env.DB.prepare("select text, html from mailbox where outbox_id = ?").bind(outboxId).first<{ text: string; html: string }>();
-    expect(stored!.text).not.toContain("inv_");
-    expect(stored!.html).not.toContain("inv_");
+    expect(stored!.text).not.toContain("ivt_");
+    expect(stored!.html).not.toContain("ivt_");
   });
 
   describe("8. lesser holes", () => {

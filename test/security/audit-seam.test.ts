@@ -10,7 +10,7 @@ import { organizations } from "../../src/db/schema";
 import { problemResponse, toApiError } from "../../src/lib/errors";
 import { jsonResponse, z } from "../../src/lib/openapi";
 import { createRouter, orgRoute } from "../../src/middleware/route";
-import { requestContext } from "../../src/middleware/request-context";
+import { d1Session, requestContext } from "../../src/middleware/request-context";
 import { operations } from "../helpers/openapi";
 import { createOrg, createUser } from "../helpers/factories";
 
@@ -25,6 +25,7 @@ const Params = z.object({ org_id: z.string() });
 function testApp(build: (router: ReturnType<typeof createRouter>) => void) {
   const app = createRouter();
   app.use("*", requestContext);
+  app.use("*", d1Session);
   app.onError((err, c) => problemResponse(c, toApiError(err)));
   build(app);
   return async (path: string, token: string, method = "POST") => {

@@ -14,6 +14,7 @@ import { fillPath, operations, type Operation } from "../helpers/openapi";
 const PUBLIC_ROUTES = [
   "GET /healthz",
   "GET /.well-known/jwks.json",
+  "GET /.well-known/openid-configuration",
   "POST /v1/auth/signup",
   "POST /v1/auth/login",
   "POST /v1/auth/refresh",
@@ -29,8 +30,8 @@ const PUBLIC_ROUTES = [
   "POST /v1/auth/sso/exchange",
 ].sort();
 
-/** The two routes that describe the API rather than being part of it. */
-const DOCUMENT_ROUTES = ["GET /openapi.json", "GET /docs"];
+/** Routes outside the OpenAPI document: those that describe the API, and the hosted pages behind its emailed links (src/pages). */
+const DOCUMENT_ROUTES = ["GET /openapi.json", "GET /docs", "GET /docs/assets/{file}", "GET /docs/problems", "GET /invitations/accept", "GET /verify-email", "GET /sso/callback"];
 
 const key = (o: { method: string; path: string }) => `${o.method} ${o.path}`;
 

@@ -7,17 +7,19 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { bundleWorker, freePort, startWorker } from "../../lib/runtime";
+import { buildWorker, freePort, startWorker, writeWorkerConfig } from "../../lib/runtime";
 import { PEER_COMPATIBILITY } from "./config";
 
 const here = import.meta.dirname;
 const tmp = mkdtempSync(path.join(os.tmpdir(), "better-auth-schema-"));
 try {
-  const script = await bundleWorker(path.join(here, "schema-worker.ts"), path.join(tmp, "schema-worker.mjs"));
+  const main = path.join(here, "schema-worker.ts");
+  const config = writeWorkerConfig(tmp, { name: "better-auth-schema", main, ...PEER_COMPATIBILITY, minify: false });
+  const bundle = await buildWorker({ config, main, outDir: path.join(tmp, "dist") });
   const port = await freePort();
   const { mf, url } = await startWorker({
     name: "better-auth-schema",
-    scriptPath: script,
+    bundle,
     port,
     persistDir: tmp,
     ...PEER_COMPATIBILITY,

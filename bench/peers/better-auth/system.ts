@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { bundleWorker, freePort, startWorker, type D1 } from "../../lib/runtime";
+import { buildWorker, freePort, startWorker, writeWorkerConfig, type D1, type MiniflareInstance, type WorkerSpec } from "../../lib/runtime";
 import { ADMIN, PAGE_SIZE, SEQUENCE_CTE, formatCount, memberEmailSql, memberNameSql, type RequestSpec, type RouteKey, type System } from "../../lib/systems";
 import { BASE_PATH } from "./auth";
 import { PEER_COMPATIBILITY } from "./config";
@@ -27,25 +27,31 @@ async function json(res: Response) {
   return JSON.parse(text);
 }
 
-export async function startBetterAuth(opts: { tmp: string; sizes: number[]; log: (msg: string) => void }): Promise<System> {
+/** `minify` as the tenancy API's wrangler.toml sets it, so that both are built alike. */
+export async function startBetterAuth(opts: { tmp: string; sizes: number[]; minify: boolean; log: (msg: string) => void }): Promise<System> {
   const dir = path.join(opts.tmp, "better-auth");
   mkdirSync(dir, { recursive: true });
-  const script = await bundleWorker(path.join(HERE, "worker.ts"), path.join(dir, "worker.mjs"));
+  const main = path.join(HERE, "worker.ts");
+  const config = writeWorkerConfig(dir, { name: "better-auth-peer", main, ...PEER_COMPATIBILITY, minify: opts.minify });
+  const bundle = await buildWorker({ config, main, outDir: path.join(dir, "dist") });
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const { mf } = await startWorker({
+  const spec: Omit<WorkerSpec, "port" | "persistDir"> = {
     name: "better-auth-peer",
-    scriptPath: script,
-    port,
-    persistDir: dir,
+    bundle,
     ...PEER_COMPATIBILITY,
     bindings: { BETTER_AUTH_SECRET: randomBytes(32).toString("base64"), BETTER_AUTH_URL: url },
     d1Databases: { DB: "better-auth-bench" },
-  });
+  };
+  const { mf } = await startWorker({ ...spec, port, persistDir: dir });
   const stop = () => mf.dispose();
+  const createSchema = async (instance: MiniflareInstance) => {
+    const db = await instance.getD1Database("DB");
+    await db.batch(schemaStatements().map((s) => db.prepare(s)));
+  };
   try {
     const db = await mf.getD1Database("DB");
-    await db.batch(schemaStatements().map((s) => db.prepare(s)));
+    await createSchema(mf);
 
     // Cookie-authenticated POSTs must come from a trusted origin (Better Auth's CSRF check).
     const origin = { Origin: url };
@@ -71,8 +77,17 @@ export async function startBetterAuth(opts: { tmp: string; sizes: number[]; log:
       `${BASE_PATH}/organization/list-members?${new URLSearchParams({ organizationId: orgs.get(size)!, limit: String(PAGE_SIZE), offset: String(offset) })}`;
     const requests: Record<RouteKey, (size: number) => RequestSpec | null> = {
       healthz: () => ({ label: `GET ${BASE_PATH}/ok`, method: "GET", path: `${BASE_PATH}/ok`, headers: {} }),
+      floor: () => null,
+      limit: () => null,
       me: () => ({ label: "GET …/get-session", method: "GET", path: `${BASE_PATH}/get-session`, headers: auth }),
       "my-orgs": () => ({ label: "GET …/organization/list", method: "GET", path: `${BASE_PATH}/organization/list`, headers: auth }),
+      // D1 sessions are not used by Better Auth's adapter: the same read, without a bookmark.
+      "org-bookmark": (size) => ({
+        label: "GET …/organization/get-full-organization?membersLimit=50 (no bookmark)",
+        method: "GET",
+        path: `${BASE_PATH}/organization/get-full-organization?organizationId=${orgs.get(size)}&membersLimit=${PAGE_SIZE}`,
+        headers: auth,
+      }),
       login: () => ({
         label: "POST …/sign-in/email",
         method: "POST",
@@ -118,7 +133,10 @@ export async function startBetterAuth(opts: { tmp: string; sizes: number[]; log:
         "password hash: Better Auth's default, scrypt (N=16384, r=16, p=1) in JavaScript",
         "rate limiting off; invitationLimit raised (default 100 pending per organization); no invitation email sender",
         "session in a signed cookie, read from D1 on each request (cookieCache off, the default)",
+        `built by wrangler like the tenancy API (minify ${opts.minify})`,
       ],
+      // Better Auth checks its tables on an isolate's first request (and answers 500 without them).
+      fresh: { spec, path: `${BASE_PATH}/ok`, prepare: createSchema },
       stop,
     };
   } catch (err) {

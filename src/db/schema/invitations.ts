@@ -37,6 +37,9 @@ export const invitations = sqliteTable(
     uniqueIndex("invitations_pending_email_idx").on(t.organizationId, t.email).where(sql`status = 'pending'`),
     index("invitations_org_status_idx").on(t.organizationId, t.status, t.id),
     index("invitations_org_id_idx").on(t.organizationId, t.id),
+    // The list's `email =` and `role =` filters: a page stays one range of an index.
+    index("invitations_org_email_idx").on(t.organizationId, t.email, t.id),
+    index("invitations_org_role_idx").on(t.organizationId, t.role, t.id),
     index("invitations_expiry_idx").on(t.status, t.expiresAt),
     index("invitations_outbox_idx").on(t.outboxId),
   ],

@@ -1,7 +1,7 @@
 import { AUDIT_ACTIONS, type AuditAction } from "../../audit/catalogue";
 import type { auditLogs } from "../../db/schema";
 import { z } from "../../lib/openapi";
-import { PageQuery } from "../../lib/pagination";
+import { orderByParam, PageQuery } from "../../lib/pagination";
 import { iso } from "../../lib/time";
 
 export const AuditLogListQuery = PageQuery.extend({
@@ -15,6 +15,7 @@ export const AuditLogListQuery = PageQuery.extend({
         'AIP-160 subset, terms joined by AND: `actor_id = "usr_…"`, `action = "member.added"`, `target_id = "…"` (exact), and a time range on `created_at` with `>=`, `>`, `<`, `<=` and an RFC 3339 value (e.g. `created_at >= "2025-01-01T00:00:00Z" AND created_at < "2025-02-01T00:00:00Z"`).',
       example: 'action = "member.added" AND created_at >= "2025-01-01T00:00:00Z"',
     }),
+  order_by: orderByParam({ fields: ["created_at"], default: "created_at desc", only: true }),
 });
 
 const ACTIONS = Object.keys(AUDIT_ACTIONS) as [AuditAction, ...AuditAction[]];

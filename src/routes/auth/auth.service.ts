@@ -9,6 +9,7 @@ import { signAccessToken } from "../../lib/jwt";
 import { kvKeys } from "../../lib/kv-keys";
 import { DAY_MS } from "../../lib/time";
 import { enqueueOutbox, outboxInsert } from "../../queue/outbox";
+import { backgroundDb } from "../../db/client";
 import { serializeUser, type UserJson } from "../users/users.schemas";
 import { samlLoginUrl, ssoBypassSql, verifiedDomainQuery, type VerifiedDomain } from "../domains/domains.service";
 import { jitMemberAdded, jitOrganizationOf, jitStatements } from "../domains/jit";
@@ -62,10 +63,46 @@ export async function openSession(ctx: ServiceCtx, userId: string, when?: SQL): 
   return { sessionId, refreshToken, signedInAt: now, statements };
 }
 
+/** The access token carries the account as it is now, for GET /v1/me. */
 export async function tokenPair(ctx: ServiceCtx, user: UserRow, session: OpenedSession): Promise<TokenPair> {
-  const claims = { sub: user.id, sid: session.sessionId, authTime: Math.floor(session.signedInAt / 1000) };
-  const access = await signAccessToken(ctx.config.jwtSigningKeys, claims, ctx.config.accessTokenTtlSeconds);
+  const profile = { email: user.email, name: user.displayName, emailVerified: user.emailVerifiedAt !== null, createdAt: user.createdAt, updatedAt: user.updatedAt };
+  const access = await signAccessToken(ctx.config, { sub: user.id, sid: session.sessionId, authTime: Math.floor(session.signedInAt / 1000), profile });
   return { user: serializeUser(user), access_token: access.token, refresh_token: session.refreshToken, token_type: "Bearer", expires_in: access.expiresIn };
+}
+
+/**
+ * After any change that moves a user's `updated_at` (name, email, verification, password), in
+ * the request that made it: access tokens minted earlier carry the old profile, and GET /v1/me
+ * answers from this copy instead until the last of them expires (it wins when its `updated_at`
+ * is newer than the token's). Awaited, so the writer's location sees it on the next request.
+ * The change has committed by now: a failed write is logged, not turned into an error, and the
+ * old profile shows at most until those tokens expire.
+ */
+export async function publishProfile(ctx: ServiceCtx, user: UserJson): Promise<void> {
+  const { key, ttl } = kvKeys.userProfile(user.id, ctx.config.accessTokenTtlSeconds);
+  try {
+    await ctx.kv.put(key, JSON.stringify(user), { expirationTtl: ttl });
+  } catch (err) {
+    console.error(JSON.stringify({ level: "error", request_id: ctx.request?.id ?? null, msg: "publishing the user profile failed", user_id: user.id, error: String(err) }));
+  }
+}
+
+/**
+ * For a change decided inside SQL (a SCIM update that applies only in a verified domain, an
+ * emailed link that verifies the address): the account is read back after the response and
+ * published as publishProfile does. Off the response's path, so it costs the request nothing;
+ * until it lands (milliseconds), an older token's GET /v1/me may show the previous profile.
+ */
+export function republishProfile(ctx: ServiceCtx, userId: string): void {
+  ctx.waitUntil(
+    backgroundDb(ctx.env)
+      .select({ id: users.id, email: users.email, displayName: users.displayName, emailVerifiedAt: users.emailVerifiedAt, createdAt: users.createdAt, updatedAt: users.updatedAt })
+      .from(users)
+      .where(eq(users.id, userId))
+      .limit(1)
+      .then(([row]) => (row ? publishProfile(ctx, serializeUser(row)) : undefined))
+      .catch((err) => console.error(JSON.stringify({ level: "error", msg: "re-publishing the user profile failed", user_id: userId, error: String(err) }))),
+  );
 }
 
 /** A verification token and its email, as statements for the caller's batch. */
@@ -267,7 +304,7 @@ export async function verifyEmail(ctx: ServiceCtx, token: string): Promise<void>
       .update(users)
       .set({ emailVerifiedAt: now, updatedAt: now })
       .where(and(eq(users.id, pending.userId), eq(users.email, pending.email), sql`changes() = 1`))
-      .returning({ id: users.id }),
+      .returning(),
   ] as const;
   // JIT joins the organization read above only (its audit entry needs to know which); a domain
   // that turned JIT on in the milliseconds since joins nobody this time.
@@ -282,4 +319,5 @@ export async function verifyEmail(ctx: ServiceCtx, token: string): Promise<void>
       })
     : await db.batch(statements);
   if (used.length === 0 || verified.length === 0) throw invalid();
+  await publishProfile(ctx, serializeUser(verified[0]!));
 }

@@ -2,7 +2,7 @@ import { and, desc, eq, lt, type SQL } from "drizzle-orm";
 import { mailbox } from "../../db/schema";
 import { notFound } from "../../lib/errors";
 import { jsonResponse, z } from "../../lib/openapi";
-import { decodePageToken, finishPage, PageQuery, pageOf } from "../../lib/pagination";
+import { decodePageToken, finishPage, noFilterParam, orderByParam, pageOf, PageQuery } from "../../lib/pagination";
 import { iso } from "../../lib/time";
 import { createRouter, publicRoute } from "../../middleware/route";
 import { openMailboxEmail } from "../../queue/providers";
@@ -22,6 +22,8 @@ publicRoute(devRoutes, {
   request: {
     query: PageQuery.extend({
       to: z.string().max(254).optional().openapi({ param: { name: "to", in: "query" }, description: "Only emails to this address." }),
+      filter: noFilterParam(),
+      order_by: orderByParam({ fields: ["created_at"], default: "created_at desc", only: true }),
     }),
   },
   responses: { 200: jsonResponse(pageOf(DevEmailSchema), "A page of emails.") },

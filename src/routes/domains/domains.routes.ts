@@ -1,5 +1,5 @@
 import { jsonBody, jsonResponse, noContent, pathParam } from "../../lib/openapi";
-import { PageQuery, pageOf } from "../../lib/pagination";
+import { pageOf, plainListQuery } from "../../lib/pagination";
 import { createRouter, orgRoute, publicRoute } from "../../middleware/route";
 import { OrgParams } from "../organizations/organizations.routes";
 import { DiscoverQuery, DiscoverSchema, DomainCreateInput, DomainSchema, DomainUpdateInput } from "./domains.schemas";
@@ -43,7 +43,7 @@ orgRoute(domainRoutes, {
   tags: TAGS,
   summary: "List domains",
   description: "In creation order; each page reads about page_size rows.",
-  request: { params: OrgParams, query: PageQuery },
+  request: { params: OrgParams, query: plainListQuery("created_at") },
   responses: { 200: jsonResponse(pageOf(DomainSchema), "A page of domains.") },
   errors: ["invalid_page_token"],
   load: ({ db, org, config, input }) => domainListQuery(db, org, config, input.query),

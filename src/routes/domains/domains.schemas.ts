@@ -55,6 +55,7 @@ export const DomainName = z
   })
   .openapi({
     type: "string",
+    maxLength: 253,
     example: "acme.com",
     description:
       "A domain your organization's email addresses use. Stored lower-case without a trailing dot; Unicode names are stored in punycode (`bücher.example` → `xn--bcher-kva.example`). IP addresses, single labels, `localhost`, wildcards and public email domains (gmail.com, outlook.com, …: 422 `public_email_domain`) are refused.",

@@ -1,6 +1,6 @@
 import { notFound } from "../../lib/errors";
 import { jsonBody, jsonResponse, noContent, pathParam, z } from "../../lib/openapi";
-import { PageQuery, pageOf } from "../../lib/pagination";
+import { pageOf, plainListQuery } from "../../lib/pagination";
 import { createRouter, orgRoute, publicRoute } from "../../middleware/route";
 import { SAML_METADATA_TYPE, spMetadataXml } from "../../sso/metadata";
 import { OrgParams } from "../organizations/organizations.routes";
@@ -47,7 +47,7 @@ orgRoute(identityProviderRoutes, {
   tags: TAGS,
   summary: "List identity provider configs",
   description: "In creation order; each page reads about page_size rows.",
-  request: { params: OrgParams, query: PageQuery },
+  request: { params: OrgParams, query: plainListQuery("created_at") },
   responses: { 200: jsonResponse(pageOf(IdpSchema), "A page of configs.") },
   errors: ["invalid_page_token"],
   load: ({ db, org, config, input }) => idpListQuery(db, org, config, input.query),

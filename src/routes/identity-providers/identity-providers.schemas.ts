@@ -33,6 +33,11 @@ export const SsoUrl = z
     description: "The IdP's SAML 2.0 single sign-on URL (HTTP-Redirect binding), https (≤ 2048 characters; http only with ENVIRONMENT=development).",
   });
 
+// A self-signed ECDSA P-256 certificate valid until 2126 whose key was discarded: the document's
+// example must be one the server accepts, so a client built from the document can try the route.
+const EXAMPLE_CERTIFICATE =
+  "MIIBijCCATGgAwIBAgIUcCZE2SDMqbKhywGs4ySSRRUoeMUwCgYIKoZIzj0EAwIwGjEYMBYGA1UEAwwPaWRwLmV4YW1wbGUuY29tMCAXDTI2MTIwMTA2MTQxM1oYDzIxMjYxMTA3MDYxNDEzWjAaMRgwFgYDVQQDDA9pZHAuZXhhbXBsZS5jb20wWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAASgRg9CzR6k9MPhdFjUj+niFO8HLbyUsk4riYpvm9k+oD0GIygaQhKhXAsEMhsAiayW6aXDAAE3XrsBHLBa59tyo1MwUTAdBgNVHQ4EFgQUSktaodveM38CCxY45VxIEgFueJowHwYDVR0jBBgwFoAUSktaodveM38CCxY45VxIEgFueJowDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNHADBEAiAHRGtaeJ50LRzQqKTLjvuOrSlHG8Gm4oZ/FNzZm0oGVAIgVMhGsD90YCT4utmwdbv/jz8fx7mU9aTAMAAk67QA034=";
+
 /** A certificate field: parsed and judged here, so a bad one is listed with the other bad fields. */
 export const CertificateInput = z
   .string()
@@ -53,6 +58,7 @@ export const CertificateInput = z
   })
   .openapi({
     description: `The IdP's X.509 signing certificate: a PEM block (\`-----BEGIN CERTIFICATE-----\`) or its bare base64 body as found in IdP metadata. RSA (≥ ${MIN_RSA_BITS} bits) or ECDSA (P-256, P-384, P-521). An expired certificate is refused (400); one not yet valid is accepted (a rollover certificate). Stored and returned as PEM; it is public.`,
+    example: EXAMPLE_CERTIFICATE,
   });
 
 const EntityId = singleLine(1024).openapi({
@@ -69,7 +75,7 @@ export const IdpCreateInput = z
     saml_x509_cert: CertificateInput.nullable().optional(),
     saml_x509_cert_secondary: CertificateInput.nullable()
       .optional()
-      .openapi({ description: "A second certificate that also verifies, for a signing-certificate rollover. Same rules as `saml_x509_cert`." }),
+      .openapi({ description: "A second certificate that also verifies, for a signing-certificate rollover. Same rules as `saml_x509_cert`, and not the same certificate as the primary one." }),
     allow_idp_initiated: z.boolean().default(false).openapi({ description: "Accept responses the IdP sends unasked (IdP-initiated login, no InResponseTo). Default false." }),
     allow_sha1: z.boolean().default(false).openapi({ description: "Accept SHA-1 digests and signatures from a legacy IdP. Default false." }),
     scim_enabled: z.boolean().default(false),
@@ -82,7 +88,7 @@ export const IdpUpdateInput = z
     saml_entity_id: EntityId.optional(),
     saml_sso_url: SsoUrl.nullable().optional().openapi({ description: "`null` removes it (SP-initiated login then stops)." }),
     saml_x509_cert: CertificateInput.nullable().optional().openapi({ description: "Replaces the primary certificate; `null` removes it (no login verifies then)." }),
-    saml_x509_cert_secondary: CertificateInput.nullable().optional().openapi({ description: "Sets or replaces the rollover certificate; `null` removes it." }),
+    saml_x509_cert_secondary: CertificateInput.nullable().optional().openapi({ description: "Sets or replaces the rollover certificate; `null` removes it. Not the same certificate as the primary one." }),
     promote_secondary_cert: z
       .literal(true)
       .optional()

@@ -1,5 +1,5 @@
 import { jsonResponse, pathParam, z } from "../../lib/openapi";
-import { PageQuery, pageOf } from "../../lib/pagination";
+import { orderByParam, pageOf, PageQuery } from "../../lib/pagination";
 import { orgRoute, type Router } from "../../middleware/route";
 import { OrgParams } from "../organizations/organizations.routes";
 import { IdpSchema } from "./identity-providers.schemas";
@@ -37,6 +37,7 @@ const ScimLogQuery = PageQuery.extend({
       param: { name: "filter", in: "query" },
       description: '`status = 404` (or `status = "404"`): entries with that HTTP status. Equality on one status only, so a page stays one index range.',
     }),
+  order_by: orderByParam({ fields: ["created_at"], default: "created_at desc", only: true }),
 });
 
 export function registerScimRoutes(router: Router) {

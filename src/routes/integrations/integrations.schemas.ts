@@ -1,5 +1,5 @@
-import { z } from "../../lib/openapi";
-import { PageQuery } from "../../lib/pagination";
+import { namedRecord, z } from "../../lib/openapi";
+import { orderByParam, PageQuery } from "../../lib/pagination";
 import { singleLine } from "../../lib/text";
 import { iso } from "../../lib/time";
 
@@ -25,12 +25,12 @@ export const IntegrationCreateInput = z
       .record(z.string(), z.unknown())
       .refine((c) => new TextEncoder().encode(JSON.stringify(c)).length <= MAX_CONFIG_BYTES, `must be at most ${MAX_CONFIG_BYTES} bytes as JSON`)
       .openapi({ description: "Non-secret settings, a JSON object of at most 16 KiB serialized (larger: 400); returned as stored. Put credentials in `secrets`." }),
-    secrets: z
-      .record(
-        z.string().regex(SECRET_NAME, "secret names are 1–64 letters, digits, `_`, `.` or `-`"),
-        z.string().min(1, "must not be empty").max(MAX_SECRET_LENGTH, `must be at most ${MAX_SECRET_LENGTH} characters`),
-      )
-      .refine((s) => Object.keys(s).length <= MAX_SECRETS, `at most ${MAX_SECRETS} secrets`)
+    secrets: namedRecord(z.string().min(1, "must not be empty").max(MAX_SECRET_LENGTH, `must be at most ${MAX_SECRET_LENGTH} characters`), {
+      pattern: SECRET_NAME,
+      message: "secret names are 1–64 letters, digits, `_`, `.` or `-`",
+      max: MAX_SECRETS,
+      noun: "secrets",
+    })
       .optional()
       .openapi({ description: `Write-only credentials (≤ ${MAX_SECRETS}, each ≤ ${MAX_SECRET_LENGTH} characters), encrypted at rest (AES-GCM); read back only as \`{set, updated_at}\`.` }),
   })
@@ -60,6 +60,10 @@ export const EnvironmentMappingInput = z
       .openapi({
         description: `External environment name → project id (\`prj_…\`) of this organization, or \`null\` to remove that environment. Environments not named are kept. 1–${MAX_ENVIRONMENTS} entries; names ≤ ${MAX_ENVIRONMENT_NAME} characters on one line; an integration maps at most ${MAX_ENVIRONMENTS} environments in all.`,
         example: { production: "prj_01JD6Q5W8ZK3H0V8N6C2Y4T1RB", preview: null },
+        minProperties: 1,
+        maxProperties: MAX_ENVIRONMENTS,
+        // The checks above as one pattern: no surrounding whitespace, no control characters.
+        ...({ propertyNames: { type: "string", pattern: "^(?!\\s)(?!.*\\s$)[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]+$", minLength: 1, maxLength: MAX_ENVIRONMENT_NAME } } as object),
       }),
   })
   .openapi("EnvironmentMappingPatch");
@@ -70,6 +74,7 @@ export const IntegrationListQuery = PageQuery.extend({
     .max(1024)
     .optional()
     .openapi({ param: { name: "filter", in: "query" }, description: 'AIP-160 subset: `kind = "vercel"` (exact; one index range per page).' }),
+  order_by: orderByParam({ fields: ["created_at"], default: "created_at", only: true }),
 });
 
 export const IntegrationSchema = z

@@ -1,3 +1,4 @@
+import { republishProfile } from "../auth/auth.service";
 import { and, eq, sql } from "drizzle-orm";
 import { seatLimitReached, seatLimitSql, seatsInForce, seatsUsedSql } from "../licenses/seats";
 import type { BatchItem } from "drizzle-orm/batch";
@@ -112,7 +113,8 @@ function acceptStatements(
     // Following a link that was emailed proves the address.
     db
       .update(users)
-      .set({ emailVerifiedAt: sql`coalesce(${users.emailVerifiedAt}, ${now})` })
+      // Verifying moves updated_at, like every change GET /v1/me reports (republished below).
+      .set({ emailVerifiedAt: sql`coalesce(${users.emailVerifiedAt}, ${now})`, updatedAt: sql`case when ${users.emailVerifiedAt} is null then ${now} else ${users.updatedAt} end` })
       .where(and(eq(users.id, user.id), accepted, sql`exists (select 1 from invitations where id = ${inv.id} and ${emailedLink})`)),
   ];
   const acceptedAt = 2;
@@ -175,7 +177,8 @@ export async function acceptInvitation(ctx: ServiceCtx, caller: Caller | null, t
     if ((results[0] as unknown[]).length !== 1) throw await refusal(ctx, inv.id, inv.organizationId);
     const member = (results[results.length - 1] as (typeof members.$inferSelect)[])[0];
     const verifiedAt = user.emailVerifiedAt ?? (emailed ? now : null);
-    return { status: 200 as const, body: { organization, member: serializeMember(member!), user: serializeUser({ ...user, emailVerifiedAt: verifiedAt }) } };
+    if (user.emailVerifiedAt === null && emailed) republishProfile(ctx, user.id);
+    return { status: 200 as const, body: { organization, member: serializeMember(member!), user: serializeUser({ ...user, emailVerifiedAt: verifiedAt, updatedAt: user.emailVerifiedAt === null && emailed ? now : user.updatedAt }) } };
   }
 
   // Not signed in: the invitation creates the account and joins. The address counts as verified

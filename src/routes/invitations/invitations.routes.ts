@@ -128,7 +128,7 @@ publicRoute(invitationRoutes, {
   path: "/v1/invitations/{token}",
   tags: ["Invitations"],
   summary: "Preview an invitation by its token",
-  description: "No authentication: the token is the credential. Unknown, used, canceled or expired tokens: 404. Limited per client.",
+  description: "No authentication: the token (`ivt_…`, from the email or `accept_url`; not the invitation id `inv_…`) is the credential. Unknown, used, canceled or expired tokens: 404; an invitation id: 404 saying so. Limited per client.",
   request: { params: TokenParams },
   responses: { 200: jsonResponse(PreviewSchema, "What the invitation is for.") },
   errors: ["not_found"],

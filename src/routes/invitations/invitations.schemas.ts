@@ -1,22 +1,22 @@
-import { z } from "../../lib/openapi";
-import { PageQuery } from "../../lib/pagination";
+import { refuseRepeats, z } from "../../lib/openapi";
+import { filterParam, orderByParam, PageQuery } from "../../lib/pagination";
 import { iso, isoOrNull } from "../../lib/time";
 import { MemberSchema, RoleNameInput } from "../members/members.schemas";
 import { DisplayNameInput, EmailInput, PasswordInput, UserSchema } from "../users/users.schemas";
 import { INVITATION_STATUSES, type invitations } from "../../db/schema";
 import { multiLine } from "../../lib/text";
 
-const ProjectId = z.string().regex(/^prj_[0-9A-HJKMNP-TV-Z]{26}$/, "must be a project id (prj_…)");
+const ProjectId = z
+  .string()
+  .regex(/^prj_[0-9A-HJKMNP-TV-Z]{26}$/, "must be a project id (prj_…)")
+  .openapi({ example: "prj_01J8ZQ4V6W3X2Y1Z0A9B8C7D6E" });
 
 export const InvitationCreateInput = z
   .object({
     email: EmailInput,
     role: RoleNameInput.default("user"),
     message: multiLine(2000).optional(),
-    project_ids: z
-      .array(ProjectId)
-      .max(100)
-      .refine((p) => new Set(p).size === p.length, "must not repeat a project")
+    project_ids: refuseRepeats(z.array(ProjectId).max(100), "must not repeat a project")
       .default([])
       .openapi({
         description:
@@ -105,7 +105,12 @@ export const InvitationListQuery = PageQuery.extend({
   status: z
     .enum(INVITATION_STATUSES)
     .optional()
-    .openapi({ param: { name: "status", in: "query" }, description: "Only invitations in this status; omitted: all." }),
+    .openapi({ param: { name: "status", in: "query" }, description: 'Only invitations in this status; the same as `filter=status = "…"`.' }),
+  filter: filterParam(
+    '`status = "pending"` (`=`; pending, accepted, canceled or expired), `email = "ada@example.com"` (`=`, compared lower-cased), `role = "admin"` (`=`, `!=`).',
+    'status = "pending" AND email = "ada@example.com"',
+  ),
+  order_by: orderByParam({ fields: ["created_at"], default: "created_at desc", note: "`created_at` is creation order (the time-sortable id)." }),
 });
 
 export const ResendInput = z

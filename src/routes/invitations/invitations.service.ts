@@ -1,14 +1,15 @@
-import { and, desc, eq, lt, sql, type SQL } from "drizzle-orm";
+import { and, asc, desc, eq, gt, lt, sql, type SQL } from "drizzle-orm";
 import { outer } from "../../db/schema/columns";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { OrgScope, ReadDb } from "../../db/authz";
 import type { Config, OrgCtx, ServiceCtx } from "../../env";
-import { invitations, organizations, outbox, projects } from "../../db/schema";
+import { INVITATION_STATUSES, invitations, organizations, outbox, projects } from "../../db/schema";
 import { commit, noChange, type AuditEntry } from "../../audit/record";
 import { memberIdOf } from "../../lib/actor";
 import { newSecret, sha256Hex } from "../../lib/crypto";
 import { ApiError, notFound, zodIssues, type ErrorCode, type FieldError } from "../../lib/errors";
-import { isId, newId } from "../../lib/ids";
+import { hasSecretPrefix, isId, newId, SECRET_PREFIXES } from "../../lib/ids";
+import { compileFilter, parseFilter, parseOrderBy, type FilterField } from "../../lib/filter";
 import { decodePageToken, finishPage } from "../../lib/pagination";
 import type { Permission } from "../../lib/permissions";
 import { DAY_MS } from "../../lib/time";
@@ -235,7 +236,7 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
       results[index] = { email: row.email, status: "error", error: err };
       continue;
     }
-    const token = newSecret("inv");
+    const token = newSecret(SECRET_PREFIXES.invitationToken);
     const outboxId = row.send_email ? newId("outbox") : null;
     const fresh = {
       tokenHash: await sha256Hex(token),
@@ -501,38 +502,76 @@ function found(rows: FoundInvitation[] | undefined): FoundInvitation {
 
 export const getInvitation = (rows: FoundInvitation[] | undefined) => serializeInvitation(found(rows).invitation);
 
-type ListQuery = { page_size: number; page_token?: string; status?: InvitationRow["status"] };
-const listFingerprint = (orgId: string, q: ListQuery) => `invitations|${orgId}|${q.status ?? ""}`;
+type ListQuery = { page_size: number; page_token?: string; status?: InvitationRow["status"]; filter?: string; order_by?: string };
+
+// `status` picks the index walk below; `email` and `role` narrow it.
+const INVITATION_FILTER: Record<string, FilterField> = {
+  status: { kind: "enum", values: INVITATION_STATUSES, ops: ["="] },
+  email: { kind: "string", column: invitations.email, lowercase: true, ops: ["="] },
+  role: { kind: "string", column: invitations.role, ops: ["=", "!="] },
+};
+
+/** The list's filter, `?status=` (an alias of `status = "…"`) and order, parsed once for the load and the page. */
+function planInvitationList(orgId: string, q: ListQuery) {
+  const terms = q.filter ? parseFilter(q.filter) : [];
+  compileFilter(terms, INVITATION_FILTER); // validates every term, status included
+  const statuses = new Set([...terms.filter((t) => t.field === "status").map((t) => t.value as InvitationRow["status"]), ...(q.status ? [q.status] : [])]);
+  const { names } = parseOrderBy(q.order_by, { created_at: invitations.id }, [{ field: "created_at", desc: true }]);
+  const newestFirst = names[0]!.desc;
+  return {
+    fingerprint: `invitations|${orgId}|${q.status ?? ""}|${q.filter ?? ""}|${newestFirst}`,
+    // Two different statuses ANDed together match nothing.
+    status: statuses.size > 1 ? ("none" as const) : [...statuses][0],
+    narrow: compileFilter(
+      terms.filter((t) => t.field !== "status"),
+      INVITATION_FILTER,
+    ),
+    newestFirst,
+  };
+}
 
 /**
- * Newest first. Every branch walks the (organization_id, status, id) or (organization_id, id)
- * index in id order, so a page reads about page_size rows whatever the organization's size.
- * `+expires_at` keeps SQLite off the global (status, expires_at) index, which would read every
- * organization's pending invitations and sort them. `expired` also looks for pending rows past
- * their expiry that the cron has not swept yet, among the organization's pending invitations:
- * those hold seats, so that part is bounded by the seats, not by the organization's history.
+ * Newest first by default. Every branch walks the (organization_id, status, id) or
+ * (organization_id, id) index in id order, so a page reads about page_size rows whatever the
+ * organization's size; `email` and `role` are checked on the rows walked (a pending `email` is one
+ * probe of the pending-email index). `+expires_at` keeps SQLite off the global
+ * (status, expires_at) index, which would read every organization's pending invitations and sort
+ * them. `expired` also looks for pending rows past their expiry that the cron has not swept yet,
+ * among the organization's pending invitations: those hold seats, so that part is bounded by the
+ * seats, not by the organization's history.
  */
 export async function invitationListQueries(db: ReadDb, org: OrgScope, config: Config, q: ListQuery) {
+  const plan = planInvitationList(org.id, q);
   const now = Date.now();
-  const after = q.page_token ? String((await decodePageToken(config.hmacSecret, listFingerprint(org.id, q), q.page_token, 1))[0]) : undefined;
+  const after = q.page_token ? String((await decodePageToken(config.hmacSecret, plan.fingerprint, q.page_token, 1))[0]) : undefined;
   const page = (...conds: SQL[]) =>
     db
       .select()
       .from(invitations)
-      .where(and(org.inOrg(invitations.organizationId), ...conds, after === undefined ? undefined : lt(invitations.id, after)))
-      .orderBy(desc(invitations.id))
+      .where(
+        and(
+          org.inOrg(invitations.organizationId),
+          ...conds,
+          plan.narrow,
+          after === undefined ? undefined : plan.newestFirst ? lt(invitations.id, after) : gt(invitations.id, after),
+        ),
+      )
+      .orderBy(plan.newestFirst ? desc(invitations.id) : asc(invitations.id))
       .limit(q.page_size + 1);
   const live = sql`+${invitations.expiresAt} > ${now}`;
   const lapsed = sql`+${invitations.expiresAt} <= ${now}`;
+  if (plan.status === "none") return { rows: page(sql`0`) };
   // Two index walks merged after the read (an OR would scan the organization's history).
-  if (q.status === "expired") return { rows: page(eq(invitations.status, "expired")), more: page(eq(invitations.status, "pending"), lapsed) };
-  if (q.status === "pending") return { rows: page(eq(invitations.status, "pending"), live) };
-  return { rows: q.status ? page(eq(invitations.status, q.status)) : page() };
+  if (plan.status === "expired") return { rows: page(eq(invitations.status, "expired")), more: page(eq(invitations.status, "pending"), lapsed) };
+  if (plan.status === "pending") return { rows: page(eq(invitations.status, "pending"), live) };
+  return { rows: plan.status ? page(eq(invitations.status, plan.status)) : page() };
 }
 
 export async function invitationPage(ctx: OrgCtx, q: ListQuery, loaded: { rows: InvitationRow[]; more?: InvitationRow[] }) {
-  const rows = loaded.more ? [...loaded.rows, ...loaded.more].sort((a, b) => (a.id < b.id ? 1 : -1)).slice(0, q.page_size + 1) : loaded.rows;
-  const result = await finishPage(ctx.config.hmacSecret, listFingerprint(ctx.org.id, q), rows, q.page_size, (r) => [r.id]);
+  const plan = planInvitationList(ctx.org.id, q);
+  const inOrder = (a: InvitationRow, b: InvitationRow) => ((a.id < b.id) === plan.newestFirst ? 1 : -1);
+  const rows = loaded.more ? [...loaded.rows, ...loaded.more].sort(inOrder).slice(0, q.page_size + 1) : loaded.rows;
+  const result = await finishPage(ctx.config.hmacSecret, plan.fingerprint, rows, q.page_size, (r) => [r.id]);
   return { items: result.rows.map((r) => serializeInvitation(r)), next_page_token: result.nextPageToken };
 }
 
@@ -587,7 +626,7 @@ export async function resendInvitation(ctx: OrgCtx, rows: FoundInvitation[] | un
   const now = Date.now();
   if (effectiveStatus(current, now) !== "pending") throw notPending(current);
   const db = ctx.db;
-  const token = newSecret("inv");
+  const token = newSecret(SECRET_PREFIXES.invitationToken);
   const tokenHash = await sha256Hex(token);
   const mail = input.send_email
     ? await outboxInsert(db, ctx.config, {
@@ -632,9 +671,16 @@ export async function resendInvitation(ctx: OrgCtx, rows: FoundInvitation[] | un
   return serializeInvitation(row, input.send_email ? undefined : acceptUrl(ctx.config, token));
 }
 
-/** The invitation a token names, with its organization; null for unknown tokens. */
+/**
+ * The invitation a token names, with its organization; null for unknown tokens. Tokens minted
+ * before they had a prefix of their own (`inv_…`, like the ids) still work. An invitation's id in
+ * place of its token is a 404 that says so: the two used to look alike.
+ */
 export async function invitationByToken(ctx: ServiceCtx, token: string) {
-  if (!/^inv_[A-Za-z0-9_-]{20,100}$/.test(token)) return null;
+  if (isId("invitation", token)) {
+    throw new ApiError("not_found", `This is an invitation id; use the token from the email or the accept_url (\`${SECRET_PREFIXES.invitationToken}_…\`).`);
+  }
+  if (!hasSecretPrefix("invitationToken", token) || !/^[a-z]+_[A-Za-z0-9_-]{20,100}$/.test(token)) return null;
   const [row] = await ctx.db
     .select({
       invitation: invitations,

@@ -1,5 +1,5 @@
 import { jsonBody, jsonResponse, noContent, pathParam, z } from "../../lib/openapi";
-import { PageQuery, pageOf } from "../../lib/pagination";
+import { pageOf, plainListQuery } from "../../lib/pagination";
 import { unauthenticated } from "../../middleware/authenticate";
 import { callerRoute, createRouter, orgRoute, publicRoute } from "../../middleware/route";
 import { OrgParams } from "../organizations/organizations.routes";
@@ -150,7 +150,7 @@ orgRoute(licenseRoutes, {
   tags: ["Licenses"],
   summary: "List the organization's deployments",
   description: "Self-hosted deployments registered with the organization's current license (whatever its status), in registration order; empty with no license.",
-  request: { params: OrgParams, query: PageQuery },
+  request: { params: OrgParams, query: plainListQuery("created_at") },
   responses: { 200: jsonResponse(pageOf(DeploymentSchema), "A page of deployments.") },
   errors: ["invalid_page_token"],
   load: ({ db, org, config, input }) => deploymentListQuery(db, org, config, input.query),

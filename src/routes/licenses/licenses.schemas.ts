@@ -1,6 +1,6 @@
 import { LICENSE_PLANS, type deployments, type licenses } from "../../db/schema";
-import { z } from "../../lib/openapi";
-import { PageQuery } from "../../lib/pagination";
+import { refuseRepeats, z } from "../../lib/openapi";
+import { orderByParam, PageQuery } from "../../lib/pagination";
 import { singleLine } from "../../lib/text";
 import { iso, isoOrNull } from "../../lib/time";
 
@@ -12,10 +12,12 @@ export const LicenseCreateInput = z
   .object({
     plan: z.enum(LICENSE_PLANS),
     seats: z.number().int().min(1).max(MAX_LICENSE_SEATS).openapi({ description: "Human members plus pending invitations the organization may hold (1–1,000,000)." }),
-    features: z
-      .array(z.string().regex(FEATURE, "must be a lower-case slug: a letter, then letters, digits, `_` or `-` (at most 64)"))
-      .max(MAX_FEATURES, `must list at most ${MAX_FEATURES} features`)
-      .refine((f) => new Set(f).size === f.length, "must not repeat a feature")
+    features: refuseRepeats(
+      z
+        .array(z.string().regex(FEATURE, "must be a lower-case slug: a letter, then letters, digits, `_` or `-` (at most 64)"))
+        .max(MAX_FEATURES, `must list at most ${MAX_FEATURES} features`),
+      "must not repeat a feature",
+    )
       .default([])
       .openapi({ description: `Feature slugs (e.g. \`sso\`, \`audit_log\`), unique, at most ${MAX_FEATURES}.`, example: ["sso", "audit_log"] }),
     expires_at: z.iso
@@ -55,6 +57,7 @@ export const LicenseListQuery = PageQuery.extend({
       param: { name: "filter", in: "query" },
       description: 'AIP-160 subset: `plan = "team"` and `organization_id = "org_…"`, joined with AND. Results are in creation (id) order.',
     }),
+  order_by: orderByParam({ fields: ["created_at"], default: "created_at", only: true }),
 });
 
 export const LICENSE_STATUSES = ["none", "active", "expired", "revoked"] as const;

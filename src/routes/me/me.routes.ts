@@ -1,5 +1,5 @@
 import { jsonBody, jsonResponse, noContent, pathParam, z } from "../../lib/openapi";
-import { PageQuery, pageOf } from "../../lib/pagination";
+import { orderByParam, pageOf, PageQuery, plainListQuery } from "../../lib/pagination";
 import { callerRoute, createRouter } from "../../middleware/route";
 import { MyOrganizationSchema } from "../organizations/organizations.schemas";
 import { listUserOrganizations } from "../organizations/organizations.service";
@@ -24,6 +24,7 @@ export const OrganizationListQuery = PageQuery.extend({
     .max(1024)
     .optional()
     .openapi({ param: { name: "filter", in: "query" }, description: 'AIP-160 subset over `name` (=, !=, : prefix) and `role` (=, !=), e.g. `name:"ac" AND role = "admin"`.' }),
+  order_by: orderByParam({ fields: ["organization.created_at"], default: "organization.created_at", only: true }),
 });
 
 callerRoute(meRoutes, {
@@ -32,11 +33,13 @@ callerRoute(meRoutes, {
   path: "/v1/me",
   tags: ["Me"],
   summary: "The caller",
-  description: "The user behind an access token or PAT; for a service account key, the service account (its id starts `sa_`).",
+  description:
+    "The user behind an access token or PAT; for a service account key, the service account (its id starts `sa_`). With an access token the answer comes from the token's claims, or from the copy a change of the account published since (read with the session check): no database read. A change made in another region can take up to a minute to show there; refreshing the token shows it at once.",
   responses: { 200: jsonResponse(z.union([UserSchema, ServiceAccountSchema]), "The caller's account.") },
   handle: async ({ ctx, actor }, c) => {
     if (actor.kind === "service_account") return c.json(await getServiceAccount(ctx, actor.organizationId, actor.serviceAccountId), 200);
-    return c.json(await getSelf(ctx, actor.userId), 200);
+    const sessionUser = actor.kind === "session" ? c.var.sessionUser : undefined;
+    return c.json(sessionUser ?? (await getSelf(ctx, actor.userId)), 200);
   },
 });
 
@@ -108,7 +111,7 @@ callerRoute(meRoutes, {
   tags: ["Me"],
   summary: "List personal access tokens",
   description: "Newest first. Secrets are never shown again; `token_prefix` identifies each.",
-  request: { query: PageQuery },
+  request: { query: plainListQuery("created_at desc") },
   responses: { 200: jsonResponse(pageOf(TokenSchema), "A page of tokens.") },
   errors: ["invalid_page_token"],
   handle: async ({ ctx, actor, input }, c) => c.json(await listTokens(ctx, actor.userId, input.query), 200),

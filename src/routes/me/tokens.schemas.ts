@@ -1,4 +1,4 @@
-import { z } from "../../lib/openapi";
+import { refuseRepeats, z } from "../../lib/openapi";
 import { SCOPES } from "../../lib/permissions";
 import { iso, isoOrNull } from "../../lib/time";
 import { singleLine } from "../../lib/text";
@@ -12,11 +12,7 @@ export const MAX_TOKEN_DAYS = 365;
 export const TokenCreateInput = z
   .object({
     name: singleLine(100),
-    scopes: z
-      .array(ScopeInput)
-      .min(1, "must name at least one scope")
-      .max(SCOPES.length)
-      .refine((s) => new Set(s).size === s.length, "must not repeat a scope"),
+    scopes: refuseRepeats(z.array(ScopeInput).min(1, "must name at least one scope").max(SCOPES.length), "must not repeat a scope"),
     expires_in_days: z
       .number()
       .int()

@@ -6,6 +6,9 @@ import { multiLine, singleLine } from "../../lib/text";
 export const SLUG_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 export const MAX_LOGO_BYTES = 256 * 1024;
 const LOGO_PREFIX = /^data:image\/(png|jpeg|svg\+xml|webp);base64,/;
+// What the checks below accept, for the document: the prefix, then non-empty base64 (padding optional).
+const LOGO_PATTERN = /^data:image\/(png|jpeg|svg\+xml|webp);base64,(?=[A-Za-z0-9+\/])(?:[A-Za-z0-9+\/]{4})*(?:[A-Za-z0-9+\/]{2}(?:==)?|[A-Za-z0-9+\/]{3}=?)?$/;
+const ONE_PIXEL_PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
 
 export const NameInput = singleLine(100);
 export const SlugInput = z
@@ -39,7 +42,11 @@ export const LogoInput = z
     if (bytes === 0) ctx.addIssue({ code: "custom", message: "must not be empty" });
     if (bytes > MAX_LOGO_BYTES) ctx.addIssue({ code: "custom", message: `image is ${bytes} bytes; the limit is ${MAX_LOGO_BYTES}` });
   })
-  .openapi({ description: "A `data:image/(png|jpeg|svg+xml|webp);base64,` URI; the decoded image is at most 256 KiB." });
+  .openapi({
+    description: "A `data:image/(png|jpeg|svg+xml|webp);base64,` URI; the decoded image is at most 256 KiB (a larger one is 400 naming its size).",
+    pattern: LOGO_PATTERN.source,
+    example: ONE_PIXEL_PNG,
+  });
 
 export const OrganizationCreateInput = z
   .object({

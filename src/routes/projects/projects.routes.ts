@@ -1,5 +1,5 @@
 import { jsonBody, jsonResponse, noContent, pathParam } from "../../lib/openapi";
-import { PageQuery, pageOf } from "../../lib/pagination";
+import { pageOf, plainListQuery } from "../../lib/pagination";
 import { createRouter, orgRoute } from "../../middleware/route";
 import { OrgParams } from "../organizations/organizations.routes";
 import { ProjectCreateInput, ProjectListQuery, ProjectMemberSchema, ProjectSchema, ProjectUpdateInput } from "./projects.schemas";
@@ -111,7 +111,7 @@ orgRoute(projectRoutes, {
   tags: ["Projects"],
   summary: "List the members granted access",
   description: `In member id order. Grants matter while the project is private; a public project may carry them too (they apply if it becomes private). ${VISIBILITY}`,
-  request: { params: ProjectParams, query: PageQuery },
+  request: { params: ProjectParams, query: plainListQuery("member.id") },
   responses: { 200: jsonResponse(pageOf(ProjectMemberSchema), "A page of grants.") },
   errors: ["not_found", "invalid_page_token"],
   load: ({ db, org, config, input }) => projectMemberListQueries(db, org, config, input.param.project_id, input.query),

@@ -1,4 +1,4 @@
-import { z } from "../../lib/openapi";
+import { refuseRepeats, z } from "../../lib/openapi";
 import { PageQuery } from "../../lib/pagination";
 import { multiLine, singleLine } from "../../lib/text";
 import { iso } from "../../lib/time";
@@ -9,11 +9,7 @@ export const MAX_TAG_NAME = 64;
 /** A tag as written: one trimmed line, case-sensitive (`Prod` and `prod` are two tags). */
 export const TagNameInput = singleLine(MAX_TAG_NAME).openapi({ example: "smoke", description: "1–64 characters, one line, trimmed; case-sensitive." });
 
-const TagList = z
-  .array(TagNameInput)
-  .max(MAX_TAGS_PER_PROJECT, `must hold at most ${MAX_TAGS_PER_PROJECT} tags`)
-  .refine((t) => new Set(t).size === t.length, "must not repeat a tag")
-  .openapi({ description: `Tag names (at most ${MAX_TAGS_PER_PROJECT}, each once); unknown names are created.` });
+const TagList = refuseRepeats(z.array(TagNameInput).max(MAX_TAGS_PER_PROJECT, `must hold at most ${MAX_TAGS_PER_PROJECT} tags`), "must not repeat a tag").openapi({ description: `Tag names (at most ${MAX_TAGS_PER_PROJECT}, each once); unknown names are created.` });
 
 export const ProjectCreateInput = z
   .object({

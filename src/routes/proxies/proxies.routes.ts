@@ -1,5 +1,5 @@
 import { jsonBody, jsonResponse, noContent, pathParam } from "../../lib/openapi";
-import { PageQuery, pageOf } from "../../lib/pagination";
+import { pageOf, plainListQuery } from "../../lib/pagination";
 import { createRouter, orgRoute } from "../../middleware/route";
 import { OrgParams } from "../organizations/organizations.routes";
 import { DefaultProxyInput, DefaultProxySchema, ProxyCreateInput, ProxySchema, ProxyUpdateInput } from "./proxies.schemas";
@@ -77,7 +77,7 @@ orgRoute(proxyRoutes, {
   tags: TAGS,
   summary: "List proxies",
   description: "In creation order; each page reads about page_size rows.",
-  request: { params: OrgParams, query: PageQuery },
+  request: { params: OrgParams, query: plainListQuery("created_at") },
   responses: { 200: jsonResponse(pageOf(ProxySchema), "A page of proxies.") },
   errors: ["invalid_page_token"],
   load: ({ db, org, config, input }) => proxyListQuery(db, org, config, input.query),

@@ -1,5 +1,5 @@
 import { jsonBody, jsonResponse, noContent, pathParam } from "../../lib/openapi";
-import { PageQuery, pageOf } from "../../lib/pagination";
+import { pageOf, plainListQuery } from "../../lib/pagination";
 import { createRouter, orgRoute } from "../../middleware/route";
 import { OrgParams } from "../organizations/organizations.routes";
 import { RoleCreateInput, RoleSchema, RoleUpdateInput } from "./roles.schemas";
@@ -17,7 +17,7 @@ orgRoute(roleRoutes, {
   tags: ["Roles"],
   summary: "List roles",
   description: "Built-in roles (`admin`, `user`, `service_account`) first, then custom roles in creation order.",
-  request: { params: OrgParams, query: PageQuery },
+  request: { params: OrgParams, query: plainListQuery("created_at", "Built-in roles come first, then custom roles in creation order.") },
   responses: { 200: jsonResponse(pageOf(RoleSchema), "A page of roles.") },
   errors: ["invalid_page_token"],
   load: ({ db, org, config, input }) => rolesPageQuery(db, org, config, input.query),

@@ -1,13 +1,10 @@
-import { z } from "../../lib/openapi";
+import { refuseRepeats, z } from "../../lib/openapi";
 import { PERMISSIONS } from "../../lib/permissions";
 import { multiLine } from "../../lib/text";
 
 export const CUSTOM_ROLE_NAME = /^[a-z][a-z0-9_-]{1,39}$/;
 
-const PermissionList = z
-  .array(z.enum(PERMISSIONS))
-  .max(PERMISSIONS.length)
-  .refine((p) => new Set(p).size === p.length, "must not repeat a permission");
+const PermissionList = refuseRepeats(z.array(z.enum(PERMISSIONS)).max(PERMISSIONS.length), "must not repeat a permission");
 
 export const RoleCreateInput = z
   .object({

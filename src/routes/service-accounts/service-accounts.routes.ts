@@ -1,5 +1,5 @@
 import { jsonBody, jsonResponse, noContent, pathParam } from "../../lib/openapi";
-import { PageQuery, pageOf } from "../../lib/pagination";
+import { pageOf, plainListQuery } from "../../lib/pagination";
 import { createRouter, orgRoute } from "../../middleware/route";
 import { OrgParams } from "../organizations/organizations.routes";
 import { customRolesQuery } from "../roles/roles.service";
@@ -40,7 +40,7 @@ orgRoute(serviceAccountRoutes, {
   tags: ["Service accounts"],
   summary: "List service accounts",
   description: "In creation order.",
-  request: { params: OrgParams, query: PageQuery },
+  request: { params: OrgParams, query: plainListQuery("created_at") },
   responses: { 200: jsonResponse(pageOf(ServiceAccountSchema), "A page of service accounts.") },
   errors: ["invalid_page_token"],
   load: ({ db, org, config, input }) => serviceAccountListQuery(db, org, config, input.query),

@@ -1,4 +1,4 @@
-import { z } from "../../lib/openapi";
+import { refuseRepeats, z } from "../../lib/openapi";
 import { SCOPES } from "../../lib/permissions";
 import { iso, isoOrNull } from "../../lib/time";
 import { RoleNameInput } from "../members/members.schemas";
@@ -8,10 +8,7 @@ export const ServiceAccountCreateInput = z
   .object({
     name: singleLine(100),
     role: RoleNameInput.default("service_account"),
-    scopes: z
-      .array(z.enum(SCOPES))
-      .min(1, "must name at least one scope")
-      .refine((s) => new Set(s).size === s.length, "must not repeat a scope")
+    scopes: refuseRepeats(z.array(z.enum(SCOPES)).min(1, "must name at least one scope").max(SCOPES.length), "must not repeat a scope")
       .optional()
       .openapi({ description: "Narrow the role's permissions; omitted: every scope (the role alone decides)." }),
   })

@@ -6,7 +6,7 @@ import { members, organizations, projectMembers, serviceAccountKeys, serviceAcco
 import { memberIdOf } from "../../lib/actor";
 import { newSecret, sha256Hex } from "../../lib/crypto";
 import { notFound } from "../../lib/errors";
-import { isId, newId } from "../../lib/ids";
+import { isId, newId, SECRET_PREFIXES } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
 import { SCOPES, type Scope } from "../../lib/permissions";
 import { assertWithinCaller, permissionsOfRole, permissionsOfRoles, requireAssignableRole } from "../roles/roles.service";
@@ -38,7 +38,7 @@ function selectView(db: ReadDb) {
 type FoundAccount = ServiceAccountView & { rolePermissions: string | null };
 
 async function newKey(serviceAccountId: string, now: number) {
-  const key = newSecret("sak");
+  const key = newSecret(SECRET_PREFIXES.serviceAccountKey);
   return {
     key,
     row: { id: newId("serviceAccountKey"), serviceAccountId, keyHash: await sha256Hex(key), keyPrefix: key.slice(0, KEY_PREFIX_LENGTH), createdAt: now, expiresAt: null },

@@ -1,4 +1,4 @@
-import { z } from "../../lib/openapi";
+import { namedRecord, z } from "../../lib/openapi";
 
 export const MAX_SETTINGS_BYTES = 64 * 1024;
 export const MAX_SECRETS = 50;
@@ -11,12 +11,12 @@ export const SettingsPutInput = z
       .refine((s) => new TextEncoder().encode(JSON.stringify(s)).length <= MAX_SETTINGS_BYTES, `must be at most ${MAX_SETTINGS_BYTES} bytes as JSON`)
       .optional()
       .openapi({ description: "Free-form JSON object (≤ 64 KiB); replaces the stored settings. Omitted: unchanged." }),
-    secrets: z
-      .record(
-        z.string().regex(SECRET_NAME, "secret names are 1–64 letters, digits, `_`, `.` or `-`"),
-        z.string().min(1, "must not be empty").max(8192, "must be at most 8192 characters").nullable(),
-      )
-      .refine((s) => Object.keys(s).length <= MAX_SECRETS, `at most ${MAX_SECRETS} secrets`)
+    secrets: namedRecord(z.string().min(1, "must not be empty").max(8192, "must be at most 8192 characters").nullable(), {
+      pattern: SECRET_NAME,
+      message: "secret names are 1–64 letters, digits, `_`, `.` or `-`",
+      max: MAX_SECRETS,
+      noun: "secrets",
+    })
       .optional()
       .openapi({ description: "Secrets to set (string) or delete (null); secrets not named are unchanged. Write-only." }),
   })

@@ -9,7 +9,8 @@ import { kvKeys } from "../../lib/kv-keys";
 import { authnRequestRedirect, newRequestId, REQUEST_ID } from "../../sso/saml-request";
 import { SamlError, verifySamlResponse, type VerifiedAssertion } from "../../sso/saml-response";
 import { spUrls } from "../../sso/metadata";
-import { openSession, revokeAccessTokens, tokenPair, type TokenPair } from "../auth/auth.service";
+import { openSession, publishProfile, revokeAccessTokens, tokenPair, type TokenPair } from "../auth/auth.service";
+import { serializeUser } from "../users/users.schemas";
 import { emailDomain, jitMemberAdded, jitStatements } from "../domains/jit";
 import { commit, type AuditEntry } from "../../audit/record";
 
@@ -221,6 +222,8 @@ export async function consumeAssertion(ctx: ServiceCtx, idpId: string, form: { S
   if (revokedIndex >= 0) {
     const revoked = (results[revokedIndex] as { id: string }[]).map((r) => r.id);
     if (revoked.length > 0) await revokeAccessTokens(ctx, revoked);
+    // Verified by this sign-in: the account's other tokens must not show it unverified.
+    if ((results[revokedIndex - 1] as D1Result).meta.changes === 1) await publishProfile(ctx, serializeUser(row));
   }
   if ((results[sessionIndex] as D1Result).meta.changes !== 1) {
     throw new ApiError("forbidden", "You could not be added to this organization (it has no free seat, or it is inactive): ask an admin.");

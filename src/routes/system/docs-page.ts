@@ -1,42 +1,123 @@
+import { html } from "hono/html";
+import rendererPackage from "swagger-ui-dist/package.json";
+
 /**
- * A self-contained page that renders /openapi.json: no CDN, so it works offline under
- * `npm run dev` and under a strict CSP.
+ * The API reference at /docs: Swagger UI (swagger-ui-dist) rendering /openapi.json. Every file
+ * the page loads comes from this worker, so it works offline and under a CSP naming only 'self'.
  */
-export const DOCS_HTML = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Tenancy API</title>
-<style>
-body{font:14px/1.5 system-ui,sans-serif;margin:0;display:flex}nav{width:300px;height:100vh;overflow:auto;border-right:1px solid #ddd;padding:12px;box-sizing:border-box;position:sticky;top:0}
-main{flex:1;padding:16px 32px;max-width:1000px}h2{border-bottom:1px solid #eee}.op{border:1px solid #ddd;border-radius:6px;margin:12px 0;padding:8px 12px}
-.m{display:inline-block;min-width:56px;font-weight:bold;text-transform:uppercase}.get{color:#0a7}.post{color:#07c}.patch,.put{color:#c70}.delete{color:#c22}
-pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}nav a{display:block;color:#333;text-decoration:none;font-size:12px}code{background:#f2f2f2;padding:0 3px}
-table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:2px 6px}
-</style></head><body><nav id="nav"></nav><main id="main">Loading /openapi.json…</main>
-<script>
-const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"})[c]);
-const md = (s) => esc(s).replace(/\`([^\`]+)\`/g, "<code>$1</code>").replace(/\\n/g, "<br>");
-fetch("/openapi.json").then((r) => r.json()).then((doc) => {
-  const main = document.getElementById("main"), nav = document.getElementById("nav");
-  let html = "<h1>" + esc(doc.info.title) + " <small>" + esc(doc.info.version) + "</small></h1><p>" + md(doc.info.description) + "</p>";
-  let links = "";
-  const byTag = {};
-  for (const [path, item] of Object.entries(doc.paths)) for (const [method, op] of Object.entries(item)) {
-    const tag = (op.tags && op.tags[0]) || "Other"; (byTag[tag] ||= []).push({ path, method, op });
-  }
-  let n = 0;
-  for (const [tag, ops] of Object.entries(byTag)) {
-    html += "<h2>" + esc(tag) + "</h2>";
-    for (const { path, method, op } of ops) {
-      const id = "op" + n++;
-      links += '<a href="#' + id + '"><span class="m ' + method + '">' + method + "</span>" + esc(path) + "</a>";
-      html += '<div class="op" id="' + id + '"><div><span class="m ' + method + '">' + method + "</span> <b>" + esc(path) + "</b> — " + esc(op.summary) + "</div>";
-      if (op.description) html += "<p>" + md(op.description) + "</p>";
-      if (op["x-authorization"]) html += "<p>Authorization: <code>" + esc(JSON.stringify(op["x-authorization"])) + "</code></p>";
-      if (op.parameters) html += "<p>Parameters: " + op.parameters.map((p) => "<code>" + esc(p.name) + "</code> (" + esc(p.in) + ")").join(", ") + "</p>";
-      const body = op.requestBody && op.requestBody.content && op.requestBody.content["application/json"];
-      if (body) html += "<details><summary>Request body</summary><pre>" + esc(JSON.stringify(body.schema, null, 2)) + "</pre></details>";
-      html += "<details><summary>Responses</summary><pre>" + esc(JSON.stringify(op.responses, null, 2)) + "</pre></details></div>";
-    }
-  }
-  nav.innerHTML = links; main.innerHTML = html;
-}).catch((e) => { document.getElementById("main").textContent = "Could not load /openapi.json: " + e; });
-</script></body></html>`;
+
+/** In every renderer URL, so a deploy that upgrades Swagger UI is never served a stale cached copy. */
+const RENDERER_VERSION = rendererPackage.version;
+
+const TEXT_JS = "text/javascript; charset=utf-8";
+const TEXT_CSS = "text/css; charset=utf-8";
+// The renderer's URLs carry its version; our own two small files change with any deploy.
+const IMMUTABLE = "public, max-age=31536000, immutable";
+const SHORT = "public, max-age=300";
+
+/** Swagger UI's settings; a file rather than an inline script so the CSP needs no 'unsafe-inline'. */
+const DOCS_SCRIPT = `"use strict";
+window.ui = SwaggerUIBundle({
+  url: "/openapi.json",
+  dom_id: "#swagger-ui",
+  deepLinking: true,
+  docExpansion: "list",
+  defaultModelsExpandDepth: 1,
+  defaultModelExpandDepth: 4,
+  displayRequestDuration: true,
+  filter: true,
+  showExtensions: true,
+  showCommonExtensions: true,
+  requestSnippetsEnabled: true,
+  persistAuthorization: false,
+  validatorUrl: null,
+  presets: [SwaggerUIBundle.presets.apis],
+  layout: "BaseLayout",
+});
+`;
+
+/** Our adjustments to Swagger UI's look, and the style of the problem catalogue page. */
+const DOCS_CSS = `body{margin:0;font:14px/1.5 system-ui,sans-serif;color:#222}
+.docs-nav{display:flex;gap:16px;align-items:baseline;padding:10px 20px;border-bottom:1px solid #ddd;background:#fafafa}
+.docs-nav a{color:#1f5fa8;text-decoration:none}.docs-nav .title{font-weight:600;color:#222}
+.swagger-ui .opblock .opblock-summary{flex-wrap:wrap}
+.swagger-ui .opblock .opblock-summary-path{flex-shrink:0;max-width:none;word-break:normal;overflow-wrap:anywhere}
+.swagger-ui .opblock .opblock-summary-description{flex:1 1 240px}
+.swagger-ui .markdown table{border-collapse:collapse;margin:8px 0}
+.swagger-ui .markdown td,.swagger-ui .markdown th{border:1px solid #ddd;padding:2px 8px;text-align:left;vertical-align:top}
+.catalogue{max-width:1100px;padding:0 20px 40px}
+.catalogue table{border-collapse:collapse;width:100%}
+.catalogue td,.catalogue th{border:1px solid #ddd;padding:6px 8px;text-align:left;vertical-align:top}
+.catalogue tr:target{background:#fff6d5}
+.catalogue code{background:#f2f2f2;padding:0 3px;border-radius:3px}
+`;
+
+interface DocsAsset {
+  contentType: string;
+  cacheControl: string;
+  text: () => string | Promise<string>;
+}
+
+/**
+ * What /docs/assets/{file} serves. Swagger UI's bundle (1.7 MB) and stylesheet are text modules
+ * imported on first request, so they stay out of the worker's startup path.
+ */
+export const DOCS_ASSETS = new Map<string, DocsAsset>([
+  [
+    "swagger-ui-bundle.js",
+    { contentType: TEXT_JS, cacheControl: IMMUTABLE, text: async () => (await import("swagger-ui-dist/swagger-ui-bundle.js")).default },
+  ],
+  [
+    "swagger-ui.css",
+    { contentType: TEXT_CSS, cacheControl: IMMUTABLE, text: async () => (await import("swagger-ui-dist/swagger-ui.css")).default },
+  ],
+  ["docs.js", { contentType: TEXT_JS, cacheControl: SHORT, text: () => DOCS_SCRIPT }],
+  ["docs.css", { contentType: TEXT_CSS, cacheControl: SHORT, text: () => DOCS_CSS }],
+]);
+
+const asset = (file: "swagger-ui-bundle.js" | "swagger-ui.css" | "docs.js" | "docs.css") => `/docs/assets/${file}?v=${RENDERER_VERSION}`;
+
+/** The links at the top of both documentation pages. */
+export const docsNav = (current: string) => html`<nav class="docs-nav">
+  <span class="title">${current}</span>
+  <a href="/docs">API reference</a>
+  <a href="/docs/problems">Problem types</a>
+  <a href="/openapi.json">openapi.json</a>
+</nav>`;
+
+export const docsStylesheet = () => html`<link rel="stylesheet" href="${asset("docs.css")}" />`;
+
+export const docsPage = () => html`<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8" />
+    <meta name="viewport" content="width=device-width, initial-scale=1" />
+    <title>Tenancy API reference</title>
+    <link rel="stylesheet" href="${asset("swagger-ui.css")}" />
+    ${docsStylesheet()}
+  </head>
+  <body>
+    ${docsNav("Tenancy API")}
+    <div id="swagger-ui"></div>
+    <script src="${asset("swagger-ui-bundle.js")}"></script>
+    <script src="${asset("docs.js")}"></script>
+  </body>
+</html>`;
+
+/**
+ * The reference's CSP: scripts, styles and fonts from this origin only; `data:` images are Swagger
+ * UI's inline icons; try-it-out calls the API's public base URL, which may differ from the host
+ * the page was opened on (127.0.0.1 vs localhost).
+ */
+export const docsCsp = (apiBaseUrl: string) =>
+  [
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "font-src 'self'",
+    `connect-src 'self' ${new URL(apiBaseUrl).origin}`,
+    "frame-ancestors 'none'",
+    "base-uri 'none'",
+    "form-action 'none'",
+  ].join("; ");

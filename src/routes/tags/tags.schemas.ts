@@ -1,5 +1,5 @@
-import { z } from "../../lib/openapi";
-import { PageQuery } from "../../lib/pagination";
+import { refuseRepeats, z } from "../../lib/openapi";
+import { orderByParam, PageQuery } from "../../lib/pagination";
 import { iso } from "../../lib/time";
 import { TagNameInput } from "../projects/projects.schemas";
 
@@ -31,10 +31,13 @@ const TagFilter = z
     description: '`name = "smoke"` / `name != "smoke"` (exact, case-sensitive) or `name:"sm"` (case-insensitive prefix).',
   });
 
-export const TagListQuery = PageQuery.extend({ filter: TagFilter });
+const TagOrder = orderByParam({ fields: ["name"], default: "name", only: true, note: "Case-insensitive, then case-sensitive for names that differ in case only." });
+
+export const TagListQuery = PageQuery.extend({ filter: TagFilter, order_by: TagOrder });
 
 export const TagInfoQuery = PageQuery.extend({
   filter: TagFilter,
+  order_by: TagOrder,
   include_counts: z
     .enum(["true", "false"])
     .optional()
@@ -46,20 +49,14 @@ const TagId = z.string().max(64);
 
 export const TagBatchDeleteInput = z
   .object({
-    ids: z
-      .array(TagId)
-      .max(100)
-      .refine((v) => new Set(v).size === v.length, "must not repeat an id")
+    ids: refuseRepeats(z.array(TagId).max(100), "must not repeat an id")
       .default([]),
-    names: z
-      .array(TagNameInput)
-      .max(100)
-      .refine((v) => new Set(v).size === v.length, "must not repeat a name")
+    names: refuseRepeats(z.array(TagNameInput).max(100), "must not repeat a name")
       .default([]),
   })
   .refine((b) => b.ids.length + b.names.length >= 1, { message: "name at least one tag in ids or names", path: ["ids"] })
   .refine((b) => b.ids.length + b.names.length <= 100, { message: "name at most 100 tags in ids and names together", path: ["ids"] })
-  .openapi("TagBatchDelete");
+  .openapi("TagBatchDelete", { description: "Name at least one tag and at most 100, in `ids` and `names` together." });
 
 export const TagBatchDeleteResultSchema = z
   .object({

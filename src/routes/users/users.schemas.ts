@@ -49,7 +49,11 @@ export const UserUpdateInput = z
   .object({
     display_name: DisplayNameInput.optional(),
     email: EmailInput.optional(),
-    old_password: z.string().max(256).optional(),
+    old_password: z
+      .string()
+      .max(256)
+      .optional()
+      .openapi({ description: "The current password: required to change `new_password` or `email` (for a user who has a password), and refused as `is incorrect` when it is not." }),
     new_password: PasswordInput.optional(),
   })
   .openapi("UserUpdate");

@@ -9,7 +9,7 @@ import { ApiError, isUniqueViolation, notFound, validationError } from "../../li
 import { isId } from "../../lib/ids";
 import { passwordProblem } from "../../lib/password-policy";
 import { enqueueOutbox } from "../../queue/outbox";
-import { activeSessionIds, revokeAccessTokens, revokeSessions, verificationEmail } from "../auth/auth.service";
+import { activeSessionIds, publishProfile, revokeAccessTokens, revokeSessions, verificationEmail } from "../auth/auth.service";
 import { serializeUser, type UserJson } from "./users.schemas";
 import { accountRemovalAudit } from "./account-audit";
 import { noChange } from "../../audit/record";
@@ -95,7 +95,7 @@ export async function updateUser(
   if (input.new_password !== undefined) patch.passwordHash = await hashPassword(input.new_password, ctx.config.passwordHashIterations);
 
   const db = ctx.db;
-  const statements: BatchItem<"sqlite">[] = [db.update(users).set(patch).where(eq(users.id, target.id))];
+  const statements: BatchItem<"sqlite">[] = [db.update(users).set(patch).where(eq(users.id, target.id)).returning()];
   if (patch.displayName !== undefined || emailChanges) {
     // Members rows carry copies of name and email for cheap listing and search.
     const memberPatch: Partial<typeof members.$inferInsert> = {};
@@ -112,18 +112,24 @@ export async function updateUser(
     statements.push(...verify.statements);
     outboxId = verify.outboxId;
   }
+  let updated: UserRow | undefined;
   try {
-    await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+    const [rows] = await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+    updated = (rows as UserRow[])[0];
   } catch (err) {
     if (isUniqueViolation(err, "users.email")) throw new ApiError("email_taken", "Another account uses this email.");
     throw err;
   }
+  // Deleted by a concurrent request: there is no account left to answer with.
+  if (!updated) throw accountGone();
+  const user = serializeUser(updated);
+  await publishProfile(ctx, user);
   if (outboxId) await enqueueOutbox(ctx, [outboxId]);
   if (input.new_password !== undefined) {
     // Every other session ends, access and refresh alike; the caller's own stays.
     await revokeSessions(ctx, await activeSessionIds(ctx, target.id, byAdmin ? undefined : opts.currentSessionId));
   }
-  return serializeUser({ ...target, ...patch });
+  return user;
 }
 
 /**

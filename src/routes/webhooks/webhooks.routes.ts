@@ -1,5 +1,5 @@
 import { jsonBody, jsonResponse, noContent, pathParam } from "../../lib/openapi";
-import { PageQuery, pageOf } from "../../lib/pagination";
+import { pageOf, plainListQuery } from "../../lib/pagination";
 import { createRouter, orgRoute } from "../../middleware/route";
 import { OrgParams } from "../organizations/organizations.routes";
 import { DeliverySchema, RotateSecretInput, WebhookCreateInput, WebhookSchema, WebhookUpdateInput, WebhookWithSecretSchema } from "./webhooks.schemas";
@@ -46,7 +46,7 @@ orgRoute(webhookRoutes, {
   tags: TAGS,
   summary: "List webhook endpoints",
   description: "In creation order.",
-  request: { params: OrgParams, query: PageQuery },
+  request: { params: OrgParams, query: plainListQuery("created_at") },
   responses: { 200: jsonResponse(pageOf(WebhookSchema), "A page of endpoints.") },
   errors: ["invalid_page_token"],
   load: ({ db, org, config, input }) => webhookListQuery(db, org, config, input.query),
@@ -121,7 +121,7 @@ orgRoute(webhookRoutes, {
   tags: TAGS,
   summary: "List an endpoint's deliveries",
   description: "Newest first; each delivery carries its last 10 attempts (status code, duration, error), newest first.",
-  request: { params: WebhookParams, query: PageQuery },
+  request: { params: WebhookParams, query: plainListQuery("created_at desc") },
   responses: { 200: jsonResponse(pageOf(DeliverySchema), "A page of deliveries.") },
   errors: ["not_found", "invalid_page_token"],
   load: ({ db, org, config, input }) => deliveryListQuery(db, org, config, input.param.webhook_id, input.query),

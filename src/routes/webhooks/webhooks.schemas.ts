@@ -1,8 +1,8 @@
 import { EVENT_TYPES, type EventType } from "../../audit/catalogue";
-import { z } from "../../lib/openapi";
+import { refuseRepeats, z } from "../../lib/openapi";
 import { multiLine } from "../../lib/text";
 import { iso, isoOrNull } from "../../lib/time";
-import { webhookUrlProblem } from "../../queue/webhook-url";
+import { MAX_WEBHOOK_URL, webhookUrlProblem } from "../../queue/webhook-url";
 
 /** An organization holds at most this many endpoints: every event fans out to each subscribed one in the change's own statement. */
 export const MAX_WEBHOOKS_PER_ORGANIZATION = 20;
@@ -20,6 +20,9 @@ export const WebhookUrl = z
     if (problem) ctx.addIssue({ code: "custom", message: problem });
   })
   .openapi({
+    format: "uri",
+    maxLength: MAX_WEBHOOK_URL,
+    pattern: "^(?:https://|http://127\\.0\\.0\\.1:)",
     example: "https://hooks.example.com/tenancy",
     description:
       "https on the default port, a public host: no credentials, IP literals of loopback, private, link-local, CGNAT, unique-local or metadata ranges, `localhost` or internal names (≤ 2048 characters). With `ENVIRONMENT=development`, `http://127.0.0.1:<port>` is allowed.",
@@ -27,11 +30,7 @@ export const WebhookUrl = z
 
 const EventTypeInput = z.enum(EVENT_TYPES as [EventType, ...EventType[]]);
 
-export const WebhookEvents = z
-  .array(EventTypeInput)
-  .min(1, "must list at least one event")
-  .refine((v) => new Set(v).size === v.length, "must not list an event twice")
-  .openapi({ description: "The events to receive, each once; the catalogue is in the README and in this enum. Subscribing is reading: each event needs the permission that reads its data (member.* needs `members:read`, project.* `projects:admin`, …; see the README), or 403." });
+export const WebhookEvents = refuseRepeats(z.array(EventTypeInput).min(1, "must list at least one event").max(EVENT_TYPES.length), "must not list an event twice").openapi({ description: "The events to receive, each once; the catalogue is in the README and in this enum. Subscribing is reading: each event needs the permission that reads its data (member.* needs `members:read`, project.* `projects:admin`, …; see the README), or 403." });
 
 const Description = multiLine(500).nullable().openapi({ description: "A note for people (≤ 500 characters); `null` clears it." });
 

@@ -1,0 +1,2 @@
+CREATE INDEX `invitations_org_email_idx` ON `invitations` (`organization_id`,`email`,`id`);--> statement-breakpoint
+CREATE INDEX `invitations_org_role_idx` ON `invitations` (`organization_id`,`role`,`id`);
