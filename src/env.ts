@@ -4,8 +4,7 @@ import { backgroundDb, type Db, type DbStats } from "./db/client";
 import type { KvStats } from "./lib/kv";
 import type { OrgAccess } from "./lib/permissions";
 import type { RateLimitState } from "./lib/rate-limit";
-import { newAuditTrail, type AuditTrail } from "./audit/record";
-import type { UserJson } from "./routes/users/users.schemas";
+import type { SessionUser } from "./lib/jwt";
 
 /** Bindings and vars as wrangler.toml and `.dev.vars` declare them. */
 export interface Bindings {
@@ -41,6 +40,16 @@ export interface Bindings {
   RESEND_API_KEY?: string;
 }
 
+/**
+ * What a request wrote to the audit log, kept on its ServiceCtx: commit() (src/audit/record.ts)
+ * counts into it and the seam checks it after a mutating route answered 2xx.
+ */
+export interface AuditTrail {
+  written: number;
+  unchanged: boolean;
+}
+export const newAuditTrail = (): AuditTrail => ({ written: 0, unchanged: false });
+
 /** What request-context builds once per request; handlers receive what they need as a ServiceCtx. */
 export interface Variables {
   requestId: string;
@@ -54,7 +63,7 @@ export interface Variables {
   /** The tightest rate limit met so far, reported in RateLimit-* headers. */
   rateLimit: RateLimitState | undefined;
   /** For an access token: the signed-in user as of now (token claims, or the newer KV copy). */
-  sessionUser: UserJson | undefined;
+  sessionUser: SessionUser | undefined;
 }
 
 export type AppEnv = { Bindings: Bindings; Variables: Variables };

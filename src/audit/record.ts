@@ -3,7 +3,7 @@ import type { BatchItem, BatchResponse } from "drizzle-orm/batch";
 import { auditLogs, webhookDeliveries } from "../db/schema";
 import type { ServiceCtx } from "../env";
 import { newId } from "../lib/ids";
-import { enqueueWebhookDeliveries } from "../queue/webhook-outbox";
+import { enqueueWebhookDeliveries } from "./deliveries";
 import type { AuditAction, EventType } from "./catalogue";
 
 /**
@@ -70,12 +70,6 @@ export interface SelectedEntries {
   rows: SQL;
 }
 
-/** What the seam checks after a mutating route answered 2xx: it wrote an entry, or said it changed nothing. */
-export interface AuditTrail {
-  written: number;
-  unchanged: boolean;
-}
-export const newAuditTrail = (): AuditTrail => ({ written: 0, unchanged: false });
 
 /** A request that changed nothing (a PATCH with the values already in place) writes no entry; it says so. */
 export function noChange(ctx: ServiceCtx) {

@@ -1,7 +1,6 @@
 import { and, eq, gt, gte, lt, lte, ne, sql, type SQL } from "drizzle-orm";
 import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
 import { ApiError } from "./errors";
-import type { SortKey } from "./pagination";
 
 /**
  * The AIP-160 subset every list accepts:
@@ -173,6 +172,12 @@ export interface OrderName {
  * AIP-132 order_by: `field[ desc][, field[ desc]]…` over an allow-list of field names; empty or
  * absent is `fallback`.
  */
+/** One column of a list's order; pagination.ts builds keyset conditions from a list of them. */
+export interface SortKey {
+  column: SQLiteColumn | SQL;
+  desc: boolean;
+}
+
 export function parseOrderNames(input: string | undefined, fields: readonly string[], fallback: OrderName[]): OrderName[] {
   if (input === undefined || input.trim() === "") return fallback;
   const names: OrderName[] = [];

@@ -1,6 +1,18 @@
 import { importJWK, jwtVerify, SignJWT, type JWK, type JWTVerifyGetKey } from "jose";
-import type { Config } from "../env";
 import { newId } from "./ids";
+
+/** The settings tokens are minted and verified with (the worker's Config satisfies it). */
+type Config = { jwtSigningKeys: string; jwtIssuer: string; jwtAudience: string; accessTokenTtlSeconds: number };
+
+/** The User object (SPEC §10) as an access token carries it, for GET /v1/me without D1. */
+export interface SessionUser {
+  id: string;
+  email: string;
+  display_name: string;
+  email_verified: boolean;
+  created_at: string;
+  updated_at: string;
+}
 
 /** The only algorithm tokens are signed with, and the only one verification accepts. */
 export const ACCESS_TOKEN_ALG = "ES256";

@@ -4,7 +4,9 @@ import { z } from "@hono/zod-openapi";
 import { hmacBase64Url, timingSafeEqual } from "./crypto";
 import { fromBase64Url, toBase64Url, utf8 } from "./encoding";
 import { ApiError } from "./errors";
-import { parseFilter, parseOrderNames, type OrderName } from "./filter";
+import { parseFilter, parseOrderNames, type OrderName, type SortKey } from "./filter";
+
+export type { SortKey };
 
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 1000;
@@ -123,11 +125,6 @@ export async function decodePageToken(secret: string, query: string, token: stri
   const p = parsed as { q?: unknown; k?: unknown };
   if (p.q !== query || !Array.isArray(p.k) || p.k.length !== arity) throw bad();
   return p.k as KeyValue[];
-}
-
-export interface SortKey {
-  column: SQLiteColumn | SQL;
-  desc: boolean;
 }
 
 /**

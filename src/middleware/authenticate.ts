@@ -10,7 +10,7 @@ import { sha256Hex } from "../lib/crypto";
 import { ApiError } from "../lib/errors";
 import { verifyAccessToken, type AccessClaims } from "../lib/jwt";
 import { iso } from "../lib/time";
-import type { UserJson } from "../routes/users/users.schemas";
+import type { SessionUser } from "../lib/jwt";
 import { kvKeys } from "../lib/kv-keys";
 import type { Scope } from "../lib/permissions";
 import { clientSubject } from "../lib/rate-limit";
@@ -78,9 +78,9 @@ export async function presentedCredential(c: Context<AppEnv>): Promise<Presented
 }
 
 /** The user as of now: the token's claims, unless a profile published since is newer (publishProfile). */
-function currentProfile(claims: AccessClaims, published: string | null): UserJson {
+function currentProfile(claims: AccessClaims, published: string | null): SessionUser {
   const p = claims.profile;
-  const fromToken: UserJson = {
+  const fromToken: SessionUser = {
     id: claims.sub,
     email: p.email,
     display_name: p.name,
@@ -89,9 +89,9 @@ function currentProfile(claims: AccessClaims, published: string | null): UserJso
     updated_at: iso(p.updatedAt),
   };
   if (published === null) return fromToken;
-  let stored: UserJson;
+  let stored: SessionUser;
   try {
-    stored = JSON.parse(published) as UserJson;
+    stored = JSON.parse(published) as SessionUser;
   } catch {
     return fromToken;
   }

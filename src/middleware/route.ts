@@ -1,6 +1,6 @@
 import { OpenAPIHono, type RouteConfig, type z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import type { AppEnv, OrgCtx, ServiceCtx } from "../env";
+import { newAuditTrail, type AppEnv, type AuditTrail, type OrgCtx, type ServiceCtx } from "../env";
 import type { Caller, PatActor, SessionActor } from "../lib/actor";
 import { ApiError, validationError, zodIssues, type ErrorCode, type FieldError } from "../lib/errors";
 import { errorResponses } from "../lib/openapi";
@@ -9,7 +9,6 @@ import { callerOf, presentedCredential, unauthenticated, type Presented } from "
 import { authorizeOrg, type Judged, type Load, type Loaded, type LoadResult, type OrgRule } from "./authorize";
 import { admitClient, clientIp } from "./rate-limit";
 import type { AuditAction } from "../audit/catalogue";
-import { newAuditTrail, type AuditTrail } from "../audit/record";
 
 /**
  * The seam every route goes through. A route declares who may call it and, for organization

@@ -3,41 +3,11 @@ import { DAY_MS } from "../lib/time";
 import { z } from "zod";
 import { backgroundDb } from "../db/client";
 import { webhookDeliveries } from "../db/schema";
-import type { Bindings, ServiceCtx } from "../env";
+import type { ServiceCtx } from "../env";
+import { enqueueWebhookDeliveries } from "../audit/deliveries";
 
-/** A webhook queue message names a delivery row; the row holds the signed payload's body. */
-export const WebhookMessageSchema = z.object({ type: z.literal("webhook"), delivery_id: z.string().min(1) });
-export type WebhookMessage = z.infer<typeof WebhookMessageSchema>;
+export { WebhookMessageSchema, type WebhookMessage } from "../audit/deliveries";
 
-/** Queues accept at most 100 messages per sendBatch call. */
-const SEND_BATCH = 100;
-
-/**
- * Hands delivery rows to the webhook queue and marks them `queued`. A send that throws leaves
- * them `pending` and the cron sends them later; the consumer ignores a delivery already done, so
- * a duplicate message is harmless.
- */
-export async function enqueueWebhookDeliveries(env: Bindings, ids: string[]): Promise<boolean> {
-  if (ids.length === 0) return true;
-  try {
-    for (let i = 0; i < ids.length; i += SEND_BATCH) {
-      await env.WEBHOOK_QUEUE.sendBatch(ids.slice(i, i + SEND_BATCH).map((id) => ({ body: { type: "webhook", delivery_id: id } satisfies WebhookMessage })));
-    }
-  } catch (err) {
-    console.error(JSON.stringify({ level: "warn", msg: "webhook queue send failed; the cron will retry", deliveries: ids.length, error: String(err) }));
-    return false;
-  }
-  const now = Date.now();
-  await backgroundDb(env)
-    .update(webhookDeliveries)
-    .set({ status: "queued", nextAttemptAt: now, updatedAt: now })
-    .where(and(sql`${webhookDeliveries.id} in (select value from json_each(${JSON.stringify(ids)}))`, inArray(webhookDeliveries.status, ["pending", "queued"])))
-    .then(
-      () => undefined,
-      (err) => console.error(JSON.stringify({ level: "warn", msg: "marking webhook deliveries queued failed", error: String(err) })),
-    );
-  return true;
-}
 
 /** A delivery still `pending` this long after it was written (or retried by hand) never reached the queue. */
 export const PENDING_STUCK_AFTER_MS = 60_000;

@@ -9,7 +9,7 @@ import { encryptString } from "../../lib/crypto";
 import { ApiError, notFound, validationError } from "../../lib/errors";
 import { isId, newId } from "../../lib/ids";
 import { decodePageToken, finishPage, keysetAfter, orderBy } from "../../lib/pagination";
-import { enqueueWebhookDeliveries } from "../../queue/webhook-outbox";
+import { enqueueWebhookDeliveries } from "../../audit/deliveries";
 import { newWebhookSecret, webhookSecretAad } from "../../queue/webhook-signing";
 import { webhookUrlProblem } from "../../queue/webhook-url";
 import {
