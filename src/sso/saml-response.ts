@@ -157,7 +157,7 @@ function parseXml(xml: string) {
   const note = () => {
     problem = true;
   };
-  let doc;
+  let doc: ReturnType<DOMParser["parseFromString"]> | undefined;
   try {
     doc = new DOMParser({ errorHandler: { warning: note, error: note, fatalError: note } }).parseFromString(xml, "text/xml");
   } catch {

@@ -25,13 +25,13 @@ const parseOrder = (orderBy: string): OrderKey[] =>
     return { field: field as Field, desc: dir === "desc" };
   });
 
-const valueOf = (r: SeededMember, f: Field) => (f === "display_name" ? r.displayName.toLowerCase() : f === "email" ? (r.email ?? "") : r.joinedAt);
+const fieldValue = (r: SeededMember, f: Field) => (f === "display_name" ? r.displayName.toLowerCase() : f === "email" ? (r.email ?? "") : r.joinedAt);
 
 function compareBy(keys: OrderKey[]) {
   return (x: SeededMember, y: SeededMember) => {
     for (const k of keys) {
-      const a = valueOf(x, k.field);
-      const b = valueOf(y, k.field);
+      const a = fieldValue(x, k.field);
+      const b = fieldValue(y, k.field);
       if (a < b) return k.desc ? 1 : -1;
       if (a > b) return k.desc ? -1 : 1;
     }
