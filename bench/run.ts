@@ -92,7 +92,9 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 try {
   const cpus = os.cpus();
   log(`${cpus.length} × ${cpus[0]?.model ?? "cpu"}, Node ${process.version}, ${JSON.stringify(runtimeVersions())}`);
-  log(`sizes ${settings.sizes.map(formatCount).join(", ")}; ${settings.rounds} rounds × ${settings.seconds} s per system and operation, ${settings.connections} connections`);
+  log(
+    `sizes ${settings.sizes.map(formatCount).join(", ")}; ${settings.rounds} rounds × ${settings.seconds} s per system and operation, ${settings.connections} connections`,
+  );
   // The peers are built as the tenancy API is: minified when wrangler.toml says so.
   const minify = unstable_readConfig({ config: path.join(root, "wrangler.toml") }).minify ?? false;
   const seed = { tmp, sizes: settings.sizes, minify, log };

@@ -69,8 +69,17 @@ const response =
   `<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" Destination="${esc(acs)}" ID="${id()}" InResponseTo="${esc(requestId)}" IssueInstant="${at(now)}" Version="2.0">` +
   `<saml:Issuer>${esc(args.issuer)}</saml:Issuer><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status>${assertion}</samlp:Response>`;
 const xpath = "/*[local-name(.)='Response']/*[local-name(.)='Assertion']";
-const sig = new SignedXml({ privateKey: key, publicCert: cert, signatureAlgorithm: "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256", canonicalizationAlgorithm: "http://www.w3.org/2001/10/xml-exc-c14n#" });
-sig.addReference({ xpath, digestAlgorithm: "http://www.w3.org/2001/04/xmlenc#sha256", transforms: ["http://www.w3.org/2000/09/xmldsig#enveloped-signature", "http://www.w3.org/2001/10/xml-exc-c14n#"] });
+const sig = new SignedXml({
+  privateKey: key,
+  publicCert: cert,
+  signatureAlgorithm: "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+  canonicalizationAlgorithm: "http://www.w3.org/2001/10/xml-exc-c14n#",
+});
+sig.addReference({
+  xpath,
+  digestAlgorithm: "http://www.w3.org/2001/04/xmlenc#sha256",
+  transforms: ["http://www.w3.org/2000/09/xmldsig#enveloped-signature", "http://www.w3.org/2001/10/xml-exc-c14n#"],
+});
 sig.computeSignature(response, { prefix: "ds", location: { reference: `${xpath}/*[local-name(.)='Issuer']`, action: "after" } });
 
 // 3. Post it to the ACS as the browser would; the ACS answers with a redirect carrying a code.

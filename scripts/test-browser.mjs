@@ -64,12 +64,16 @@ if (migrate.status !== 0) {
 }
 
 // Its own process group, so stopping it by id also stops the workerd it starts.
-const worker = spawn(wrangler, ["dev", "--ip", "127.0.0.1", "--port", port, "--persist-to", state, "--env-file", envFile, "--show-interactive-dev-session=false"], {
-  cwd: root,
-  env: quiet,
-  detached: true,
-  stdio: ["ignore", "pipe", "pipe"],
-});
+const worker = spawn(
+  wrangler,
+  ["dev", "--ip", "127.0.0.1", "--port", port, "--persist-to", state, "--env-file", envFile, "--show-interactive-dev-session=false"],
+  {
+    cwd: root,
+    env: quiet,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  },
+);
 let log = "";
 worker.stdout.on("data", (d) => (log += d));
 worker.stderr.on("data", (d) => (log += d));

@@ -69,8 +69,7 @@ const csv = (v: string | undefined) =>
     .map((s) => s.trim().toLowerCase())
     .filter(Boolean);
 
-const intFrom = (fallback: number, min: number, max: number) =>
-  z.coerce.number().int().min(min).max(max).default(fallback);
+const intFrom = (fallback: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 
 const ConfigSchema = z.object({
   environment: z.enum(["development", "test", "production"]),
@@ -151,7 +150,9 @@ export function loadConfig(env: Bindings): Config {
   if (parsed.data.emailProvider === "outbox" && parsed.data.environment === "production") {
     // The outbox provider sends nothing: in production every invitation and verification email
     // would vanish while reading `sent`.
-    throw new Error("Invalid worker configuration: EMAIL_PROVIDER=outbox keeps email in D1 and is for development and tests; production needs resend or cloudflare");
+    throw new Error(
+      "Invalid worker configuration: EMAIL_PROVIDER=outbox keeps email in D1 and is for development and tests; production needs resend or cloudflare",
+    );
   }
   cache.set(env, parsed.data);
   return parsed.data;

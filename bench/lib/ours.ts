@@ -70,9 +70,13 @@ function benchVars(url: string): Record<string, string> {
 
 async function applyMigrations(db: D1, dir: string) {
   await db
-    .prepare("create table if not exists d1_migrations (id integer primary key autoincrement, name text unique, applied_at timestamp default current_timestamp not null)")
+    .prepare(
+      "create table if not exists d1_migrations (id integer primary key autoincrement, name text unique, applied_at timestamp default current_timestamp not null)",
+    )
     .run();
-  for (const file of readdirSync(dir).filter((f) => f.endsWith(".sql")).sort()) {
+  for (const file of readdirSync(dir)
+    .filter((f) => f.endsWith(".sql"))
+    .sort()) {
     const statements = unstable_splitSqlQuery(readFileSync(path.join(dir, file), "utf8")).map((s) => db.prepare(s));
     await db.batch([...statements, db.prepare("insert into d1_migrations (name) values (?)").bind(file)]);
   }
@@ -183,7 +187,9 @@ export async function startOurs(opts: { tmp: string; sizes: number[]; log: (msg:
         body: JSON.stringify({ email: ADMIN.email, password: ADMIN.password }),
       }),
       "org-bookmark": (size) => ({
-        label: bookmark ? "GET /v1/organizations/{id} with X-D1-Bookmark (from the previous response)" : "GET /v1/organizations/{id} (no X-D1-Bookmark returned: sent without)",
+        label: bookmark
+          ? "GET /v1/organizations/{id} with X-D1-Bookmark (from the previous response)"
+          : "GET /v1/organizations/{id} (no X-D1-Bookmark returned: sent without)",
         method: "GET",
         path: `/v1/organizations/${orgs.get(size)}`,
         headers: bookmark ? { ...auth, "X-D1-Bookmark": bookmark } : auth,
@@ -269,7 +275,9 @@ async function seed(db: D1, adminId: string, sizes: number[]): Promise<Map<numbe
         )
         .bind(orgId, `Bench ${formatCount(size)}`, `bench-${size}`, adminId, size + 1, base - 1),
       db
-        .prepare("insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at) values (?, ?, 'user', 'admin', ?, ?, ?, ?)")
+        .prepare(
+          "insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at) values (?, ?, 'user', 'admin', ?, ?, ?, ?)",
+        )
         .bind(orgId, adminId, adminRow!.display_name, adminRow!.display_name.toLowerCase(), adminRow!.email, base - 1),
       db
         .prepare(
@@ -312,7 +320,9 @@ async function seedProjects(db: D1, orgId: string, memberId: string, count: numb
       )
       .bind(count, prefix, orgId, base),
     db
-      .prepare("insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at) values (?, ?, 'user', 'user', ?, ?, ?, ?)")
+      .prepare(
+        "insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at) values (?, ?, 'user', 'user', ?, ?, ?, ?)",
+      )
       .bind(orgId, memberId, member!.display_name, member!.display_name.toLowerCase(), member!.email, base),
     db.prepare("update organizations set member_count = member_count + 1, user_member_count = user_member_count + 1 where id = ?").bind(orgId),
     db

@@ -165,7 +165,12 @@ export function renderReport(results: BenchResults): string {
   );
   if (results.startup && results.startup.length > 0) {
     const n = results.startup[0]!.samples.length;
-    out.push("", `Startup of a fresh isolate (a new workerd process, then one request to the worker's cheapest route; medians of ${n} samples each, taking turns):`, "", startupTable(results.startup));
+    out.push(
+      "",
+      `Startup of a fresh isolate (a new workerd process, then one request to the worker's cheapest route; medians of ${n} samples each, taking turns):`,
+      "",
+      startupTable(results.startup),
+    );
   }
   const limitRps = results.results.find((r) => r.route === "limit")?.systems.bare?.median.rps ?? NaN;
   const independent = results.results.filter((r) => r.size === null);
@@ -185,7 +190,9 @@ export function renderReport(results: BenchResults): string {
     out.push(`  ${route.title}: ${labels.join("  |  ")}`);
   }
   const failures = results.results.flatMap((r) =>
-    (["ours", "theirs", "bare"] as const).flatMap((k) => (r.systems[k]?.failures ?? []).map((f) => `  ${sysName(k)}, ${r.title}${r.size === null ? "" : ` @ ${formatCount(r.size)}`}: ${f}`)),
+    (["ours", "theirs", "bare"] as const).flatMap((k) =>
+      (r.systems[k]?.failures ?? []).map((f) => `  ${sysName(k)}, ${r.title}${r.size === null ? "" : ` @ ${formatCount(r.size)}`}: ${f}`),
+    ),
   );
   if (failures.length > 0) out.push("", "Non-2xx responses or errors:", ...failures);
   for (const k of ["ours", "theirs", "bare"] as const) {

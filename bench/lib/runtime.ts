@@ -84,7 +84,13 @@ const DEFAULT_TYPES: [RegExp, ModuleType][] = [
 function moduleType(file: string, rules: { type: string; globs: string[] }[]): ModuleType {
   const name = file.replace(/^[0-9a-f]{40}-/, "");
   const globRe = (glob: string) =>
-    new RegExp(`^${path.basename(glob).replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
+    new RegExp(
+      `^${path
+        .basename(glob)
+        .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+        .replace(/\*/g, ".*")
+        .replace(/\?/g, ".")}$`,
+    );
   const rule = rules.find((r) => r.globs.some((g) => globRe(g).test(name)));
   if (rule) return rule.type as ModuleType;
   return DEFAULT_TYPES.find(([re]) => re.test(name))![1];
@@ -179,7 +185,11 @@ export async function startWorker(spec: WorkerSpec): Promise<{ mf: MiniflareInst
         name: spec.name,
         // The modules are declared one by one: Miniflare does not walk their imports (and so does
         // not trip over dynamic import() of node:sqlite in code paths that never run here).
-        modules: spec.bundle.modules.map((m) => ({ type: m.type, path: path.join(spec.bundle.dir, m.path), contents: readFileSync(path.join(spec.bundle.dir, m.path)) })),
+        modules: spec.bundle.modules.map((m) => ({
+          type: m.type,
+          path: path.join(spec.bundle.dir, m.path),
+          contents: readFileSync(path.join(spec.bundle.dir, m.path)),
+        })),
         modulesRoot: spec.bundle.dir,
         compatibilityDate: spec.compatibilityDate,
         compatibilityFlags: spec.compatibilityFlags ?? [],

@@ -101,7 +101,11 @@ export async function measureStartup(systems: System[], opts: { samples: number;
       bundleBytes: system.fresh.spec.bundle.bytes,
       gzipBytes: system.fresh.spec.bundle.gzipBytes,
       samples: list,
-      median: { readyMs: median(list.map((s) => s.readyMs)), firstRequestMs: median(list.map((s) => s.firstRequestMs)), totalMs: median(list.map((s) => s.totalMs)) },
+      median: {
+        readyMs: median(list.map((s) => s.readyMs)),
+        firstRequestMs: median(list.map((s) => s.firstRequestMs)),
+        totalMs: median(list.map((s) => s.totalMs)),
+      },
       moduleEvalMs: await moduleEvalMs(system, opts.samples),
     };
     results.push(result);

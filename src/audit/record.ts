@@ -70,7 +70,6 @@ export interface SelectedEntries {
   rows: SQL;
 }
 
-
 /** A request that changed nothing (a PATCH with the values already in place) writes no entry; it says so. */
 export function noChange(ctx: ServiceCtx) {
   ctx.audit.unchanged = true;
@@ -163,10 +162,21 @@ export function auditStatements(ctx: ServiceCtx, spec: AuditSpec, now = Date.now
           sql`, `,
         )} from json_each(${JSON.stringify(rows)})) audit_row`;
   const statements: BatchItem<"sqlite">[] = [
-    ctx.db.insert(auditLogs).select(sql`select ${sql.raw(ROW_COLUMNS.map((c) => `audit_row.${c}`).join(", "))} from ${source} where ${spec.onlyIf ?? sql`1 = 1`}`),
+    ctx.db
+      .insert(auditLogs)
+      .select(sql`select ${sql.raw(ROW_COLUMNS.map((c) => `audit_row.${c}`).join(", "))} from ${source} where ${spec.onlyIf ?? sql`1 = 1`}`),
   ];
   const events = spec.entries.flatMap((e, i) =>
-    e.event ? [{ audit_id: rows[i]!.id, event_id: newId("event", now), type: e.event.type, payload: JSON.stringify({ type: e.event.type, timestamp: new Date(now).toISOString(), data: e.event.data }) }] : [],
+    e.event
+      ? [
+          {
+            audit_id: rows[i]!.id,
+            event_id: newId("event", now),
+            type: e.event.type,
+            payload: JSON.stringify({ type: e.event.type, timestamp: new Date(now).toISOString(), data: e.event.data }),
+          },
+        ]
+      : [],
   );
   let deliveriesAt: number | null = null;
   if (events.length > 0) {

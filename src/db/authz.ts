@@ -82,7 +82,9 @@ export function accessQuery(db: Db, orgId: string, cred: CredentialRef, now: num
       memberType: members.type,
       memberName: members.displayName,
       active: sql<number>`(select o.active from organizations o where o.id = ${outer(members.organizationId)})`,
-      customPermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${outer(members.organizationId)} and r.name = ${outer(members.role)})`,
+      customPermissions: sql<
+        string | null
+      >`(select r.permissions from roles r where r.organization_id = ${outer(members.organizationId)} and r.name = ${outer(members.role)})`,
     })
     .from(members)
     .where(and(eq(members.organizationId, orgId), eq(members.memberId, memberIdSql(cred, now))))
@@ -147,7 +149,8 @@ export function orgScope(orgId: string, cred: CredentialRef, rule: { permission:
   const memberId = memberIdSql(cred, now, scopesGranting(rule.permission));
   const self = rule.selfTarget === undefined ? sql`` : sql`authz.member_id = ${rule.selfTarget} or `;
   const permitted = sql`(${self}${permittedSql("authz", rule.permission)})`;
-  const guard = (value: string) => sql`(select ${value} from members authz where authz.organization_id = ${orgId} and authz.member_id = ${memberId} and ${permitted})`;
+  const guard = (value: string) =>
+    sql`(select ${value} from members authz where authz.organization_id = ${orgId} and authz.member_id = ${memberId} and ${permitted})`;
   const holds = (permission: Permission) =>
     sql`exists (select 1 from members authz_h where authz_h.organization_id = ${orgId} and authz_h.member_id = ${memberIdSql(cred, now, scopesGranting(permission))} and ${permittedSql("authz_h", permission)})`;
   const caller = memberIdSql(cred, now);

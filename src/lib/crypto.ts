@@ -75,11 +75,7 @@ export async function encryptString(keyB64: string, plaintext: string, aad: stri
 export async function decryptString(keyB64: string, sealed: string, aad: string): Promise<string> {
   const [version, iv, ct] = sealed.split(".");
   if (version !== "v1" || !iv || !ct) throw new Error("unknown ciphertext format");
-  const pt = await crypto.subtle.decrypt(
-    { name: "AES-GCM", iv: fromBase64Url(iv), additionalData: utf8(aad) },
-    await aesKey(keyB64),
-    fromBase64Url(ct),
-  );
+  const pt = await crypto.subtle.decrypt({ name: "AES-GCM", iv: fromBase64Url(iv), additionalData: utf8(aad) }, await aesKey(keyB64), fromBase64Url(ct));
   return new TextDecoder().decode(pt);
 }
 

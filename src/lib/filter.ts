@@ -193,7 +193,11 @@ export function parseOrderNames(input: string | undefined, fields: readonly stri
 }
 
 /** parseOrderNames, mapped to the columns of `fields`. The caller appends its unique tiebreaker so the keyset is total. */
-export function parseOrderBy(input: string | undefined, fields: Record<string, SQLiteColumn | SQL>, fallback: OrderName[]): { keys: SortKey[]; names: OrderName[] } {
+export function parseOrderBy(
+  input: string | undefined,
+  fields: Record<string, SQLiteColumn | SQL>,
+  fallback: OrderName[],
+): { keys: SortKey[]; names: OrderName[] } {
   const names = parseOrderNames(input, Object.keys(fields), fallback);
   return { keys: names.map((n) => ({ column: fields[n.field]!, desc: n.desc })), names };
 }

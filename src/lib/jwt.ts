@@ -89,7 +89,21 @@ export interface AccessClaims {
 }
 
 /** The claim names an access token carries, as the discovery document lists them. */
-export const ACCESS_TOKEN_CLAIMS = ["iss", "aud", "sub", "sid", "jti", "iat", "exp", "auth_time", "email", "email_verified", "name", "updated_at", "created_at"] as const;
+export const ACCESS_TOKEN_CLAIMS = [
+  "iss",
+  "aud",
+  "sub",
+  "sid",
+  "jti",
+  "iat",
+  "exp",
+  "auth_time",
+  "email",
+  "email_verified",
+  "name",
+  "updated_at",
+  "created_at",
+] as const;
 
 // OIDC states `updated_at` in seconds; the fraction keeps the millisecond the API reports.
 const toSeconds = (ms: number) => ms / 1000;

@@ -92,13 +92,15 @@ export const refuseRepeats = <T extends z.ZodArray<z.ZodType>>(array: T, message
  * replaces with a generic "Invalid key in record".
  */
 export function namedRecord<V extends z.ZodType>(value: V, rule: { pattern: RegExp; message: string; max: number; noun: string }) {
-  return z
-    .record(z.string(), value)
-    .superRefine((record, ctx) => {
-      const names = Object.keys(record);
-      for (const name of names) if (!rule.pattern.test(name)) ctx.addIssue({ code: "custom", path: [name], message: rule.message });
-      if (names.length > rule.max) ctx.addIssue({ code: "custom", message: `at most ${rule.max} ${rule.noun}` });
-    })
-    // `propertyNames` is JSON Schema 2020-12 (OpenAPI 3.1), missing from the 3.0-shaped metadata type.
-    .openapi({ maxProperties: rule.max, ...({ propertyNames: { type: "string", pattern: rule.pattern.source } } as object) });
+  return (
+    z
+      .record(z.string(), value)
+      .superRefine((record, ctx) => {
+        const names = Object.keys(record);
+        for (const name of names) if (!rule.pattern.test(name)) ctx.addIssue({ code: "custom", path: [name], message: rule.message });
+        if (names.length > rule.max) ctx.addIssue({ code: "custom", message: `at most ${rule.max} ${rule.noun}` });
+      })
+      // `propertyNames` is JSON Schema 2020-12 (OpenAPI 3.1), missing from the 3.0-shaped metadata type.
+      .openapi({ maxProperties: rule.max, ...({ propertyNames: { type: "string", pattern: rule.pattern.source } } as object) })
+  );
 }

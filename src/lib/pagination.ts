@@ -58,7 +58,11 @@ export const filterParam = (description: string, example?: string) =>
     .string()
     .max(1024)
     .optional()
-    .openapi({ param: { name: "filter", in: "query" }, description: `AIP-160 subset (see Pagination and filters). ${description}`, ...(example ? { example } : {}) });
+    .openapi({
+      param: { name: "filter", in: "query" },
+      description: `AIP-160 subset (see Pagination and filters). ${description}`,
+      ...(example ? { example } : {}),
+    });
 
 /** `filter` on a list with no filterable fields: accepted for the one list contract, empty only. */
 export const noFilterParam = () =>

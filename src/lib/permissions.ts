@@ -53,7 +53,17 @@ const READ_SCOPE_GRANTS: Record<string, Permission[]> = {
   "organization_integration:read": ["integrations:read"],
 };
 const WRITE_SCOPE_GRANTS: Record<string, Permission[]> = {
-  "organization:write": ["organization:write", "organization:delete", "roles:write", "sso:write", "billing:write", "projects:write", "projects:admin", "proxies:write", "webhooks:write"],
+  "organization:write": [
+    "organization:write",
+    "organization:delete",
+    "roles:write",
+    "sso:write",
+    "billing:write",
+    "projects:write",
+    "projects:admin",
+    "proxies:write",
+    "webhooks:write",
+  ],
   "organization_member:write": ["members:write", "invitations:write", "service_accounts:write"],
   "organization_integration:write": ["integrations:write"],
 };

@@ -19,8 +19,7 @@ import { admit, clientIp, countHit, rateLimited, readCounters, report, type Read
 /** last_used_at is written at most once a minute per token, never on every request. */
 const LAST_USED_RESOLUTION_MS = 60_000;
 
-export const unauthenticated = (detail: string) =>
-  new ApiError("unauthenticated", detail, { headers: { "WWW-Authenticate": 'Bearer realm="tenancy-api"' } });
+export const unauthenticated = (detail: string) => new ApiError("unauthenticated", detail, { headers: { "WWW-Authenticate": 'Bearer realm="tenancy-api"' } });
 
 /**
  * The credential a request presents, checked as far as it can be without D1: an access token's
@@ -29,7 +28,8 @@ export const unauthenticated = (detail: string) =>
 export type Presented = { kind: "session"; actor: SessionActor } | (StoredCredential & { invalidFromClient: Reading });
 
 /** The credential as the authorization SQL names it. */
-export const credentialRef = (p: Presented): CredentialRef => (p.kind === "session" ? { kind: "session", userId: p.actor.userId } : { kind: p.kind, hash: p.hash });
+export const credentialRef = (p: Presented): CredentialRef =>
+  p.kind === "session" ? { kind: "session", userId: p.actor.userId } : { kind: p.kind, hash: p.hash };
 
 /**
  * Reads the Authorization header. Absent: null. Present but malformed, forged, expired or
@@ -44,7 +44,10 @@ export async function presentedCredential(c: Context<AppEnv>): Promise<Presented
   const token = m[1]!;
   if (hasSecretPrefix("scimToken", token)) throw unauthenticated("SCIM tokens are accepted on /scim/v2 only.");
   const pastedId = idKindOf(token);
-  if (pastedId) throw unauthenticated(`\`${ID_PREFIXES[pastedId]}_…\` is an id, not a credential: send an access token, a personal access token (pat_…) or a service account key (sak_…).`);
+  if (pastedId)
+    throw unauthenticated(
+      `\`${ID_PREFIXES[pastedId]}_…\` is an id, not a credential: send an access token, a personal access token (pat_…) or a service account key (sak_…).`,
+    );
   const kind = hasSecretPrefix("personalAccessToken", token) ? "pat" : hasSecretPrefix("serviceAccountKey", token) ? "sak" : null;
   if (kind) {
     const hash = await sha256Hex(token);
@@ -70,10 +73,15 @@ export async function presentedCredential(c: Context<AppEnv>): Promise<Presented
   const ttl = c.var.config.accessTokenTtlSeconds;
   const revocation = kvKeys.revokedSession(actor.sessionId, ttl).key;
   const published = kvKeys.userProfile(actor.userId, ttl).key;
-  await admit(c, { bucket: "credential", subject: `ses:${actor.sessionId}`, limit: c.var.config.credentialRateLimitPerMinute, windowSeconds: 60 }, [revocation, published], (also) => {
-    if (also.get(revocation) != null) throw unauthenticated("The session has ended.");
-    c.set("sessionUser", currentProfile(claims, also.get(published) ?? null));
-  });
+  await admit(
+    c,
+    { bucket: "credential", subject: `ses:${actor.sessionId}`, limit: c.var.config.credentialRateLimitPerMinute, windowSeconds: 60 },
+    [revocation, published],
+    (also) => {
+      if (also.get(revocation) != null) throw unauthenticated("The session has ended.");
+      c.set("sessionUser", currentProfile(claims, also.get(published) ?? null));
+    },
+  );
   return { kind: "session", actor };
 }
 
@@ -108,7 +116,9 @@ export function callerFromRow(c: Context<AppEnv>, presented: Exclude<Presented, 
   const now = Date.now();
   if (!row || (row.expiresAt !== null && row.expiresAt <= now)) {
     countHit(c, presented.invalidFromClient);
-    throw unauthenticated(presented.kind === "pat" ? "The personal access token is invalid, revoked or expired." : "The service account key is invalid, rotated or revoked.");
+    throw unauthenticated(
+      presented.kind === "pat" ? "The personal access token is invalid, revoked or expired." : "The service account key is invalid, rotated or revoked.",
+    );
   }
   if (row.lastUsedAt === null || now - row.lastUsedAt >= LAST_USED_RESOLUTION_MS) {
     // After the response and off the request's cost report: bookkeeping, not the caller's work.
@@ -117,7 +127,12 @@ export function callerFromRow(c: Context<AppEnv>, presented: Exclude<Presented, 
       presented.kind === "pat"
         ? db.update(personalAccessTokens).set({ lastUsedAt: now }).where(eq(personalAccessTokens.id, row.id))
         : db.update(serviceAccounts).set({ lastUsedAt: now }).where(eq(serviceAccounts.id, row.memberId));
-    c.executionCtx.waitUntil(write.then(() => undefined, () => undefined));
+    c.executionCtx.waitUntil(
+      write.then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
   }
   return presented.kind === "pat"
     ? { kind: "pat", userId: row.memberId, tokenId: row.id, scopes: row.scopes as Scope[] }

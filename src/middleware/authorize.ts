@@ -103,7 +103,12 @@ export async function authorizeOrg<I, L extends LoadResult>(
     }
   }
   statements.push(...loaded.map(([, q]) => q as unknown as BatchItem<"sqlite">));
-  const results: unknown[] = statements.length === 0 ? [] : statements.length === 1 ? [await statements[0]] : await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
+  const results: unknown[] =
+    statements.length === 0
+      ? []
+      : statements.length === 1
+        ? [await statements[0]]
+        : await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
 
   const caller = presented.kind === "session" ? presented.actor : callerFromRow(c, presented, (results.shift() as Parameters<typeof callerFromRow>[2][])[0]);
   const scopes = callerScopes(caller);
@@ -116,7 +121,9 @@ export async function authorizeOrg<I, L extends LoadResult>(
   const access = toOrgAccess(orgId, row, scopes);
   const self = rule.selfParam !== undefined && c.req.param(rule.selfParam) === memberIdOf(caller);
   if (!self && !access.permissions.has(rule.permission)) {
-    throw new ApiError("forbidden", `Your role \`${access.role}\` lacks the \`${rule.permission}\` permission.`, { extra: { required_permission: rule.permission } });
+    throw new ApiError("forbidden", `Your role \`${access.role}\` lacks the \`${rule.permission}\` permission.`, {
+      extra: { required_permission: rule.permission },
+    });
   }
   if (!["GET", "HEAD"].includes(c.req.method) && !access.active && !rule.allowInactive) {
     throw new ApiError("organization_inactive", 'The organization is inactive and read-only; reactivate it with PATCH {"active": true}.');

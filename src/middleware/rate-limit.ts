@@ -24,7 +24,11 @@ export interface Reading {
  * Reads several counters, and any other keys the request needs (a session's revocation), in one
  * KV call. Nothing is counted yet.
  */
-export async function readCounters(c: Context<AppEnv>, limits: Limit[], alsoRead: string[] = []): Promise<{ readings: Reading[]; values: Map<string, string | null> }> {
+export async function readCounters(
+  c: Context<AppEnv>,
+  limits: Limit[],
+  alsoRead: string[] = [],
+): Promise<{ readings: Reading[]; values: Map<string, string | null> }> {
   const counters = await Promise.all(limits.map((l) => counterFor(c.var.config.hmacSecret, l)));
   const keys = [...counters.map((k) => k.key), ...alsoRead];
   const values = keys.length === 1 ? new Map([[keys[0]!, await c.var.kv.get(keys[0]!)]]) : await c.var.kv.get(keys);

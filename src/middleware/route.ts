@@ -134,7 +134,8 @@ export function orgRoute<const R extends RequestSpec | undefined, L extends Load
 
 /** A mutating organization or SCIM route declares what it records; a route that changes nothing is a GET. */
 export function requireAuditDeclaration(spec: { method: string; path: string; audit?: readonly AuditAction[] }) {
-  if (spec.method !== "get" && !spec.audit?.length) throw new Error(`${spec.method.toUpperCase()} ${spec.path}: a mutating route must declare its audit actions`);
+  if (spec.method !== "get" && !spec.audit?.length)
+    throw new Error(`${spec.method.toUpperCase()} ${spec.path}: a mutating route must declare its audit actions`);
 }
 
 /**
@@ -142,7 +143,12 @@ export function requireAuditDeclaration(spec: { method: string; path: string; au
  * the service said nothing changed. Outside production a miss is a 500, so every success-path
  * test checks it; in production the change has happened, so it is logged, not failed.
  */
-export function audited(c: Context<AppEnv>, spec: { method: string; path: string; audit?: readonly AuditAction[] }, trail: AuditTrail, res: Response): Response {
+export function audited(
+  c: Context<AppEnv>,
+  spec: { method: string; path: string; audit?: readonly AuditAction[] },
+  trail: AuditTrail,
+  res: Response,
+): Response {
   if (!spec.audit?.length || res.status >= 300 || trail.written > 0 || trail.unchanged) return res;
   const msg = `${spec.method.toUpperCase()} ${spec.path} answered ${res.status} without writing an audit entry`;
   if (c.var.config.environment === "production") {
@@ -181,7 +187,8 @@ export function hasScope(scopes: readonly string[], scope: Scope): boolean {
 }
 
 function assertCallerRule(rule: AuthRule, caller: Caller) {
-  if (rule.kind === "session" && caller.kind !== "session") throw new ApiError("forbidden", "This route needs a signed-in session; tokens and keys cannot use it.");
+  if (rule.kind === "session" && caller.kind !== "session")
+    throw new ApiError("forbidden", "This route needs a signed-in session; tokens and keys cannot use it.");
   if (rule.kind === "user") {
     if (caller.kind === "service_account") throw new ApiError("forbidden", "Service account keys cannot use this route.");
     if (caller.kind === "pat" && rule.scope && !hasScope(caller.scopes, rule.scope)) throw insufficientScope(rule.scope);

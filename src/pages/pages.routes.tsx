@@ -103,8 +103,8 @@ pageRoutes.get(
           Signed in as <strong id="user"></strong>.
         </p>
         <p class="note">
-          This page is the API's stand-in for an app. It keeps the session in memory only and shows its access token on request, for use with curl; the
-          refresh token is never shown.
+          This page is the API's stand-in for an app. It keeps the session in memory only and shows its access token on request, for use with curl; the refresh
+          token is never shown.
         </p>
         <button id="reveal" type="button">
           Show access token

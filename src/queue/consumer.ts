@@ -50,7 +50,10 @@ async function deliver(ctx: ServiceCtx, outboxId: string): Promise<void> {
   // Already sent (a redelivery) or gone: nothing to do.
   if (!row || row.status === "sent" || row.status === "failed") return;
   if (row.template === "invitation" && !(await invitationStillWantsEmail(ctx, row.id))) {
-    await db.update(outbox).set({ status: "failed", lastError: "superseded: the invitation is no longer pending with this email", updatedAt: Date.now() }).where(eq(outbox.id, row.id));
+    await db
+      .update(outbox)
+      .set({ status: "failed", lastError: "superseded: the invitation is no longer pending with this email", updatedAt: Date.now() })
+      .where(eq(outbox.id, row.id));
     return;
   }
   const { sealed = {}, ...payload } = row.payload as Record<string, unknown> & { sealed?: Record<string, string> };
@@ -65,7 +68,14 @@ async function deliver(ctx: ServiceCtx, outboxId: string): Promise<void> {
     db
       .update(outbox)
       // Sent, its token is of no further use here: the sealed copy goes.
-      .set({ status: "sent", sentAt: now, updatedAt: now, attempts: sql`${outbox.attempts} + 1`, lastError: null, payload: sql`json_remove(${outbox.payload}, '$.sealed')` })
+      .set({
+        status: "sent",
+        sentAt: now,
+        updatedAt: now,
+        attempts: sql`${outbox.attempts} + 1`,
+        lastError: null,
+        payload: sql`json_remove(${outbox.payload}, '$.sealed')`,
+      })
       .where(and(eq(outbox.id, row.id), ne(outbox.status, "sent"))),
     invitationEmailStatus(db, row.id, "sent"),
   ]);

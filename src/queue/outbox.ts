@@ -106,7 +106,12 @@ export async function enqueueOutbox(ctx: Pick<ServiceCtx, "env" | "request" | "w
  */
 export async function redeliverStuckOutbox(ctx: ServiceCtx, now = Date.now()): Promise<number> {
   const stuck = (status: "pending" | "queued", since: SQL) =>
-    ctx.db.select({ id: outbox.id }).from(outbox).where(and(eq(outbox.status, status), since)).orderBy(outbox.createdAt).limit(REDELIVER_BATCH);
+    ctx.db
+      .select({ id: outbox.id })
+      .from(outbox)
+      .where(and(eq(outbox.status, status), since))
+      .orderBy(outbox.createdAt)
+      .limit(REDELIVER_BATCH);
   const [unsent, lost] = await ctx.db.batch([
     stuck("pending", lt(outbox.createdAt, now - STUCK_AFTER_MS)),
     stuck("queued", lt(outbox.updatedAt, now - QUEUED_STUCK_AFTER_MS)),

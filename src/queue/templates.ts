@@ -40,12 +40,21 @@ export const templates = {
       html: layout(
         subject,
         `<p>${escapeHtml(p.inviter_name)} invited you to join <strong>${escapeHtml(p.organization_name)}</strong> as ${escapeHtml(p.role)}.</p>` +
-          (p.message ? `<blockquote style="border-left:3px solid #ccc;margin:0;padding-left:12px;white-space:pre-wrap">${escapeHtml(p.message)}</blockquote>` : "") +
+          (p.message
+            ? `<blockquote style="border-left:3px solid #ccc;margin:0;padding-left:12px;white-space:pre-wrap">${escapeHtml(p.message)}</blockquote>`
+            : "") +
           `<p><a href="${escapeHtml(url)}">Accept the invitation</a></p><p>If you did not expect this, ignore this email.</p>`,
       ),
     };
   },
-  webhook_disabled(p: { organization_name: string; webhook_id: string; webhook_url: string; failing_since: string; organization_id: string; app_base_url: string }): RenderedEmail {
+  webhook_disabled(p: {
+    organization_name: string;
+    webhook_id: string;
+    webhook_url: string;
+    failing_since: string;
+    organization_id: string;
+    app_base_url: string;
+  }): RenderedEmail {
     const subject = `A webhook endpoint of ${p.organization_name} was disabled`;
     const how = `PATCH /v1/organizations/${p.organization_id}/webhooks/${p.webhook_id} {"enabled": true}`;
     return {

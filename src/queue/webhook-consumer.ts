@@ -259,8 +259,13 @@ async function recordFailure(ctx: ServiceCtx, row: Loaded, outcome: Extract<Outc
   const results = (await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]])) as unknown[];
   afterCommit(ctx, audit, results.slice(disableAt + 1, disableAt + 1 + audit.statements.length));
   if ((results[disableAt] as D1Result).meta.changes !== 1) return;
-  console.log(JSON.stringify({ level: "warn", msg: "webhook endpoint disabled after failing too long", webhook_id: row.webhookId, organization_id: row.organizationId }));
-  await enqueueOutbox(ctx, (results[results.length - 1] as { id: string }[]).map((r) => r.id));
+  console.log(
+    JSON.stringify({ level: "warn", msg: "webhook endpoint disabled after failing too long", webhook_id: row.webhookId, organization_id: row.organizationId }),
+  );
+  await enqueueOutbox(
+    ctx,
+    (results[results.length - 1] as { id: string }[]).map((r) => r.id),
+  );
 }
 
 /**
@@ -271,6 +276,11 @@ async function markFailed(ctx: ServiceCtx, deliveryId: string, error: string, op
   const now = Date.now();
   await ctx.db
     .update(webhookDeliveries)
-    .set({ status: "failed", lastError: opts.replaceError ? error : sql`coalesce(${webhookDeliveries.lastError}, ${error})`, nextAttemptAt: null, updatedAt: now })
+    .set({
+      status: "failed",
+      lastError: opts.replaceError ? error : sql`coalesce(${webhookDeliveries.lastError}, ${error})`,
+      nextAttemptAt: null,
+      updatedAt: now,
+    })
     .where(and(eq(webhookDeliveries.id, deliveryId), inArray(webhookDeliveries.status, ["pending", "queued"])));
 }

@@ -8,7 +8,6 @@ import { enqueueWebhookDeliveries } from "../audit/deliveries";
 
 export { WebhookMessageSchema, type WebhookMessage } from "../audit/deliveries";
 
-
 /** A delivery still `pending` this long after it was written (or retried by hand) never reached the queue. */
 export const PENDING_STUCK_AFTER_MS = 60_000;
 /**

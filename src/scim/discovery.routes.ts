@@ -74,7 +74,10 @@ const plural = (name: string, description: string, types: string[], valueType: A
   );
 
 const USER_ATTRS: Attr[] = [
-  str("userName", "Unique identifier for the User, typically their email address; unique in this directory, case-insensitively. Required.", { required: true, uniqueness: "server" }),
+  str("userName", "Unique identifier for the User, typically their email address; unique in this directory, case-insensitively. Required.", {
+    required: true,
+    uniqueness: "server",
+  }),
   complex("name", "The components of the user's real name.", [
     str("formatted", "The full name, formatted for display."),
     str("familyName", "The family name of the User."),
@@ -86,12 +89,16 @@ const USER_ATTRS: Attr[] = [
   str("displayName", "The name of the User, suitable for display."),
   str("nickName", "The casual way to address the user."),
   attr("profileUrl", "reference", "A fully qualified URL pointing to the User's online profile.", { referenceTypes: ["external"] }),
-  str("title", "The user's title, such as \"Vice President\"."),
+  str("title", 'The user\'s title, such as "Vice President".'),
   str("userType", "The relationship between the organization and the user, such as Employee or Contractor."),
   str("preferredLanguage", "The User's preferred written or spoken language (RFC 7231 Accept-Language syntax)."),
   str("locale", "The User's default location for localization (e.g. en-US)."),
   str("timezone", 'The User\'s time zone in the IANA "Olson" format (e.g. America/Los_Angeles).'),
-  attr("active", "boolean", "Whether the User has access: false (or DELETE) removes their membership of the organization and ends their access at once; true restores it."),
+  attr(
+    "active",
+    "boolean",
+    "Whether the User has access: false (or DELETE) removes their membership of the organization and ends their access at once; true restores it.",
+  ),
   plural("emails", "Email addresses for the user.", ["work", "home", "other"]),
   plural("phoneNumbers", "Phone numbers for the User.", ["work", "home", "mobile", "fax", "pager", "other"]),
   plural("ims", "Instant messaging addresses for the User.", []),
@@ -189,7 +196,8 @@ export function serviceProviderConfig(config: Pick<Config, "apiBaseUrl">) {
       {
         type: "oauthbearertoken",
         name: "OAuth Bearer Token",
-        description: "Authentication with the identity provider config's SCIM token (scim_…), minted by POST /v1/organizations/{org_id}/identity-provider-configs/{id}/scim-token: `Authorization: Bearer scim_…`.",
+        description:
+          "Authentication with the identity provider config's SCIM token (scim_…), minted by POST /v1/organizations/{org_id}/identity-provider-configs/{id}/scim-token: `Authorization: Bearer scim_…`.",
         specUri: "https://www.rfc-editor.org/info/rfc6750",
         primary: true,
       },
@@ -247,7 +255,14 @@ scimRoute(scimRoutes, {
   tags: TAGS,
   summary: "A resource type",
   description: "`User` or `Group`; anything else is 404.",
-  request: { params: z.object({ name: z.string().max(200).openapi({ param: { name: "name", in: "path" } }) }) },
+  request: {
+    params: z.object({
+      name: z
+        .string()
+        .max(200)
+        .openapi({ param: { name: "name", in: "path" } }),
+    }),
+  },
   responses: { 200: scimContent("The ResourceType resource.") },
   handle: ({ ctx, input }) => {
     const r = RESOURCE_TYPES.find((t) => t.id.toLowerCase() === input.param.name.toLowerCase());
@@ -262,7 +277,8 @@ scimRoute(scimRoutes, {
   path: "/scim/v2/Schemas",
   tags: TAGS,
   summary: "Schemas",
-  description: "The core User and Group schemas, the enterprise User extension and the organization-role Group extension, listing the attributes this server keeps.",
+  description:
+    "The core User and Group schemas, the enterprise User extension and the organization-role Group extension, listing the attributes this server keeps.",
   request: { query: DiscoveryQuery },
   responses: { 200: scimContent("A ListResponse of Schema resources.") },
   handle: ({ ctx, input }) => {
@@ -278,7 +294,14 @@ scimRoute(scimRoutes, {
   tags: TAGS,
   summary: "A schema",
   description: "By its URN, e.g. `urn:ietf:params:scim:schemas:core:2.0:User` (case-insensitive); an unknown URN is 404.",
-  request: { params: z.object({ id: z.string().max(300).openapi({ param: { name: "id", in: "path" } }) }) },
+  request: {
+    params: z.object({
+      id: z
+        .string()
+        .max(300)
+        .openapi({ param: { name: "id", in: "path" } }),
+    }),
+  },
   responses: { 200: scimContent("The Schema resource.") },
   handle: ({ ctx, input }) => {
     const s = SCHEMAS.find((x) => x.id.toLowerCase() === input.param.id.toLowerCase());

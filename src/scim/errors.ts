@@ -3,7 +3,16 @@ import type { AppEnv } from "../env";
 import { ApiError } from "../lib/errors";
 
 /** RFC 7644 §3.12 scimType values this server uses. */
-export type ScimType = "uniqueness" | "invalidFilter" | "invalidPath" | "invalidValue" | "invalidSyntax" | "mutability" | "noTarget" | "tooMany" | "invalidVers";
+export type ScimType =
+  | "uniqueness"
+  | "invalidFilter"
+  | "invalidPath"
+  | "invalidValue"
+  | "invalidSyntax"
+  | "mutability"
+  | "noTarget"
+  | "tooMany"
+  | "invalidVers";
 
 export const SCIM_ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error";
 export const SCIM_CONTENT_TYPE = "application/scim+json";
@@ -25,7 +34,13 @@ export function toScimError(err: unknown): ScimError {
   if (err instanceof ScimError) return err;
   if (err instanceof ApiError) {
     const type: ScimType | undefined =
-      err.code === "malformed_json" ? "invalidSyntax" : err.code === "validation_failed" ? "invalidValue" : err.code === "unsupported_media_type" ? "invalidSyntax" : undefined;
+      err.code === "malformed_json"
+        ? "invalidSyntax"
+        : err.code === "validation_failed"
+          ? "invalidValue"
+          : err.code === "unsupported_media_type"
+            ? "invalidSyntax"
+            : undefined;
     const detail = err.errors.length ? `${err.message} ${err.errors.map((e) => `${e.path}: ${e.message}`).join("; ")}` : err.message;
     return new ScimError(err.status, detail, type, err.headers);
   }

@@ -303,7 +303,11 @@ function compile(node: FilterNode, attrs: Record<string, AttrSpec>, neg: boolean
       const direct = attrs[node.path.attr];
       if (direct && !direct.multi) return leaf(node, resolveScalar(attrs, node.path.attr, node.path.text), neg);
       // emails.value → the "emails" multi spec, sub "value"; bare "emails" → its default sub.
-      const [multiKey, subKey] = direct?.multi ? [node.path.attr, direct.multi.defaultSub ?? "value"] : dot > 0 ? [node.path.attr.slice(0, dot), node.path.attr.slice(dot + 1)] : [node.path.attr, ""];
+      const [multiKey, subKey] = direct?.multi
+        ? [node.path.attr, direct.multi.defaultSub ?? "value"]
+        : dot > 0
+          ? [node.path.attr.slice(0, dot), node.path.attr.slice(dot + 1)]
+          : [node.path.attr, ""];
       const multi = attrs[multiKey]?.multi;
       if (!multi || !subKey) throw invalid(`Unknown or unfilterable attribute "${node.path.text}".`);
       const sub = resolveScalar(multi.sub, subKey, node.path.text);

@@ -82,7 +82,7 @@ scimRoute(scimRoutes, {
   tags: TAGS,
   summary: "List groups",
   description:
-    "RFC 7644 §3.4.2, in id order. `filter` on `id`, `displayName` (case-insensitive), `externalId`, `members[value eq \"…\"]`, `meta.created`, `meta.lastModified`. `members` is left out of list results unless `attributes` names it: a page then costs O(count) rows whatever the size of its groups (GET one group returns its members).",
+    'RFC 7644 §3.4.2, in id order. `filter` on `id`, `displayName` (case-insensitive), `externalId`, `members[value eq "…"]`, `meta.created`, `meta.lastModified`. `members` is left out of list results unless `attributes` names it: a page then costs O(count) rows whatever the size of its groups (GET one group returns its members).',
   request: { query: ScimListQuery },
   responses: { 200: scimContent(GroupListResponse, "A ListResponse of groups.") },
   load: async ({ db, dir, input, kv, tokenKey }) => {
@@ -113,7 +113,13 @@ scimRoute(scimRoutes, {
     const resources = rows.map((row) => project(groupResource(ctx, row, withMembers ? (byGroup.get(row.id) ?? []) : undefined), input.query));
     ctx.note(`listed groups (${resources.length})`);
     const total = listTotal(loaded?.total, paging, rows.length);
-    await rememberPage(ctx, await listFingerprint("Group", input.query.filter), paging, rows.map((r) => r.id), total);
+    await rememberPage(
+      ctx,
+      await listFingerprint("Group", input.query.filter),
+      paging,
+      rows.map((r) => r.id),
+      total,
+    );
     return scimJson(scimList(resources, { totalResults: total, startIndex: paging.startIndex }));
   },
 });
@@ -222,7 +228,12 @@ scimRoute(scimRoutes, {
   },
 });
 
-async function patchResponse(ctx: Parameters<typeof groupResource>[0] & { db: import("../db/client").Db; dir: { configId: string } }, row: GroupRow, query: { attributes?: string; excludedAttributes?: string }, _c: Context<AppEnv>) {
+async function patchResponse(
+  ctx: Parameters<typeof groupResource>[0] & { db: import("../db/client").Db; dir: { configId: string } },
+  row: GroupRow,
+  query: { attributes?: string; excludedAttributes?: string },
+  _c: Context<AppEnv>,
+) {
   if (!query.attributes?.trim() && !query.excludedAttributes?.trim()) return new Response(null, { status: 204, headers: withEtag(row) });
   const members = wantsMembers(query) ? await groupMembersQuery(ctx.db, { configId: sql`${ctx.dir.configId}` }, row.id) : undefined;
   return scimJson(project(groupResource(ctx, row, members), query), 200, withEtag(row));

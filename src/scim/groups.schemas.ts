@@ -16,10 +16,23 @@ export const MAX_PATCH_OPERATIONS = 100;
 
 /** SCIM attribute names are case-insensitive (RFC 7643 §2.1): the keys a client may spell its own way. */
 const CANONICAL_KEYS: Record<string, string> = Object.fromEntries(
-  ["schemas", "id", "externalId", "displayName", "members", "meta", "Operations", "op", "path", "value", "display", "$ref", "type", GROUP_ROLE_SCHEMA, "role"].map((k) => [
-    k.toLowerCase(),
-    k,
-  ]),
+  [
+    "schemas",
+    "id",
+    "externalId",
+    "displayName",
+    "members",
+    "meta",
+    "Operations",
+    "op",
+    "path",
+    "value",
+    "display",
+    "$ref",
+    "type",
+    GROUP_ROLE_SCHEMA,
+    "role",
+  ].map((k) => [k.toLowerCase(), k]),
 );
 
 /** Renames the known keys of an object to their canonical spelling; other keys are kept as sent. */
@@ -48,7 +61,7 @@ export const RoleExtension = canonical(
       .nullable()
       .optional()
       .transform((v) => (v === "" ? null : v))
-      .openapi({ description: "Name of a role of this organization (built-in `admin` or `user`, or a custom role); null or \"\" for no mapping." }),
+      .openapi({ description: 'Name of a role of this organization (built-in `admin` or `user`, or a custom role); null or "" for no mapping.' }),
   }),
 );
 

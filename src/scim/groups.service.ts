@@ -130,7 +130,16 @@ export function groupResource(ctx: Pick<ScimCtx, "config">, row: GroupRow, membe
     id: row.id,
     displayName: row.displayName,
     ...(row.externalId !== null ? { externalId: row.externalId } : {}),
-    ...(memberList ? { members: memberList.map((m) => ({ value: m.id, display: m.displayName ?? m.userName, $ref: scimLocation(ctx.config, "User", m.id), type: "User" as const })) } : {}),
+    ...(memberList
+      ? {
+          members: memberList.map((m) => ({
+            value: m.id,
+            display: m.displayName ?? m.userName,
+            $ref: scimLocation(ctx.config, "User", m.id),
+            type: "User" as const,
+          })),
+        }
+      : {}),
     ...(row.role !== null ? { [GROUP_ROLE_SCHEMA]: { role: row.role } } : {}),
     meta: scimMeta("Group", row.id, row.createdAt, row.updatedAt, row.version, ctx.config),
   };
@@ -138,7 +147,13 @@ export function groupResource(ctx: Pick<ScimCtx, "config">, row: GroupRow, membe
 
 /** Whether a response projected by attributes/excludedAttributes shows members (so whether to read them). */
 export function wantsMembers(query: { attributes?: string; excludedAttributes?: string }, byDefault = true): boolean {
-  const names = (v?: string) => (v ?? "").split(",").map((s) => s.trim().toLowerCase().replace(/^urn:ietf:params:scim:schemas:core:2\.0:group:/, ""));
+  const names = (v?: string) =>
+    (v ?? "").split(",").map((s) =>
+      s
+        .trim()
+        .toLowerCase()
+        .replace(/^urn:ietf:params:scim:schemas:core:2\.0:group:/, ""),
+    );
   const hits = (v?: string) => names(v).some((n) => n === "members" || n.startsWith("members."));
   if (query.attributes?.trim()) return hits(query.attributes);
   if (query.excludedAttributes?.trim()) return !names(query.excludedAttributes).includes("members") && byDefault;
@@ -156,14 +171,22 @@ export function assertKnownMembers(ids: readonly string[], known: readonly Membe
   const missing = ids.filter((id) => !found.has(id));
   if (missing.length > 0) {
     const shown = missing.slice(0, 10).map((m) => JSON.stringify(m.slice(0, 64)));
-    throw new ScimError(400, `No user of this directory has the id ${shown.join(", ")}${missing.length > 10 ? ` (and ${missing.length - 10} more)` : ""}.`, "invalidValue");
+    throw new ScimError(
+      400,
+      `No user of this directory has the id ${shown.join(", ")}${missing.length > 10 ? ` (and ${missing.length - 10} more)` : ""}.`,
+      "invalidValue",
+    );
   }
 }
 
 export function assertMappableRole(role: string | null | undefined, custom: readonly { name: string }[] | undefined) {
   if (role === null || role === undefined) return;
   if (MAPPABLE_BUILT_INS.has(role) || (!isBuiltInRole(role) && custom?.some((r) => r.name === role))) return;
-  throw new ScimError(400, `The organization has no role ${JSON.stringify(role.slice(0, 100))} a group can map to (admin, user or a custom role).`, "invalidValue");
+  throw new ScimError(
+    400,
+    `The organization has no role ${JSON.stringify(role.slice(0, 100))} a group can map to (admin, user or a custom role).`,
+    "invalidValue",
+  );
 }
 
 const nameTaken = (name: string) => new ScimError(409, `A group named ${JSON.stringify(name)} already exists in this directory.`, "uniqueness");
@@ -301,7 +324,12 @@ class GroupWrite {
     if (fields.externalId !== undefined) patch.externalId = fields.externalId;
     if (fields.role !== undefined) patch.role = fields.role;
     if (Object.keys(patch).length === 0) return;
-    this.stmts.push(this.db.update(scimGroups).set(patch).where(and(eq(scimGroups.id, this.groupId), this.gate)));
+    this.stmts.push(
+      this.db
+        .update(scimGroups)
+        .set(patch)
+        .where(and(eq(scimGroups.id, this.groupId), this.gate)),
+    );
     if (fields.role !== undefined) this.roleAsserted = true;
   }
 
@@ -325,7 +353,12 @@ class GroupWrite {
  * Runs a PUT or PATCH with its scim.group.updated entry, written right after the version bump and
  * only if the bump changed the row (the gate held).
  */
-async function runWrite(ctx: ScimCtx, write: GroupWrite, entry: { group: GroupEventSource; changes: string[] }, displayName?: string): Promise<GroupRow | undefined> {
+async function runWrite(
+  ctx: ScimCtx,
+  write: GroupWrite,
+  entry: { group: GroupEventSource; changes: string[] },
+  displayName?: string,
+): Promise<GroupRow | undefined> {
   const last = write.finish();
   try {
     const results = (await commit(ctx, write.stmts as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
@@ -333,7 +366,12 @@ async function runWrite(ctx: ScimCtx, write: GroupWrite, entry: { group: GroupEv
       onlyIf: sql`changes() = 1`,
       entriesFrom: write.roleChanges,
       entries: [
-        { action: "scim.group.updated", target: groupTarget(write.groupId), changes: entry.changes, event: { type: "scim.group.updated", data: groupEvent(ctx.dir, entry.group) } },
+        {
+          action: "scim.group.updated",
+          target: groupTarget(write.groupId),
+          changes: entry.changes,
+          event: { type: "scim.group.updated", data: groupEvent(ctx.dir, entry.group) },
+        },
       ],
     })) as unknown[];
     return (results[last] as GroupRow[])[0];
@@ -382,7 +420,11 @@ const afterFields = (current: GroupRow, fields: GroupPatchPlan["fields"]): Group
 
 /** A write whose gate did not hold: the group is gone (404) or changed under the If-Match (412). */
 async function gateFailed(ctx: ScimCtx, id: string, version: number | null): Promise<never> {
-  const still = await ctx.db.select({ version: scimGroups.version }).from(scimGroups).where(and(eq(scimGroups.configId, ctx.dir.configId), eq(scimGroups.id, id))).limit(1);
+  const still = await ctx.db
+    .select({ version: scimGroups.version })
+    .from(scimGroups)
+    .where(and(eq(scimGroups.configId, ctx.dir.configId), eq(scimGroups.id, id)))
+    .limit(1);
   if (still[0] && version !== null) throw new ScimError(412, `The group has changed: its version is W/"${still[0].version}".`);
   throw notFoundGroup();
 }
@@ -437,7 +479,11 @@ export async function createGroup(ctx: ScimCtx, input: GroupInput, known: Member
   }
   ctx.note(`created group ${row.displayName.slice(0, 80)} (${ids.length} members${role ? `, role ${role}` : ""})`);
   const byId = new Map(known.map((k) => [k.id, k]));
-  return groupResource(ctx, { ...row, memberCount: ids.length }, ids.map((id) => byId.get(id)!));
+  return groupResource(
+    ctx,
+    { ...row, memberCount: ids.length },
+    ids.map((id) => byId.get(id)!),
+  );
 }
 
 /** PUT: the sent attributes replace the stored ones; omitted externalId, members or role extension are left as they are. */
@@ -457,7 +503,12 @@ export async function replaceGroup(
   // Members first: the leavers' roles are recomputed while the group still has the role they got from it.
   if (ids) write.replace(ids);
   write.set(fields);
-  const row = await runWrite(ctx, write, { group: afterFields(current, fields), changes: changedGroupFields(current, fields, ids !== undefined) }, input.displayName);
+  const row = await runWrite(
+    ctx,
+    write,
+    { group: afterFields(current, fields), changes: changedGroupFields(current, fields, ids !== undefined) },
+    input.displayName,
+  );
   if (!row) return gateFailed(ctx, current.id, version);
   ctx.note(`replaced group ${row.displayName.slice(0, 80)}${ids ? ` (${ids.length} members)` : ""}`);
   const byId = new Map(loaded.known.map((k) => [k.id, k]));
@@ -555,7 +606,8 @@ function memberFilterIds(inner: string): string[] {
 function memberValues(value: unknown, what: string): string[] {
   const list = Array.isArray(value) ? value : value === undefined || value === null ? [] : [value];
   return list.map((item) => {
-    const v = typeof item === "string" ? item : item && typeof item === "object" ? Object.entries(item).find(([k]) => k.toLowerCase() === "value")?.[1] : undefined;
+    const v =
+      typeof item === "string" ? item : item && typeof item === "object" ? Object.entries(item).find(([k]) => k.toLowerCase() === "value")?.[1] : undefined;
     if (typeof v !== "string" || !v.trim()) throw invalidValue(`${what}: each member needs a string "value" (a user id).`);
     return v.trim();
   });
@@ -570,7 +622,8 @@ function displayNameOf(value: unknown): string {
 
 function externalIdOf(value: unknown): string | null {
   if (value === null || value === undefined) return null;
-  if (typeof value !== "string" || value.trim().length > 256 || CONTROL.test(value)) throw invalidValue("externalId must be a single line of at most 256 characters, or null.");
+  if (typeof value !== "string" || value.trim().length > 256 || CONTROL.test(value))
+    throw invalidValue("externalId must be a single line of at most 256 characters, or null.");
   return value.trim() || null;
 }
 
@@ -659,7 +712,8 @@ export function planGroupPatch(operations: readonly { op: "add" | "remove" | "re
       else scalar(op, target.attr, v);
     }
   }
-  if (memberValuesSeen > MAX_MEMBERS_PER_REQUEST) throw invalidValue(`One request may name at most ${MAX_MEMBERS_PER_REQUEST} members; send several PATCH requests.`);
+  if (memberValuesSeen > MAX_MEMBERS_PER_REQUEST)
+    throw invalidValue(`One request may name at most ${MAX_MEMBERS_PER_REQUEST} members; send several PATCH requests.`);
   return plan;
 }
 
@@ -684,7 +738,12 @@ export async function patchGroup(
   const write = new GroupWrite(ctx.db, ctx.dir, current.id, version, Date.now());
   if (plan.steps.length > 0) write.members(netMembers(plan.steps));
   write.set(plan.fields);
-  const row = await runWrite(ctx, write, { group: afterFields(current, plan.fields), changes: changedGroupFields(current, plan.fields, plan.steps.length > 0) }, plan.fields.displayName);
+  const row = await runWrite(
+    ctx,
+    write,
+    { group: afterFields(current, plan.fields), changes: changedGroupFields(current, plan.fields, plan.steps.length > 0) },
+    plan.fields.displayName,
+  );
   if (!row) return gateFailed(ctx, current.id, version);
   const added = plan.steps.reduce((n, s) => n + (s.kind === "add" || s.kind === "replace" ? s.ids.length : 0), 0);
   const removed = plan.steps.reduce((n, s) => n + (s.kind === "remove" ? s.ids.length : 0), 0);

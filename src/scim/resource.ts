@@ -54,7 +54,11 @@ export const ScimListQuery = z.object({
   count: intParam.openapi({ description: `Results per page, 0..${SCIM_MAX_COUNT} (default ${SCIM_DEFAULT_COUNT}; more is served as ${SCIM_MAX_COUNT}).` }),
   attributes: z.string().max(2048).optional().openapi({ description: "Comma-separated attributes to return (plus id and schemas)." }),
   excludedAttributes: z.string().max(2048).optional().openapi({ description: "Comma-separated attributes to leave out." }),
-  sortBy: z.string().max(200).optional().openapi({ description: "Ignored: sorting is not supported (ServiceProviderConfig sort.supported = false); results are in id order." }),
+  sortBy: z
+    .string()
+    .max(200)
+    .optional()
+    .openapi({ description: "Ignored: sorting is not supported (ServiceProviderConfig sort.supported = false); results are in id order." }),
   sortOrder: z.string().max(20).optional(),
 });
 
@@ -91,7 +95,12 @@ export function parsePaging(query: { startIndex?: string | number | null; count?
 export function totalFor(db: ReadDb, table: SQLiteTable, where: SQL, paging: Paging, lookahead = TOTAL_LOOKAHEAD, keyset = false) {
   // After a cursor, `where` already starts at the page (id > lastId): the offset is behind it.
   const cap = (keyset ? 0 : paging.offset) + paging.count + lookahead;
-  const capped = db.select({ one: sql<number>`1`.as("one") }).from(table).where(where).limit(cap).as("scim_total");
+  const capped = db
+    .select({ one: sql<number>`1`.as("one") })
+    .from(table)
+    .where(where)
+    .limit(cap)
+    .as("scim_total");
   return db.select({ n: sql<number>`count(*)`.mapWith(Number), keyset: sql<number>`${keyset ? 1 : 0}`.mapWith(Number).as("keyset") }).from(capped);
 }
 
@@ -150,11 +159,17 @@ export function listTotalQuery(
   lookahead?: number,
 ) {
   if (!filtered)
-    return db
-      // Aliased: D1 hands rows back as objects, and a column named "0" or "1" would sort first.
-      .select({ n: sql<number>`${counter}`.mapWith(Number).as("n"), keyset: sql<number>`0`.mapWith(Number).as("keyset"), exact: sql<number>`1`.mapWith(Number).as("exact") })
-      .from(identityProviderConfigs)
-      .where(eq(identityProviderConfigs.id, dir.configId));
+    return (
+      db
+        // Aliased: D1 hands rows back as objects, and a column named "0" or "1" would sort first.
+        .select({
+          n: sql<number>`${counter}`.mapWith(Number).as("n"),
+          keyset: sql<number>`0`.mapWith(Number).as("keyset"),
+          exact: sql<number>`1`.mapWith(Number).as("exact"),
+        })
+        .from(identityProviderConfigs)
+        .where(eq(identityProviderConfigs.id, dir.configId))
+    );
   return totalFor(db, table, where, paging, lookahead, keyset);
 }
 
@@ -334,7 +349,14 @@ export function scimLocation(config: Pick<Config, "apiBaseUrl"> | string, resour
   return `${base}/scim/v2/${resourceType}s/${encodeURIComponent(id)}`;
 }
 
-export function scimMeta(resourceType: ScimResourceType, id: string, createdMs: number, updatedMs: number, version: number, config: Pick<Config, "apiBaseUrl"> | string) {
+export function scimMeta(
+  resourceType: ScimResourceType,
+  id: string,
+  createdMs: number,
+  updatedMs: number,
+  version: number,
+  config: Pick<Config, "apiBaseUrl"> | string,
+) {
   return { resourceType, created: iso(createdMs), lastModified: iso(updatedMs), location: scimLocation(config, resourceType, id), version: etagOf(version) };
 }
 

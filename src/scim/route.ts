@@ -79,7 +79,11 @@ export function scimRoute<const R extends RequestSpec | undefined, L extends Sci
       const tokenKey = await sha256Hex(`scim-client:${hash}`);
       const statements = input.ok && spec.load ? await entries(spec.load({ db: c.var.db, dir: scope, input: input.value, kv: c.var.kv, tokenKey })) : [];
       const tokenRow = c.var.db
-        .select({ configId: identityProviderConfigs.id, organizationId: identityProviderConfigs.organizationId, scimEnabled: identityProviderConfigs.scimEnabled })
+        .select({
+          configId: identityProviderConfigs.id,
+          organizationId: identityProviderConfigs.organizationId,
+          scimEnabled: identityProviderConfigs.scimEnabled,
+        })
         .from(identityProviderConfigs)
         .where(eq(identityProviderConfigs.scimTokenHash, hash))
         .limit(1);
@@ -91,7 +95,8 @@ export function scimRoute<const R extends RequestSpec | undefined, L extends Sci
       if (!row.scimEnabled) throw new ScimError(403, "SCIM is not enabled for this identity provider config.");
       if (!input.ok) throw input.error;
       const values = results.slice(1);
-      const loaded = statements.length === 0 ? undefined : statements[0]![0] === null ? values[0] : Object.fromEntries(statements.map(([k], i) => [k, values[i]]));
+      const loaded =
+        statements.length === 0 ? undefined : statements[0]![0] === null ? values[0] : Object.fromEntries(statements.map(([k], i) => [k, values[i]]));
       const ctx: ScimCtx = {
         db: c.var.db,
         kv: c.var.kv,
@@ -112,7 +117,10 @@ export function scimRoute<const R extends RequestSpec | undefined, L extends Sci
       return res;
     } catch (err) {
       const scimErr = toScimError(err);
-      if (scimErr.status >= 500) console.error(JSON.stringify({ level: "error", request_id: c.var.requestId, path: c.req.routePath, error: err instanceof Error ? err.message : String(err) }));
+      if (scimErr.status >= 500)
+        console.error(
+          JSON.stringify({ level: "error", request_id: c.var.requestId, path: c.req.routePath, error: err instanceof Error ? err.message : String(err) }),
+        );
       status = scimErr.status;
       if (!summary) summary = scimErr.message.slice(0, 200);
       return scimErrorResponse(c, scimErr);
@@ -136,7 +144,11 @@ async function entries(result: ScimLoadResult): Promise<[string | null, ReadQuer
   const record = is(result, SQLiteSelectBase) ? result : result instanceof Promise ? await result : result;
   if (Array.isArray(record)) throw new Error("an async SCIM load returned rows: it must return a record of statements (awaiting one statement runs it)");
   const list: [string | null, ReadQuery][] =
-    record === undefined ? [] : is(record, SQLiteSelectBase) ? [[null, record as ReadQuery]] : Object.entries(record).filter((e): e is [string, ReadQuery] => e[1] !== undefined);
+    record === undefined
+      ? []
+      : is(record, SQLiteSelectBase)
+        ? [[null, record as ReadQuery]]
+        : Object.entries(record).filter((e): e is [string, ReadQuery] => e[1] !== undefined);
   for (const [, q] of list) {
     if (!is(q, SQLiteSelectBase)) throw new Error("a SCIM route's load must return select statements");
     const text = (q as unknown as { toSQL(): { sql: string } }).toSQL().sql;

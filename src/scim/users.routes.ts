@@ -23,7 +23,13 @@ const scimBody = <T extends z.ZodType>(schema: T) => ({ required: true as const,
 const scimResponse = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { [SCIM_CONTENT_TYPE]: { schema } } });
 
 const ListResponse = z
-  .object({ schemas: z.array(z.string()), totalResults: z.number().int(), startIndex: z.number().int(), itemsPerPage: z.number().int(), Resources: z.array(ScimUserSchema) })
+  .object({
+    schemas: z.array(z.string()),
+    totalResults: z.number().int(),
+    startIndex: z.number().int(),
+    itemsPerPage: z.number().int(),
+    Resources: z.array(ScimUserSchema),
+  })
   .openapi("ScimUserList");
 
 const TAGS = ["SCIM"];
@@ -50,7 +56,7 @@ scimRoute(scimRoutes, {
   tags: TAGS,
   summary: "List or search users",
   description:
-    "RFC 7644 §3.4.2: `filter` (userName is case-insensitive; externalId, id, active, displayName, name.givenName, name.familyName, emails[.value], emails[type eq \"work\"].value, title, enterprise attributes, meta.created, meta.lastModified), `startIndex`/`count` in id order, `attributes`/`excludedAttributes`. Sequential pages (the next startIndex after a full page, within 10 minutes) read O(count) rows; a first or a jumped-to page reads about startIndex+count index entries. Unfiltered, totalResults is exact.",
+    'RFC 7644 §3.4.2: `filter` (userName is case-insensitive; externalId, id, active, displayName, name.givenName, name.familyName, emails[.value], emails[type eq "work"].value, title, enterprise attributes, meta.created, meta.lastModified), `startIndex`/`count` in id order, `attributes`/`excludedAttributes`. Sequential pages (the next startIndex after a full page, within 10 minutes) read O(count) rows; a first or a jumped-to page reads about startIndex+count index entries. Unfiltered, totalResults is exact.',
   request: { query: ScimListQuery },
   responses: { 200: scimResponse(ListResponse, "A ListResponse.") },
   load: ({ db, dir, input, kv, tokenKey }) => userListQuery(db, dir, input.query, { kv, tokenKey }),
@@ -89,7 +95,7 @@ scimRoute(scimRoutes, {
   tags: TAGS,
   summary: "Modify a user",
   description:
-    "RFC 7644 §3.5.2 PatchOp as Okta and Entra ID send it: `op` in any case, path-less operations whose value is an object, boolean strings (`\"False\"`), paths such as `active`, `name.familyName`, `emails[type eq \"work\"].value`, `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager`. Unknown path → 400 `invalidPath`; remove without path → 400 `noTarget`; changing `id` → 400 `mutability`. If-Match mismatch → 412.",
+    'RFC 7644 §3.5.2 PatchOp as Okta and Entra ID send it: `op` in any case, path-less operations whose value is an object, boolean strings (`"False"`), paths such as `active`, `name.familyName`, `emails[type eq "work"].value`, `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager`. Unknown path → 400 `invalidPath`; remove without path → 400 `noTarget`; changing `id` → 400 `mutability`. If-Match mismatch → 412.',
   request: { params: ScimUserParams, body: scimBody(ScimPatchInput) },
   responses: { 200: scimResponse(ScimUserSchema, "The user after the operations.") },
   load: ({ db, dir, input }) => userForWriteQuery(db, dir.configId, input.param.id),
@@ -102,7 +108,8 @@ scimRoute(scimRoutes, {
   audit: ["scim.user.deleted", "member.removed"],
   tags: TAGS,
   summary: "Delete a user",
-  description: "Removes the membership this directory manages (access ends on the person's next request) and the SCIM record; the account itself stays. If-Match mismatch → 412.",
+  description:
+    "Removes the membership this directory manages (access ends on the person's next request) and the SCIM record; the account itself stays. If-Match mismatch → 412.",
   request: { params: ScimUserParams },
   responses: { 204: { description: "Deleted." } },
   load: ({ db, dir, input }) => userForWriteQuery(db, dir.configId, input.param.id),

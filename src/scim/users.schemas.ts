@@ -17,12 +17,19 @@ const MAX_STRING = 1024;
  * `urn:…:Microsoft:Entra:2.0:User`, attributes no schema defines) is ignored, as are `password`
  * (accounts' passwords are never set through SCIM) and the read-only `id`, `meta` and `groups`.
  */
-type Def = { name: string; type: "string" | "boolean" } | { name: string; type: "complex"; sub: Record<string, Def> } | { name: string; type: "multi"; sub: Record<string, Def> };
+type Def =
+  | { name: string; type: "string" | "boolean" }
+  | { name: string; type: "complex"; sub: Record<string, Def> }
+  | { name: string; type: "multi"; sub: Record<string, Def> };
 
 const str = (name: string): Def => ({ name, type: "string" });
 const bool = (name: string): Def => ({ name, type: "boolean" });
 const keyed = (defs: Def[]) => Object.fromEntries(defs.map((d) => [d.name.toLowerCase(), d]));
-const plural = (name: string, extra: Def[] = []): Def => ({ name, type: "multi", sub: keyed([str("value"), str("display"), str("type"), bool("primary"), ...extra]) });
+const plural = (name: string, extra: Def[] = []): Def => ({
+  name,
+  type: "multi",
+  sub: keyed([str("value"), str("display"), str("type"), bool("primary"), ...extra]),
+});
 
 export const CORE_ATTRS: Record<string, Def> = keyed([
   { name: "name", type: "complex", sub: keyed(["formatted", "familyName", "givenName", "middleName", "honorificPrefix", "honorificSuffix"].map(str)) },
@@ -31,7 +38,11 @@ export const CORE_ATTRS: Record<string, Def> = keyed([
   plural("phoneNumbers"),
   plural("ims"),
   plural("photos"),
-  { name: "addresses", type: "multi", sub: keyed(["formatted", "streetAddress", "locality", "region", "postalCode", "country", "type"].map(str).concat([bool("primary")])) },
+  {
+    name: "addresses",
+    type: "multi",
+    sub: keyed(["formatted", "streetAddress", "locality", "region", "postalCode", "country", "type"].map(str).concat([bool("primary")])),
+  },
   plural("entitlements"),
   plural("roles"),
   plural("x509Certificates"),
@@ -125,19 +136,21 @@ export const ScimUserSchema = z
  * booleans, unknown attributes ignored), so each problem gets its SCIM scimType; this schema only
  * insists on an object.
  */
-export const ScimUserInput = z
-  .record(z.string(), z.unknown())
-  .openapi("ScimUserInput", {
-    description:
-      "RFC 7643 User: `userName` (required; an email address, or else `emails` must hold one), `externalId`, `name`, `displayName`, `emails`, `active` (default true), `title`, … and the enterprise extension. `password`, unknown attributes and other extensions are ignored.",
-    example: { schemas: [USER_SCHEMA], userName: "bjensen@example.com", name: { givenName: "Barbara", familyName: "Jensen" }, emails: [{ value: "bjensen@example.com", type: "work", primary: true }], active: true },
-  });
+export const ScimUserInput = z.record(z.string(), z.unknown()).openapi("ScimUserInput", {
+  description:
+    "RFC 7643 User: `userName` (required; an email address, or else `emails` must hold one), `externalId`, `name`, `displayName`, `emails`, `active` (default true), `title`, … and the enterprise extension. `password`, unknown attributes and other extensions are ignored.",
+  example: {
+    schemas: [USER_SCHEMA],
+    userName: "bjensen@example.com",
+    name: { givenName: "Barbara", familyName: "Jensen" },
+    emails: [{ value: "bjensen@example.com", type: "work", primary: true }],
+    active: true,
+  },
+});
 
-export const ScimPatchInput = z
-  .record(z.string(), z.unknown())
-  .openapi("ScimPatchOp", {
-    description: `RFC 7644 §3.5.2 PatchOp: \`{schemas: ["${PATCH_SCHEMA}"], Operations: [{op: "add"|"replace"|"remove" (any case), path?, value?}]}\`, at most ${MAX_PATCH_OPERATIONS} operations.`,
-    example: { schemas: [PATCH_SCHEMA], Operations: [{ op: "replace", path: "active", value: false }] },
-  });
+export const ScimPatchInput = z.record(z.string(), z.unknown()).openapi("ScimPatchOp", {
+  description: `RFC 7644 §3.5.2 PatchOp: \`{schemas: ["${PATCH_SCHEMA}"], Operations: [{op: "add"|"replace"|"remove" (any case), path?, value?}]}\`, at most ${MAX_PATCH_OPERATIONS} operations.`,
+  example: { schemas: [PATCH_SCHEMA], Operations: [{ op: "replace", path: "active", value: false }] },
+});
 
 export const ScimUserParams = z.object({ id: z.string().openapi({ param: { name: "id", in: "path" } }) });

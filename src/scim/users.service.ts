@@ -125,7 +125,8 @@ export function finish(doc: UserDoc, opts: { requireEmail: boolean } = { require
   if (userName.length > 256) throw new ScimError(400, "userName is longer than 256 characters.", "invalidValue");
   const attributes: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(doc)) if (!["userName", "externalId", "displayName", "active"].includes(k) && v !== undefined) attributes[k] = v;
-  if (JSON.stringify(attributes).length > MAX_ATTRIBUTES_BYTES) throw new ScimError(400, `The user's attributes exceed ${MAX_ATTRIBUTES_BYTES} bytes.`, "invalidValue");
+  if (JSON.stringify(attributes).length > MAX_ATTRIBUTES_BYTES)
+    throw new ScimError(400, `The user's attributes exceed ${MAX_ATTRIBUTES_BYTES} bytes.`, "invalidValue");
   const email = opts.requireEmail ? linkEmail(userName, doc.emails) : linkEmailOrNull(userName, doc.emails);
   const name = (doc.name ?? {}) as Record<string, string>;
   const candidates = [doc.displayName, name.formatted, [name.givenName, name.familyName].filter(Boolean).join(" "), userName];
@@ -143,7 +144,11 @@ export function finish(doc: UserDoc, opts: { requireEmail: boolean } = { require
 }
 
 // eslint-disable-next-line no-control-regex
-const oneLine = (s: string) => s.replace(/[\u0000-\u001f\u007f]+/g, " ").trim().slice(0, 200);
+const oneLine = (s: string) =>
+  s
+    .replace(/[\u0000-\u001f\u007f]+/g, " ")
+    .trim()
+    .slice(0, 200);
 
 const linkEmailOrNull = (userName: string, emails: unknown) => {
   try {
@@ -177,7 +182,18 @@ const userColumns = {
   updatedAt: scimUsers.updatedAt,
 };
 
-export type ScimUserRow = { id: string; userId: string; userName: string; externalId: string | null; displayName: string | null; active: boolean; attributes: Record<string, unknown>; version: number; createdAt: number; updatedAt: number };
+export type ScimUserRow = {
+  id: string;
+  userId: string;
+  userName: string;
+  externalId: string | null;
+  displayName: string | null;
+  active: boolean;
+  attributes: Record<string, unknown>;
+  version: number;
+  createdAt: number;
+  updatedAt: number;
+};
 
 export function toResource(row: ScimUserRow, config: Pick<Config, "apiBaseUrl">) {
   const { [ENTERPRISE_SCHEMA]: ent, ...core } = row.attributes ?? {};
@@ -233,8 +249,12 @@ export function userForWriteQuery(db: ReadDb, configId: SQL | string, id: string
       accountEmail: users.email,
       orgActive: sql<number>`(select o.active from organizations o where o.id = ${outer(scimUsers.organizationId)})`.mapWith(Number),
       mappedRole: sql<string>`${mappedRoleSql(outer(scimUsers.id))}`,
-      member: sql<WriteRow["member"]>`(select json_object('role', m.role, 'displayName', m.display_name, 'email', m.email, 'joinedAt', m.joined_at, 'scimConfigId', m.scim_config_id)
-        from members m where m.organization_id = ${outer(scimUsers.organizationId)} and m.member_id = ${outer(scimUsers.userId)})`.mapWith((v: string) => JSON.parse(v)),
+      member: sql<
+        WriteRow["member"]
+      >`(select json_object('role', m.role, 'displayName', m.display_name, 'email', m.email, 'joinedAt', m.joined_at, 'scimConfigId', m.scim_config_id)
+        from members m where m.organization_id = ${outer(scimUsers.organizationId)} and m.member_id = ${outer(scimUsers.userId)})`.mapWith((v: string) =>
+        JSON.parse(v),
+      ),
     })
     .from(scimUsers)
     .innerJoin(users, eq(users.id, scimUsers.userId))
@@ -249,11 +269,7 @@ export type WriteRow = ScimUserRow & {
 };
 
 export function userQuery(db: ReadDb, dir: ScimScope, id: string) {
-  return db
-    .select(userColumns)
-    .from(scimUsers)
-    .where(byConfigAndId(dir.configId, id))
-    .limit(1);
+  return db.select(userColumns).from(scimUsers).where(byConfigAndId(dir.configId, id)).limit(1);
 }
 
 const notFound = (id: string) => new ScimError(404, `No user ${id.slice(0, 64)} in this directory.`);
@@ -279,7 +295,12 @@ export const USER_FILTER: Record<string, AttrSpec> = {
   "name.givenname": { type: "string", column: jsonField(scimUsers.attributes, "$.name.givenName") },
   "name.familyname": { type: "string", column: jsonField(scimUsers.attributes, "$.name.familyName") },
   "name.formatted": { type: "string", column: jsonField(scimUsers.attributes, "$.name.formatted") },
-  emails: jsonMulti(scimUsers.attributes, "$.emails", { value: { type: "string" }, type: { type: "string" }, primary: { type: "boolean" }, display: { type: "string" } }),
+  emails: jsonMulti(scimUsers.attributes, "$.emails", {
+    value: { type: "string" },
+    type: { type: "string" },
+    primary: { type: "boolean" },
+    display: { type: "string" },
+  }),
   phonenumbers: jsonMulti(scimUsers.attributes, "$.phoneNumbers", { value: { type: "string" }, type: { type: "string" }, primary: { type: "boolean" } }),
   ...Object.fromEntries(
     ["employeeNumber", "costCenter", "organization", "division", "department"].map((a) => [
@@ -312,7 +333,17 @@ export async function userListQuery(db: ReadDb, dir: ScimScope, q: ListQueryIn, 
   const page = db.select(userColumns).from(scimUsers).where(where).orderBy(scimUsers.configId, scimUsers.id).limit(paging.count);
   return {
     page: after === null ? page.offset(paging.offset) : page,
-    total: listTotalQuery(db, dir, identityProviderConfigs.scimUserCount, scimUsers, where, paging, after !== null, filter !== undefined, paging.count > 0 ? paging.count : undefined),
+    total: listTotalQuery(
+      db,
+      dir,
+      identityProviderConfigs.scimUserCount,
+      scimUsers,
+      where,
+      paging,
+      after !== null,
+      filter !== undefined,
+      paging.count > 0 ? paging.count : undefined,
+    ),
   };
 }
 
@@ -320,7 +351,13 @@ export async function userListResponse(ctx: ScimCtx, q: ListQueryIn, loaded: { p
   const paging = parsePaging(q);
   const resources = loaded.page.map((r) => projectAttributes(toResource(r, ctx.config), q.attributes, q.excludedAttributes));
   const total = listTotal(loaded.total, paging, loaded.page.length);
-  await rememberPage(ctx, await listFingerprint("User", q.filter), paging, loaded.page.map((r) => r.id), total);
+  await rememberPage(
+    ctx,
+    await listFingerprint("User", q.filter),
+    paging,
+    loaded.page.map((r) => r.id),
+    total,
+  );
   return scimJson(scimList(resources, { totalResults: total, startIndex: paging.startIndex }));
 }
 
@@ -368,7 +405,10 @@ export function memberRoleRecomputation(db: Db, dir: ScimDirectory, scimUserIds:
     sql`("members"."role" <> 'admin' or ${role} = 'admin' or ${anAdminStays})`,
   )!;
   return {
-    update: db.update(members).set({ role: sql`${role}` }).where(changing),
+    update: db
+      .update(members)
+      .set({ role: sql`${role}` })
+      .where(changing),
     changed: sql`select "members"."type" as target_type, "members"."member_id" as target_id, '["role"]' as changes,
                         ${memberJsonSql(role)} as event_data
                  from "members" where ${changing}`,
@@ -408,7 +448,14 @@ function provision(db: Db, dir: ScimDirectory, scimUserId: string, userId: SQL |
     db
       .update(members)
       .set({ scimConfigId: sql`coalesce(${members.scimConfigId}, ${dir.configId})`, displayName: name, nameKey: name.toLowerCase() })
-      .where(and(eq(members.organizationId, org), eq(members.memberId, userId), sql`(${members.scimConfigId} is null or ${members.scimConfigId} = ${dir.configId})`, when)),
+      .where(
+        and(
+          eq(members.organizationId, org),
+          eq(members.memberId, userId),
+          sql`(${members.scimConfigId} is null or ${members.scimConfigId} = ${dir.configId})`,
+          when,
+        ),
+      ),
   ];
 }
 
@@ -475,7 +522,10 @@ function accountWrites(db: Db, dir: ScimDirectory, userId: string, next: Finishe
           when,
         ),
       ),
-    db.update(members).set({ email: next.email }).where(and(eq(members.memberId, userId), sql`changes() = 1`)),
+    db
+      .update(members)
+      .set({ email: next.email })
+      .where(and(eq(members.memberId, userId), sql`changes() = 1`)),
   ];
 }
 
@@ -505,7 +555,11 @@ const byAction = (member: AuditAction, scim: SQL) => sql`(case audit_row.action 
  * the organization. Not the SCIM attributes (phone numbers, addresses…): a receiver that needs
  * them reads the user through /scim/v2.
  */
-function userEvent(dir: ScimDirectory, u: { id: string; userId: string; userName: string; externalId: string | null; displayName: string | null; active: boolean }, email: string | null) {
+function userEvent(
+  dir: ScimDirectory,
+  u: { id: string; userId: string; userName: string; externalId: string | null; displayName: string | null; active: boolean },
+  email: string | null,
+) {
   return {
     id: u.id,
     user_id: u.userId,
@@ -544,7 +598,10 @@ function memberAdded(userId: string, name: string, email: string, role: string, 
 function memberRemoved(dir: ScimDirectory, row: WriteRow): AuditEntry[] {
   const m = row.member;
   if (!m || m.scimConfigId !== dir.configId) return [];
-  const data = { ...serializeMember({ memberId: row.userId, type: "user", role: m.role, displayName: m.displayName, email: m.email, joinedAt: m.joinedAt }), left: false };
+  const data = {
+    ...serializeMember({ memberId: row.userId, type: "user", role: m.role, displayName: m.displayName, email: m.email, joinedAt: m.joinedAt }),
+    left: false,
+  };
   return [{ action: "member.removed", target: { type: "user", id: row.userId }, event: { type: "member.removed", data } }];
 }
 
@@ -579,7 +636,10 @@ export function createQuery(db: ReadDb, dir: ScimScope, body: Record<string, unk
     org: db
       .select({
         active: sql<number>`(select o.active from organizations o where o.id = ${outer(identityProviderConfigs.organizationId)})`.mapWith(Number),
-        domainVerified: sql<number>`exists (select 1 from domains scim_d where scim_d.organization_id = ${outer(identityProviderConfigs.organizationId)} and scim_d.verified_at is not null and scim_d.domain = ${domain})`.mapWith(Number),
+        domainVerified:
+          sql<number>`exists (select 1 from domains scim_d where scim_d.organization_id = ${outer(identityProviderConfigs.organizationId)} and scim_d.verified_at is not null and scim_d.domain = ${domain})`.mapWith(
+            Number,
+          ),
       })
       .from(identityProviderConfigs)
       .where(eq(identityProviderConfigs.id, dir.configId))
@@ -597,7 +657,10 @@ type CreateLoaded =
 
 const uniqueness = (detail: string) => new ScimError(409, detail, "uniqueness");
 const seatsFull = () =>
-  new ScimError(409, "The organization's seats are all taken (members plus pending invitations); free a seat or raise the plan's seats, then retry. The user was not provisioned.");
+  new ScimError(
+    409,
+    "The organization's seats are all taken (members plus pending invitations); free a seat or raise the plan's seats, then retry. The user was not provisioned.",
+  );
 const inactiveOrg = () => new ScimError(409, "The organization is inactive (read-only): users can be deactivated or deleted, not provisioned.");
 
 export async function createUser(ctx: ScimCtx, body: Record<string, unknown>, loaded: CreateLoaded) {
@@ -608,7 +671,10 @@ export async function createUser(ctx: ScimCtx, body: Record<string, unknown>, lo
   if (account?.linked) throw uniqueness(`The account with email ${next.email} is already linked to another user of this directory.`);
   // A password set on an address nobody proved may be a squatter's: linking would hand them the organization.
   if (account && account.emailVerifiedAt === null && account.hasPassword) {
-    throw new ScimError(409, `An account with email ${next.email} exists but has not verified its address; the person must verify it (or sign in once by SSO) before it can be provisioned.`);
+    throw new ScimError(
+      409,
+      `An account with email ${next.email} exists but has not verified its address; the person must verify it (or sign in once by SSO) before it can be provisioned.`,
+    );
   }
   const org = loaded.org[0];
   if (next.active && !org?.active) throw inactiveOrg();
@@ -626,9 +692,7 @@ export async function createUser(ctx: ScimCtx, body: Record<string, unknown>, lo
     statements.push(
       db
         .insert(users)
-        .select(
-          sql`select ${userId}, ${next.email!}, ${next.memberName}, null, ${org?.domainVerified ? now : null}, ${now}, ${now} where ${seatOk}`,
-        ),
+        .select(sql`select ${userId}, ${next.email!}, ${next.memberName}, null, ${org?.domainVerified ? now : null}, ${now}, ${now} where ${seatOk}`),
     );
   }
   const inserted = db
@@ -642,8 +706,21 @@ export async function createUser(ctx: ScimCtx, body: Record<string, unknown>, lo
   const provisionAt = statements.length;
   if (next.active) statements.push(...provision(db, dir, id, userId, next.memberName, mine, now));
   if (account) statements.push(...accountWrites(db, dir, userId, next, mine, now));
-  const row: ScimUserRow = { id, userId, userName: next.userName, externalId: next.externalId, displayName: next.displayName, active: next.active, attributes: next.attributes, version: 1, createdAt: now, updatedAt: now };
-  const entries: AuditEntry[] = [{ action: "scim.user.created", target: userTarget(id), event: { type: "scim.user.created", data: userEvent(dir, row, next.email) } }];
+  const row: ScimUserRow = {
+    id,
+    userId,
+    userName: next.userName,
+    externalId: next.externalId,
+    displayName: next.displayName,
+    active: next.active,
+    attributes: next.attributes,
+    version: 1,
+    createdAt: now,
+    updatedAt: now,
+  };
+  const entries: AuditEntry[] = [
+    { action: "scim.user.created", target: userTarget(id), event: { type: "scim.user.created", data: userEvent(dir, row, next.email) } },
+  ];
   // A new SCIM user is in no group yet, so provision() gives the membership the role `user`; an
   // account that is already a member keeps its membership (no member.added).
   if (next.active) entries.push(memberAdded(userId, next.memberName, next.email!, "user", now));
@@ -678,8 +755,10 @@ export function userCountStep(db: Db, dir: ScimDirectory, delta: 1 | -1) {
 }
 
 function uniqueOr(err: unknown, next: Finished): unknown {
-  if (isUniqueViolation(err, "scim_users.config_id, scim_users.user_name_key")) return uniqueness(`userName ${next.userName} already exists in this directory.`);
-  if (isUniqueViolation(err, "scim_users.config_id, scim_users.user_id")) return uniqueness(`The account with email ${next.email} is already linked to another user of this directory.`);
+  if (isUniqueViolation(err, "scim_users.config_id, scim_users.user_name_key"))
+    return uniqueness(`userName ${next.userName} already exists in this directory.`);
+  if (isUniqueViolation(err, "scim_users.config_id, scim_users.user_id"))
+    return uniqueness(`The account with email ${next.email} is already linked to another user of this directory.`);
   if (isUniqueViolation(err, "users.email")) return new ScimError(409, "The account changed concurrently; retry.");
   return err;
 }
@@ -693,7 +772,13 @@ const MAX_TRIES = 3;
  * Runs a write against the row the seam loaded and, when a concurrent writer moved its version
  * in between (and the client sent no If-Match), against a fresh read, a few times.
  */
-async function withRow(ctx: ScimCtx, c: Context, id: string, loaded: WriteRow[] | undefined, write: (row: WriteRow, pinned: boolean) => Promise<Response | typeof RETRY>) {
+async function withRow(
+  ctx: ScimCtx,
+  c: Context,
+  id: string,
+  loaded: WriteRow[] | undefined,
+  write: (row: WriteRow, pinned: boolean) => Promise<Response | typeof RETRY>,
+) {
   let row = loaded?.[0];
   const pinned = !!c.req.header("if-match")?.trim();
   for (let i = 0; i < MAX_TRIES; i++) {
@@ -755,7 +840,16 @@ async function save(ctx: ScimCtx, row: WriteRow, next: Finished, verb: string): 
     : undefined;
   const update = db
     .update(scimUsers)
-    .set({ userName: next.userName, userNameKey: next.userNameKey, externalId: next.externalId, displayName: next.displayName, active: next.active, attributes: next.attributes, version, updatedAt: now })
+    .set({
+      userName: next.userName,
+      userNameKey: next.userNameKey,
+      externalId: next.externalId,
+      displayName: next.displayName,
+      active: next.active,
+      attributes: next.attributes,
+      version,
+      updatedAt: now,
+    })
     .where(and(eq(scimUsers.id, row.id), eq(scimUsers.configId, dir.configId), eq(scimUsers.version, row.version), seatOk))
     .returning({ version: scimUsers.version });
   const mine = sql`exists (select 1 from scim_users s where s.id = ${row.id} and s.version = ${version} and s.updated_at = ${now} and s.active = ${next.active ? 1 : 0})`;
@@ -776,13 +870,18 @@ async function save(ctx: ScimCtx, row: WriteRow, next: Finished, verb: string): 
       organizationId: dir.organizationId,
       entries,
       // Statement 0 is the update; provision() or deprovision() follows it.
-      ...(activating || deactivating ? { after: 1 + MEMBERSHIP_MOVED, onlyIf: byAction(activating ? "member.added" : "member.removed", mine) } : { onlyIf: mine }),
+      ...(activating || deactivating
+        ? { after: 1 + MEMBERSHIP_MOVED, onlyIf: byAction(activating ? "member.added" : "member.removed", mine) }
+        : { onlyIf: mine }),
     });
   } catch (err) {
     throw uniqueOr(err, next);
   }
   if ((results[0] as unknown[]).length === 0) {
-    const [current] = await db.select({ version: scimUsers.version }).from(scimUsers).where(and(eq(scimUsers.id, row.id), eq(scimUsers.configId, dir.configId)));
+    const [current] = await db
+      .select({ version: scimUsers.version })
+      .from(scimUsers)
+      .where(and(eq(scimUsers.id, row.id), eq(scimUsers.configId, dir.configId)));
     if (!current) throw notFound(row.id);
     if (current.version !== row.version) return RETRY;
     throw seatsFull();
@@ -814,7 +913,9 @@ export function deleteUser(ctx: ScimCtx, c: Context, id: string, loaded: WriteRo
         .returning({ id: scimUsers.id }),
       userCountStep(db, dir, -1),
     );
-    const entries: AuditEntry[] = [{ action: "scim.user.deleted", target: userTarget(row.id), event: { type: "scim.user.deleted", data: userEvent(dir, row, row.accountEmail) } }];
+    const entries: AuditEntry[] = [
+      { action: "scim.user.deleted", target: userTarget(row.id), event: { type: "scim.user.deleted", data: userEvent(dir, row, row.accountEmail) } },
+    ];
     if (row.active) entries.push(...memberRemoved(dir, row));
     // Before the delete the gate still holds exactly when the delete will succeed (one transaction).
     const results = await commit(ctx, statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
@@ -847,7 +948,8 @@ export function operationsOf(body: Record<string, unknown>): Operation[] {
     const o = Object.fromEntries(Object.entries(raw as Record<string, unknown>).map(([k, v]) => [k.toLowerCase(), v]));
     const op = typeof o.op === "string" ? o.op.toLowerCase() : "";
     if (op !== "add" && op !== "replace" && op !== "remove") throw new ScimError(400, `Operations[${i}].op must be add, replace or remove.`, "invalidSyntax");
-    if (o.path !== undefined && o.path !== null && typeof o.path !== "string") throw new ScimError(400, `Operations[${i}].path must be a string.`, "invalidPath");
+    if (o.path !== undefined && o.path !== null && typeof o.path !== "string")
+      throw new ScimError(400, `Operations[${i}].path must be a string.`, "invalidPath");
     const path = typeof o.path === "string" && o.path.trim() !== "" ? o.path.trim() : undefined;
     if (op !== "remove" && o.value === undefined) throw new ScimError(400, `Operations[${i}] (${op}) needs a value.`, "invalidValue");
     return { op, path, value: o.value } as Operation;
@@ -923,7 +1025,8 @@ function resolvePath(text: string, id: string, value: unknown, lenient: boolean)
 function applyOperation(doc: UserDoc, op: Operation, id: string) {
   if (!op.path) {
     if (op.op === "remove") throw new ScimError(400, "A remove operation needs a path.", "noTarget");
-    if (!op.value || typeof op.value !== "object" || Array.isArray(op.value)) throw new ScimError(400, `A path-less ${op.op} needs an object value.`, "invalidValue");
+    if (!op.value || typeof op.value !== "object" || Array.isArray(op.value))
+      throw new ScimError(400, `A path-less ${op.op} needs an object value.`, "invalidValue");
     // Each member is applied as if it were the path (Entra ID sends `{"active": "False"}`, `{"name.givenName": …}`, enterprise URNs).
     for (const [k, v] of Object.entries(op.value as Record<string, unknown>)) {
       const t = resolvePath(k, id, v, true);

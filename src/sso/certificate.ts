@@ -53,7 +53,8 @@ export function parseCertificatePem(text: string): ParsedCertificate {
   let body: string;
   if (blocks.length > 0) {
     // A pasted private key must be refused loudly: storing it would put a secret where we promise none.
-    if (blocks.some((b) => b[1]!.includes("PRIVATE KEY"))) throw new CertificateError("is a private key: send the identity provider's certificate, never its key");
+    if (blocks.some((b) => b[1]!.includes("PRIVATE KEY")))
+      throw new CertificateError("is a private key: send the identity provider's certificate, never its key");
     const certs = blocks.filter((b) => b[1] === "CERTIFICATE");
     if (certs.length !== 1 || blocks.length !== 1) throw new CertificateError("must hold exactly one -----BEGIN CERTIFICATE----- block");
     if (text.replace(BLOCK, "").trim() !== "") throw new CertificateError("must hold nothing but the PEM block");
@@ -64,7 +65,8 @@ export function parseCertificatePem(text: string): ParsedCertificate {
     body = text;
   }
   const b64 = body.replace(/\s+/g, "");
-  if (b64 === "" || !BASE64.test(b64) || b64.length % 4 !== 0) throw new CertificateError("must be a PEM certificate (-----BEGIN CERTIFICATE----- … -----END CERTIFICATE-----) with valid base64");
+  if (b64 === "" || !BASE64.test(b64) || b64.length % 4 !== 0)
+    throw new CertificateError("must be a PEM certificate (-----BEGIN CERTIFICATE----- … -----END CERTIFICATE-----) with valid base64");
   const der = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
   if (tlvLength(der, 0) !== der.length) throw new CertificateError("is not an X.509 certificate (the DER structure is malformed or has trailing bytes)");
 

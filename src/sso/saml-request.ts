@@ -42,7 +42,14 @@ function base64(bytes: Uint8Array): string {
 }
 
 /** The IdP URL to redirect the browser to; the IdP's own query parameters are kept. */
-export async function authnRequestRedirect(p: { id: string; now: number; ssoUrl: string; acsUrl: string; spEntityId: string; relayState?: string }): Promise<string> {
+export async function authnRequestRedirect(p: {
+  id: string;
+  now: number;
+  ssoUrl: string;
+  acsUrl: string;
+  spEntityId: string;
+  relayState?: string;
+}): Promise<string> {
   const xml = authnRequestXml({ id: p.id, now: p.now, destination: p.ssoUrl, acsUrl: p.acsUrl, spEntityId: p.spEntityId });
   const url = new URL(p.ssoUrl);
   url.searchParams.append("SAMLRequest", base64(await deflateRaw(xml)));

@@ -293,10 +293,7 @@ function cryptoKey(k: VerifyKey, alg: { key: "RSA" | "EC"; hash: string }): Prom
       alg.key === "RSA"
         ? { name: "RSASSA-PKCS1-v1_5", hash: alg.hash }
         : { name: "ECDSA", namedCurve: typeof k.cert.keyDetail === "string" ? k.cert.keyDetail : "" };
-    p =
-      k.cert.keyType !== alg.key
-        ? Promise.resolve(null)
-        : crypto.subtle.importKey("spki", k.cert.spki, params, false, ["verify"]).catch(() => null);
+    p = k.cert.keyType !== alg.key ? Promise.resolve(null) : crypto.subtle.importKey("spki", k.cert.spki, params, false, ["verify"]).catch(() => null);
     k.imported.set(id, p);
   }
   return p;
@@ -349,7 +346,8 @@ const bytesEqual = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.
 async function verifySignature(sig: XmlElement, target: XmlElement, keys: VerifyKey[], allowSha1: boolean): Promise<void> {
   const where = target.localName === "Response" ? "the Response signature" : "the Assertion signature";
   for (const c of childElements(sig)) {
-    if (c.namespaceURI !== NS.ds || !["SignedInfo", "SignatureValue", "KeyInfo"].includes(c.localName)) fail(`${where} holds an unexpected ${c.localName} element`);
+    if (c.namespaceURI !== NS.ds || !["SignedInfo", "SignatureValue", "KeyInfo"].includes(c.localName))
+      fail(`${where} holds an unexpected ${c.localName} element`);
   }
   const signedInfo = requiredChild(sig, NS.ds, "SignedInfo", `${where}'s SignedInfo`);
   const signatureValue = requiredChild(sig, NS.ds, "SignatureValue", `${where}'s SignatureValue`);
@@ -391,7 +389,12 @@ async function verifySignature(sig: XmlElement, target: XmlElement, keys: Verify
   const digest = new Uint8Array(await crypto.subtle.digest(digestAlg!.hash, new TextEncoder().encode(referenced)));
   if (!bytesEqual(digest, digestValue)) fail(`${where}'s digest does not match: the signed content was changed`);
 
-  const signedInfoC14n = canonicalize(signedInfo.cloneNode(true) as XmlElement, c14nAlg === ALG.excC14nWithComments, prefixList(c14nMethod), ancestorNamespaces(signedInfo));
+  const signedInfoC14n = canonicalize(
+    signedInfo.cloneNode(true) as XmlElement,
+    c14nAlg === ALG.excC14nWithComments,
+    prefixList(c14nMethod),
+    ancestorNamespaces(signedInfo),
+  );
   const signature = base64Bytes(pureText(signatureValue, "SignatureValue"), "SignatureValue");
   const data = new TextEncoder().encode(signedInfoC14n);
   for (const k of keys) {
@@ -436,7 +439,11 @@ function checkConditions(response: XmlElement, assertion: XmlElement, signed: Ve
   const status = requiredChild(response, NS.samlp, "Status", "the Response Status");
   const code = attr(requiredChild(status, NS.samlp, "StatusCode", "the StatusCode"), "Value");
   if (code !== SUCCESS) {
-    const short = (code ?? "").split(":").pop()!.replace(/[^A-Za-z]/g, "").slice(0, 40);
+    const short = (code ?? "")
+      .split(":")
+      .pop()!
+      .replace(/[^A-Za-z]/g, "")
+      .slice(0, 40);
     fail(`the identity provider answered with status ${short || "unknown"}, not Success`);
   }
 
@@ -476,7 +483,8 @@ function checkConditions(response: XmlElement, assertion: XmlElement, signed: Ve
     else if (scNotOnOrAfter === null) reason = "the SubjectConfirmationData has no NotOnOrAfter";
     else if (now - CLOCK_SKEW_MS >= scNotOnOrAfter) reason = "the Assertion has expired (SubjectConfirmationData NotOnOrAfter)";
     else if (scNotBefore !== null && now + CLOCK_SKEW_MS < scNotBefore) reason = "the Assertion is not yet valid (SubjectConfirmationData NotBefore)";
-    else if (scInResponseTo !== null && responseInResponseTo !== null && scInResponseTo !== responseInResponseTo) reason = "the Response and its Assertion answer different requests";
+    else if (scInResponseTo !== null && responseInResponseTo !== null && scInResponseTo !== responseInResponseTo)
+      reason = "the Response and its Assertion answer different requests";
     else {
       confirmed = { notOnOrAfter: scNotOnOrAfter, inResponseTo: scInResponseTo ?? responseInResponseTo };
       break;

@@ -116,7 +116,10 @@ export async function ssoOrganization(resolver) {
 
 /** The dev IdP (scripts/dev-idp.mjs) signs the user in up to the ACS's redirect: the callback URL with an unspent code. */
 export function ssoCallbackUrl(idpId, email) {
-  const run = spawnSync(process.execPath, ["scripts/dev-idp.mjs", "--api", BASE, "--idp", idpId, "--email", email, "--callback-only"], { cwd: root, encoding: "utf8" });
+  const run = spawnSync(process.execPath, ["scripts/dev-idp.mjs", "--api", BASE, "--idp", idpId, "--email", email, "--callback-only"], {
+    cwd: root,
+    encoding: "utf8",
+  });
   assert.equal(run.status, 0, run.stderr);
   return run.stdout.trim().split("\n").at(-1);
 }

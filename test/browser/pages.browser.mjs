@@ -73,7 +73,10 @@ describe("invitation link", () => {
     await page.fill("#signin-password", PASSWORD);
     await page.click("#signin button[type=submit]");
     await page.locator("#signin-error:not(:empty)").waitFor();
-    assert.match(await page.locator("#signin-error").textContent(), new RegExp(`signed in as ${stranger.email}, but this invitation was sent to ${invitee.email}`));
+    assert.match(
+      await page.locator("#signin-error").textContent(),
+      new RegExp(`signed in as ${stranger.email}, but this invitation was sent to ${invitee.email}`),
+    );
     assert.ok(!(await memberEmails(admin, org.id)).includes(stranger.email));
 
     await page.fill("#signin-password", "not the password");

@@ -40,6 +40,8 @@ export async function subscribe(orgId: string, events: string[]) {
 
 /** The events written to the organization's outbox (one row per subscribed endpoint), in the order they were recorded (event ids are time-ordered), payload parsed. */
 export async function outboxEvents(orgId: string) {
-  const { results } = await env.DB.prepare("select event_type, payload from webhook_deliveries where organization_id = ? order by created_at, event_id").bind(orgId).all<{ event_type: string; payload: string }>();
+  const { results } = await env.DB.prepare("select event_type, payload from webhook_deliveries where organization_id = ? order by created_at, event_id")
+    .bind(orgId)
+    .all<{ event_type: string; payload: string }>();
   return results.map((r) => JSON.parse(r.payload) as { type: string; timestamp: string; data: Record<string, any> });
 }

@@ -63,14 +63,9 @@ export async function seedOrganizations(user: { id: string; email: string; displ
     ids.push(id);
     const now = base + i;
     stmts.push(
-      env.DB.prepare("insert into organizations (id, name, slug, owner_id, member_count, user_member_count, created_at, updated_at) values (?, ?, ?, ?, 1, 1, ?, ?)").bind(
-        id,
-        `${namePrefix} ${String(i).padStart(4, "0")}`,
-        `${namePrefix.toLowerCase()}-${id.slice(4).toLowerCase()}`,
-        user.id,
-        now,
-        now,
-      ),
+      env.DB.prepare(
+        "insert into organizations (id, name, slug, owner_id, member_count, user_member_count, created_at, updated_at) values (?, ?, ?, ?, 1, 1, ?, ?)",
+      ).bind(id, `${namePrefix} ${String(i).padStart(4, "0")}`, `${namePrefix.toLowerCase()}-${id.slice(4).toLowerCase()}`, user.id, now, now),
       env.DB.prepare(
         "insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at) values (?, ?, 'user', 'admin', ?, ?, ?, ?)",
       ).bind(id, user.id, user.displayName, user.displayName.toLowerCase(), user.email, now),

@@ -89,7 +89,10 @@ export function assertionXml(p: AssertionParams): string {
     (attrs.length === 0
       ? ""
       : `<saml:AttributeStatement>${attrs
-          .map(([name, values]) => `<saml:Attribute Name="${esc(name)}">${values.map((v) => `<saml:AttributeValue>${esc(v)}</saml:AttributeValue>`).join("")}</saml:Attribute>`)
+          .map(
+            ([name, values]) =>
+              `<saml:Attribute Name="${esc(name)}">${values.map((v) => `<saml:AttributeValue>${esc(v)}</saml:AttributeValue>`).join("")}</saml:Attribute>`,
+          )
           .join("")}</saml:AttributeStatement>`) +
     (p.extra ?? "") +
     `</saml:Assertion>`
@@ -203,7 +206,13 @@ export async function signCanonical(
     `</ds:SignedInfo>`;
   const params = key.kind === "EC" ? { name: "ECDSA", namedCurve: "P-256" } : { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" };
   const priv = await crypto.subtle.importKey("pkcs8", pemBytes(key.pkcs8), params, false, ["sign"]);
-  const value = b64(await crypto.subtle.sign(key.kind === "EC" ? { name: "ECDSA", hash: "SHA-256" } : { name: "RSASSA-PKCS1-v1_5" }, priv, new TextEncoder().encode(signedInfo)));
+  const value = b64(
+    await crypto.subtle.sign(
+      key.kind === "EC" ? { name: "ECDSA", hash: "SHA-256" } : { name: "RSASSA-PKCS1-v1_5" },
+      priv,
+      new TextEncoder().encode(signedInfo),
+    ),
+  );
   const signature = `<ds:Signature xmlns:ds="${DS}">${signedInfo}<ds:SignatureValue>${value}</ds:SignatureValue></ds:Signature>`;
   const afterFirstChild = element.indexOf("</saml:Issuer>") + "</saml:Issuer>".length;
   return element.slice(0, afterFirstChild) + signature + element.slice(afterFirstChild);
@@ -267,7 +276,19 @@ export async function setupSp(o: SpOptions = {}): Promise<Sp> {
   await env.DB.prepare(
     "insert into identity_provider_configs (id, organization_id, name, saml_entity_id, saml_sso_url, saml_x509_cert, saml_x509_cert_secondary, allow_idp_initiated, allow_sha1, is_default, created_at, updated_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
   )
-    .bind(idpId, org.id, "Test IdP", idpEntityId, ssoUrl, o.cert === undefined ? IDP.cert : o.cert, o.secondary ?? null, o.allowIdpInitiated ? 1 : 0, o.allowSha1 ? 1 : 0, now, now)
+    .bind(
+      idpId,
+      org.id,
+      "Test IdP",
+      idpEntityId,
+      ssoUrl,
+      o.cert === undefined ? IDP.cert : o.cert,
+      o.secondary ?? null,
+      o.allowIdpInitiated ? 1 : 0,
+      o.allowSha1 ? 1 : 0,
+      now,
+      now,
+    )
     .run();
   const bound = o.domainConfig === undefined || o.domainConfig === "none" ? null : o.domainConfig === "this" ? idpId : o.domainConfig;
   await env.DB.prepare(
@@ -331,10 +352,18 @@ export function issue(sp: Sp, inResponseTo: string | null, o: IssueOptions = {})
 }
 
 /** Posts to the ACS as a browser does (HTTP-POST binding). */
-export function postAcs(sp: Sp | string, xmlOrBase64: string, o: { relayState?: string; raw?: boolean; env?: RequestOptions["env"] } = {}): Promise<ApiResponse> {
+export function postAcs(
+  sp: Sp | string,
+  xmlOrBase64: string,
+  o: { relayState?: string; raw?: boolean; env?: RequestOptions["env"] } = {},
+): Promise<ApiResponse> {
   const form = new URLSearchParams({ SAMLResponse: o.raw ? xmlOrBase64 : encodeResponse(xmlOrBase64) });
   if (o.relayState !== undefined) form.set("RelayState", o.relayState);
-  return api("POST", typeof sp === "string" ? sp : sp.acsPath, { raw: form.toString(), headers: { "Content-Type": "application/x-www-form-urlencoded" }, env: o.env });
+  return api("POST", typeof sp === "string" ? sp : sp.acsPath, {
+    raw: form.toString(),
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    env: o.env,
+  });
 }
 
 /** The code on the callback URL the ACS redirected to. */

@@ -57,7 +57,13 @@ export async function scimSetup(opts: { verifiedDomain?: boolean; admin?: TestUs
 }
 
 /** A /scim/v2 request with a SCIM token and the SCIM media type. */
-export function scim<T = any>(method: string, path: string, token: string | undefined, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse<T>> {
+export function scim<T = any>(
+  method: string,
+  path: string,
+  token: string | undefined,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<ApiResponse<T>> {
   return api<T>(method, `/scim/v2${path}`, {
     token,
     body,
@@ -70,7 +76,9 @@ export const accountByEmail = (email: string) => env.DB.prepare("select * from u
 export const memberRow = (orgId: string, userId: string) =>
   env.DB.prepare("select * from members where organization_id = ? and member_id = ?").bind(orgId, userId).first<Record<string, any>>();
 export const orgCounters = (orgId: string) =>
-  env.DB.prepare("select member_count, user_member_count from organizations where id = ?").bind(orgId).first<{ member_count: number; user_member_count: number }>();
+  env.DB.prepare("select member_count, user_member_count from organizations where id = ?")
+    .bind(orgId)
+    .first<{ member_count: number; user_member_count: number }>();
 
 /**
  * `n` users of a directory seeded straight into D1 (accounts and scim_users rows), for paging
@@ -87,10 +95,24 @@ export async function seedScimUsers(setup: { org: { id: string }; configId: stri
     ids.push(id);
     const email = `${prefix}.${String(i).padStart(5, "0")}@bulk.test`;
     stmts.push(
-      env.DB.prepare("insert into users (id, email, display_name, password_hash, email_verified_at, created_at, updated_at) values (?, ?, ?, null, null, ?, ?)").bind(userId, email, `Bulk ${i}`, now, now),
+      env.DB.prepare(
+        "insert into users (id, email, display_name, password_hash, email_verified_at, created_at, updated_at) values (?, ?, ?, null, null, ?, ?)",
+      ).bind(userId, email, `Bulk ${i}`, now, now),
       env.DB.prepare(
         "insert into scim_users (id, config_id, organization_id, user_id, user_name, user_name_key, external_id, display_name, active, attributes, version, created_at, updated_at) values (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, 1, ?, ?)",
-      ).bind(id, setup.configId, setup.org.id, userId, email, email, `ext-${prefix}-${i}`, `Bulk ${i}`, JSON.stringify({ emails: [{ value: email, type: "work", primary: true }] }), now, now),
+      ).bind(
+        id,
+        setup.configId,
+        setup.org.id,
+        userId,
+        email,
+        email,
+        `ext-${prefix}-${i}`,
+        `Bulk ${i}`,
+        JSON.stringify({ emails: [{ value: email, type: "work", primary: true }] }),
+        now,
+        now,
+      ),
     );
   }
   // The directory's maintained count, as the SCIM writes keep it.

@@ -161,7 +161,13 @@ describe("resend provider", () => {
     expect((await get(invitationPath(org.id, invitation.id), { token: admin.accessToken })).body.email_status).toBe("queued");
 
     // The delay doubles with each attempt, capped at ten minutes.
-    for (const [attempts, delay] of [[2, 20], [3, 40], [5, 160], [7, 600], [20, 600]] as const) {
+    for (const [attempts, delay] of [
+      [2, 20],
+      [3, 40],
+      [5, 160],
+      [7, 600],
+      [20, 600],
+    ] as const) {
       const r = await runOne(outboxId, { env: resend, attempts });
       expect(r.result.retryMessages).toEqual([{ msgId: r.id, delaySeconds: delay }]);
     }
@@ -280,7 +286,9 @@ describe("superseded emails", () => {
     expect((await invitationRow(resent.invitation.id))!.email_status).toBe("sent");
 
     const canceled = await undeliveredInvitation();
-    expect((await post(`${invitationPath(canceled.org.id, canceled.invitation.id)}/cancel`, undefined, { token: canceled.admin.accessToken })).status).toBe(200);
+    expect((await post(`${invitationPath(canceled.org.id, canceled.invitation.id)}/cancel`, undefined, { token: canceled.admin.accessToken })).status).toBe(
+      200,
+    );
     await runOne(canceled.outboxId);
     expect(await mailboxFor(canceled.invitation.email)).toEqual([]);
   });
@@ -308,7 +316,11 @@ describe("queue unavailable", () => {
     expect(row).toMatchObject({ status: "pending", recipient: email, attempts: 0 });
 
     // No queue binding at all behaves the same.
-    const missing = await post(invitationsPath(org.body.id), { email: uniqueEmail() }, { token: admin.accessToken, env: { EMAIL_QUEUE: null as unknown as Queue } });
+    const missing = await post(
+      invitationsPath(org.body.id),
+      { email: uniqueEmail() },
+      { token: admin.accessToken, env: { EMAIL_QUEUE: null as unknown as Queue } },
+    );
     expect(missing.status, missing.text).toBe(201);
     expect((await outboxRow((await invitationRow(missing.body.id))!.outbox_id))!.status).toBe("pending");
   });

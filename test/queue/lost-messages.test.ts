@@ -39,7 +39,9 @@ async function cron(queue: Queue, overrides: Partial<Bindings> = {}) {
 
 /** Makes outbox rows look as if nothing had happened to them for `ms`. */
 async function quietFor(ids: string[], ms: number) {
-  await env.DB.prepare("update outbox set updated_at = ? where id in (select value from json_each(?))").bind(Date.now() - ms, JSON.stringify(ids)).run();
+  await env.DB.prepare("update outbox set updated_at = ? where id in (select value from json_each(?))")
+    .bind(Date.now() - ms, JSON.stringify(ids))
+    .run();
 }
 
 const count = (list: string[], id: string) => list.filter((x) => x === id).length;
@@ -123,7 +125,11 @@ describe("emails whose queue message was lost", () => {
     const outboxId = (await invitationRow(inv.id))!.outbox_id as string;
     await quietFor([outboxId], QUEUED_STUCK_AFTER_MS + 60_000);
     const before = (await outboxRow(outboxId))!.updated_at;
-    const down = { toJSON: () => "down", send: () => Promise.reject(new Error("down")), sendBatch: () => Promise.reject(new Error("down")) } as unknown as Queue;
+    const down = {
+      toJSON: () => "down",
+      send: () => Promise.reject(new Error("down")),
+      sendBatch: () => Promise.reject(new Error("down")),
+    } as unknown as Queue;
     await cron(down);
     expect((await outboxRow(outboxId))!).toMatchObject({ status: "queued", updated_at: before });
     const back = blackHole("back");

@@ -49,7 +49,9 @@ async function cron(overrides: Partial<Bindings> = {}): Promise<string[]> {
 
 /** Makes an outbox row look as old as `ms`, as if its queue send had failed that long ago. */
 async function age(outboxId: string, ms: number) {
-  await env.DB.prepare("update outbox set created_at = ? where id = ?").bind(Date.now() - ms, outboxId).run();
+  await env.DB.prepare("update outbox set created_at = ? where id = ?")
+    .bind(Date.now() - ms, outboxId)
+    .run();
 }
 
 /**
@@ -74,10 +76,18 @@ describe("redelivery of emails that never reached the queue", () => {
     await cronUntilPicked(outboxId);
     expect(["queued", "sent"]).toContain((await outboxRow(outboxId))!.status);
 
-    const [mail] = await eventually(() => mailboxFor(invitation.email), (m) => m.length === 1, "the redelivered email");
+    const [mail] = await eventually(
+      () => mailboxFor(invitation.email),
+      (m) => m.length === 1,
+      "the redelivered email",
+    );
     const token = /token=([A-Za-z0-9_-]+)/.exec(mail!.text)![1]!;
     expect((await get(previewPath(token))).status).toBe(200);
-    await eventually(() => get(invitationPath(org.id, invitation.id), { token: admin.accessToken }), (r) => r.body.email_status === "sent", "email_status sent");
+    await eventually(
+      () => get(invitationPath(org.id, invitation.id), { token: admin.accessToken }),
+      (r) => r.body.email_status === "sent",
+      "email_status sent",
+    );
     expect((await outboxRow(outboxId))!.status).toBe("sent");
   });
 
@@ -88,7 +98,11 @@ describe("redelivery of emails that never reached the queue", () => {
     expect((await outboxRow(outboxId))!.status).toBe("pending");
     expect((await invitationRow(invitation.id))!.email_status).toBe("queued");
     await cronUntilPicked(outboxId);
-    await eventually(() => mailboxFor(invitation.email), (m) => m.length === 1, "the email after the queue came back");
+    await eventually(
+      () => mailboxFor(invitation.email),
+      (m) => m.length === 1,
+      "the email after the queue came back",
+    );
   });
 
   it("rows already queued or sent are not enqueued again", async () => {

@@ -76,7 +76,14 @@ describe("signed delivery", () => {
     expect(() => verify("whsec_" + btoa("x".repeat(32)), r!)).toThrow();
     expect(() => verify(w.secret, { ...r!, body: r!.body.replace("admin", "Admin") })).toThrow();
 
-    expect(row).toMatchObject({ status: "succeeded", attempts: 1, last_response_code: 200, last_error: null, next_attempt_at: null, delivered_at: expect.any(Number) });
+    expect(row).toMatchObject({
+      status: "succeeded",
+      attempts: 1,
+      last_response_code: 200,
+      last_error: null,
+      next_attempt_at: null,
+      delivered_at: expect.any(Number),
+    });
     expect(await attemptsOf(delivery)).toMatchObject([{ attempt: 1, response_code: 200, error: null }]);
     for (const line of logged) {
       expect(line).not.toContain(w.secret.slice(6));
@@ -95,7 +102,9 @@ describe("signed delivery", () => {
     expect(verify(rotated.body.secret, during)).toBeTruthy();
     expect(verify(w.secret, during)).toBeTruthy();
 
-    await env.DB.prepare("update webhooks set previous_secret_expires_at = ? where id = ?").bind(Date.now() - 1, w.id).run();
+    await env.DB.prepare("update webhooks set previous_secret_expires_at = ? where id = ?")
+      .bind(Date.now() - 1, w.id)
+      .run();
     await runWebhookQueue([delivery], { env: queue.env, attempts: 2 });
     const after = received[1]!;
     expect(after.headers["webhook-signature"]).toMatch(/^v1,\S+$/);
@@ -186,12 +195,19 @@ describe("endpoint health", () => {
     await addMemberDirect(org.id, second, "admin");
     const plain = await createUser();
     await addMemberDirect(org.id, plain, "user");
-    if (ms !== null) await env.DB.prepare("update webhooks set failing_since = ? where id = ?").bind(Date.now() - ms, w.id).run();
+    if (ms !== null)
+      await env.DB.prepare("update webhooks set failing_since = ? where id = ?")
+        .bind(Date.now() - ms, w.id)
+        .run();
     return { admin, org, w, queue, delivery, second, plain, member };
   }
 
   const outboxFor = async (webhookId: string) =>
-    (await env.DB.prepare("select * from outbox where subject_id = ? and template = 'webhook_disabled' order by recipient").bind(webhookId).all<Record<string, any>>()).results;
+    (
+      await env.DB.prepare("select * from outbox where subject_id = ? and template = 'webhook_disabled' order by recipient")
+        .bind(webhookId)
+        .all<Record<string, any>>()
+    ).results;
 
   it("the first failure after a success sets failing_since; younger than 5 days it stays enabled", async () => {
     const { w, queue, delivery } = await failingFor(null);
@@ -203,7 +219,9 @@ describe("endpoint health", () => {
     await runWebhookQueue([delivery], { env: queue.env, attempts: 2 });
     expect((await webhookRow(w.id))!.failing_since).toBe(row.failing_since);
 
-    await env.DB.prepare("update webhooks set failing_since = ? where id = ?").bind(Date.now() - DISABLE_AFTER_MS + 60_000, w.id).run();
+    await env.DB.prepare("update webhooks set failing_since = ? where id = ?")
+      .bind(Date.now() - DISABLE_AFTER_MS + 60_000, w.id)
+      .run();
     await runWebhookQueue([delivery], { env: queue.env, attempts: 3 });
     expect(await webhookRow(w.id)).toMatchObject({ disabled_at: null });
   });
@@ -309,7 +327,10 @@ describe("nothing lost", () => {
         const chunk = pending.slice(i, i + 100);
         // The queue delivers at least once: copies arrive in the same batch and in later ones.
         const { retried } = await runWebhookQueue([...chunk, ...chunk.slice(0, 5)], { env: queue.env, attempts: round });
-        await runWebhookQueue(chunk.filter((_, j) => j % 10 === 0), { env: queue.env, attempts: round });
+        await runWebhookQueue(
+          chunk.filter((_, j) => j % 10 === 0),
+          { env: queue.env, attempts: round },
+        );
         for (const id of retried.keys()) next.add(id);
       }
       // A retried message whose copy has since succeeded comes back too, and is acked unsent.
@@ -320,7 +341,11 @@ describe("nothing lost", () => {
     expect(acknowledged.size).toBe(1000);
     expect([...acknowledged.values()].every((n) => n === 1)).toBe(true);
     expect(refused).toBe(Math.ceil(1000 / 7));
-    const statuses = await env.DB.prepare("select status, count(*) as n, sum(attempts) as attempts from webhook_deliveries where webhook_id = ? group by status").bind(w.id).all();
+    const statuses = await env.DB.prepare(
+      "select status, count(*) as n, sum(attempts) as attempts from webhook_deliveries where webhook_id = ? group by status",
+    )
+      .bind(w.id)
+      .all();
     expect(statuses.results).toEqual([{ status: "succeeded", n: 1000, attempts: 1000 + refused }]);
   }, 180_000);
 
@@ -347,7 +372,9 @@ describe("nothing lost", () => {
     // Only the first minute has passed for the pending one: not yet.
     expect(await redeliverStuckWebhooks(ctx)).toBe(1);
     expect(queue.take()).toEqual([lost]);
-    await env.DB.prepare("update webhook_deliveries set updated_at = ? where id = ?").bind(Date.now() - 61_000, pending!.id).run();
+    await env.DB.prepare("update webhook_deliveries set updated_at = ? where id = ?")
+      .bind(Date.now() - 61_000, pending!.id)
+      .run();
     expect(await redeliverStuckWebhooks(ctx)).toBe(1);
     expect(queue.take()).toEqual([pending!.id]);
     // Re-enqueued rows were bumped: the next run (a minute later) does not send them again.

@@ -44,7 +44,11 @@ describe("happy", () => {
     const costs: Record<string, ApiResponse["cost"][]> = { session: [], pat: [], service_account_key: [] };
     // First and second use: the first use of a token also schedules its last_used_at write.
     for (let i = 0; i < 2; i++) {
-      for (const [kind, token] of [["session", admin.accessToken], ["pat", pat.token], ["service_account_key", key]] as const) {
+      for (const [kind, token] of [
+        ["session", admin.accessToken],
+        ["pat", pat.token],
+        ["service_account_key", key],
+      ] as const) {
         const res = await get(`/v1/organizations/${org.id}`, { token });
         expect(res.status, `${kind}: ${res.text}`).toBe(200);
         expect(res.body.id).toBe(org.id);
@@ -122,7 +126,9 @@ describe("security", () => {
     const rotated = await post(`/v1/organizations/${org.id}/service-accounts/${sa.id}/rotate-key`, { grace_seconds: 600 }, { token: admin.accessToken });
     expect(rotated.status, rotated.text).toBe(200);
     expect((await get(`/v1/organizations/${org.id}`, { token: key })).status).toBe(200);
-    await env.DB.prepare("update service_account_keys set expires_at = ? where service_account_id = ? and expires_at is not null").bind(Date.now() - 1, sa.id).run();
+    await env.DB.prepare("update service_account_keys set expires_at = ? where service_account_id = ? and expires_at is not null")
+      .bind(Date.now() - 1, sa.id)
+      .run();
     const res = await get(`/v1/organizations/${org.id}`, { token: key });
     expectProblem(res, 401, "unauthenticated");
     expectHotPathCost(res);
@@ -135,7 +141,11 @@ describe("security", () => {
     const res = await get("/v1/me", { token: key });
     expectProblem(res, 401, "unauthenticated");
     expectHotPathCost(res);
-    const left = await env.DB.prepare("select (select count(*) from service_account_keys where service_account_id = ?1) + (select count(*) from service_accounts where id = ?1) as n").bind(sa.id).first<{ n: number }>();
+    const left = await env.DB.prepare(
+      "select (select count(*) from service_account_keys where service_account_id = ?1) + (select count(*) from service_accounts where id = ?1) as n",
+    )
+      .bind(sa.id)
+      .first<{ n: number }>();
     expect(left!.n).toBe(0);
   });
 

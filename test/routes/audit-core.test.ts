@@ -31,7 +31,8 @@ interface Entry {
   request_id: string | null;
 }
 
-const call = (method: string, path: string, token: string, body?: unknown, extra: { env?: Record<string, string> } = {}) => api(method, path, { token, body, headers: FROM, env: extra.env });
+const call = (method: string, path: string, token: string, body?: unknown, extra: { env?: Record<string, string> } = {}) =>
+  api(method, path, { token, body, headers: FROM, env: extra.env });
 
 /** The entries a response's request wrote, by its X-Request-Id. */
 async function entriesOf(res: ApiResponse): Promise<Entry[]> {
@@ -70,7 +71,11 @@ async function expectNoEntry(res: ApiResponse) {
 async function subscribe(orgId: string, events: string[]) {
   const id = newId("webhook");
   const now = Date.now();
-  const sealed = await encryptString((env as unknown as { ENCRYPTION_KEY: string }).ENCRYPTION_KEY, `whsec_${btoa("0123456789abcdef01234567")}`, webhookSecretAad(orgId, id));
+  const sealed = await encryptString(
+    (env as unknown as { ENCRYPTION_KEY: string }).ENCRYPTION_KEY,
+    `whsec_${btoa("0123456789abcdef01234567")}`,
+    webhookSecretAad(orgId, id),
+  );
   await env.DB.prepare(
     "insert into webhooks (id, organization_id, url, description, events, secret_ciphertext, created_at, updated_at) values (?, ?, 'https://hooks.example.com/in', null, ?, ?, ?, ?)",
   )
@@ -81,7 +86,9 @@ async function subscribe(orgId: string, events: string[]) {
 
 async function deliveriesOf(webhookId: string) {
   const rows = (
-    await env.DB.prepare("select event_id, event_type, payload from webhook_deliveries where webhook_id = ? order by created_at, event_id").bind(webhookId).all<{ event_id: string; event_type: string; payload: string }>()
+    await env.DB.prepare("select event_id, event_type, payload from webhook_deliveries where webhook_id = ? order by created_at, event_id")
+      .bind(webhookId)
+      .all<{ event_id: string; event_type: string; payload: string }>()
   ).results;
   return rows.map((r) => ({ ...r, body: JSON.parse(r.payload) as { type: string; timestamp: string; data: any } }));
 }
@@ -151,7 +158,13 @@ describe("organizations", () => {
     expect(res.status, res.text).toBe(200);
     expect(res.cost.queries).toBe(2);
     // support_team_access defaults to false: only the bypass changed.
-    await expectEntry(res, { orgId, action: "organization.preferences_updated", actor: admin, target: { type: "organization", id: orgId }, changes: ["sso_admin_bypass"] });
+    await expectEntry(res, {
+      orgId,
+      action: "organization.preferences_updated",
+      actor: admin,
+      target: { type: "organization", id: orgId },
+      changes: ["sso_admin_bypass"],
+    });
     const again = await call("PATCH", `${org(orgId)}/preferences`, admin.accessToken, { sso_admin_bypass: false });
     expect(again.status).toBe(200);
     expect(again.body).toEqual(res.body);
@@ -163,7 +176,14 @@ describe("organizations", () => {
     const pat = await createPat(admin, ["organization:write"]);
     const res = await call("PATCH", org(orgId), pat.token, { description: "by token" });
     expect(res.status, res.text).toBe(200);
-    await expectEntry(res, { orgId, action: "organization.updated", actor: admin, credential: "pat", target: { type: "organization", id: orgId }, changes: ["description"] });
+    await expectEntry(res, {
+      orgId,
+      action: "organization.updated",
+      actor: admin,
+      credential: "pat",
+      target: { type: "organization", id: orgId },
+      changes: ["description"],
+    });
   });
 });
 
@@ -173,7 +193,10 @@ describe("settings", () => {
     const hook = await subscribe(orgId, ["organization.settings_updated"]);
     await call("PUT", `${org(orgId)}/settings`, admin.accessToken, { settings: { theme: "dark", keep: 1 }, secrets: { old: "old-value" } });
     const secret = "sk_live_never_logged_value";
-    const res = await call("PUT", `${org(orgId)}/settings`, admin.accessToken, { settings: { theme: "light", keep: 1, added: true }, secrets: { api_key: secret, old: null, absent: null } });
+    const res = await call("PUT", `${org(orgId)}/settings`, admin.accessToken, {
+      settings: { theme: "light", keep: 1, added: true },
+      secrets: { api_key: secret, old: null, absent: null },
+    });
     expect(res.status, res.text).toBe(200);
     expect(res.cost.queries).toBe(2);
     const entry = await expectEntry(res, {
@@ -341,7 +364,13 @@ describe("projects", () => {
     await expectEntry(deleted, { orgId, action: "project.deleted", actor: admin, target });
 
     const events = await deliveriesOf(hook);
-    expect(events.map((d) => d.event_type)).toEqual(["project.created", "project.updated", "project.member_added", "project.member_removed", "project.deleted"]);
+    expect(events.map((d) => d.event_type)).toEqual([
+      "project.created",
+      "project.updated",
+      "project.member_added",
+      "project.member_removed",
+      "project.deleted",
+    ]);
     expect(events[0]!.body.data).toEqual(created.body);
     expect(events[1]!.body.data).toEqual(updated.body);
     expect(events[2]!.body.data).toEqual(granted.body);
@@ -423,7 +452,12 @@ describe("proxies", () => {
     const { admin, orgId } = await adminWithOrg();
     const hook = await subscribe(orgId, ["proxy.created", "proxy.updated", "proxy.deleted"]);
     const password = "proxy-password-never-logged";
-    const created = await call("POST", `${org(orgId)}/proxies`, admin.accessToken, { name: "egress", url: "http://proxy.example.com:3128", username: "u", password });
+    const created = await call("POST", `${org(orgId)}/proxies`, admin.accessToken, {
+      name: "egress",
+      url: "http://proxy.example.com:3128",
+      username: "u",
+      password,
+    });
     expect(created.status, created.text).toBe(201);
     expect(created.cost.queries).toBe(2);
     const id = created.body.id;
@@ -469,10 +503,12 @@ describe("proxies", () => {
     const res = await call("PUT", `${org(orgId)}/proxies/default`, admin.accessToken, { proxy_id: b.body.id });
     expect(res.status, res.text).toBe(200);
     const rows = await entriesOf(res);
-    expect(rows.map((r) => [r.action, r.target_id]).sort()).toEqual([
-      ["proxy.updated", a.body.id],
-      ["proxy.updated", b.body.id],
-    ].sort());
+    expect(rows.map((r) => [r.action, r.target_id]).sort()).toEqual(
+      [
+        ["proxy.updated", a.body.id],
+        ["proxy.updated", b.body.id],
+      ].sort(),
+    );
     const unknown = await call("PUT", `${org(orgId)}/proxies/default`, admin.accessToken, { proxy_id: newId("proxy") });
     expectProblem(unknown, 404, "not_found");
     await expectNoEntry(unknown);
@@ -485,14 +521,21 @@ describe("integrations", () => {
     const hook = await subscribe(orgId, ["integration.created", "integration.updated", "integration.deleted"]);
     const project = await call("POST", `${org(orgId)}/projects`, admin.accessToken, { name: "Mapped" });
     const secret = "integration-secret-never-logged";
-    const created = await call("POST", `${org(orgId)}/integrations`, admin.accessToken, { kind: "github", display_name: "GH", config: { repo: "a/b" }, secrets: { token: secret } });
+    const created = await call("POST", `${org(orgId)}/integrations`, admin.accessToken, {
+      kind: "github",
+      display_name: "GH",
+      config: { repo: "a/b" },
+      secrets: { token: secret },
+    });
     expect(created.status, created.text).toBe(201);
     expect(created.cost.queries).toBe(2);
     const id = created.body.id;
     const target = { type: "integration", id };
     await expectEntry(created, { orgId, action: "integration.created", actor: admin, target, changes: ["kind", "display_name", "config", "secrets.token"] });
 
-    const mapped = await call("PATCH", `${org(orgId)}/integrations/${id}/environment-mapping`, admin.accessToken, { mapping: { prod: project.body.id, gone: null } });
+    const mapped = await call("PATCH", `${org(orgId)}/integrations/${id}/environment-mapping`, admin.accessToken, {
+      mapping: { prod: project.body.id, gone: null },
+    });
     expect(mapped.status, mapped.text).toBe(200);
     expect(mapped.cost.queries).toBe(2);
     await expectEntry(mapped, { orgId, action: "integration.updated", actor: admin, target, changes: ["environment_mapping.prod"] });
@@ -534,7 +577,14 @@ describe("account deletion", () => {
     expect(event!.body).toEqual({
       type: "member.removed",
       timestamp: expect.any(String),
-      data: { user: { id: leaver.id, display_name: leaver.displayName, email: leaver.email }, role: "user", type: "user", joined_at: expect.any(String), left: true, account_deleted: true },
+      data: {
+        user: { id: leaver.id, display_name: leaver.displayName, email: leaver.email },
+        role: "user",
+        type: "user",
+        joined_at: expect.any(String),
+        left: true,
+        account_deleted: true,
+      },
     });
     const members = await call("GET", `${org(shared)}/members?page_size=10`, owner.accessToken);
     expect(event!.body.data.joined_at).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);

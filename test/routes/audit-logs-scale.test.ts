@@ -48,8 +48,19 @@ beforeAll(async () => {
   const other = await adminAndOrg();
   // Building the indexes once after the load is several times faster than updating five of them
   // per row; they are rebuilt from their own stored definitions, so the plans under test are the real ones.
-  const indexes = (await env.DB.prepare("select name, sql from sqlite_master where type = 'index' and tbl_name = 'audit_logs' and sql is not null").all<{ name: string; sql: string }>()).results;
-  expect(indexes.map((i) => i.name).sort()).toEqual(["audit_logs_action_idx", "audit_logs_actor_idx", "audit_logs_created_idx", "audit_logs_org_idx", "audit_logs_target_idx"]);
+  const indexes = (
+    await env.DB.prepare("select name, sql from sqlite_master where type = 'index' and tbl_name = 'audit_logs' and sql is not null").all<{
+      name: string;
+      sql: string;
+    }>()
+  ).results;
+  expect(indexes.map((i) => i.name).sort()).toEqual([
+    "audit_logs_action_idx",
+    "audit_logs_actor_idx",
+    "audit_logs_created_idx",
+    "audit_logs_org_idx",
+    "audit_logs_target_idx",
+  ]);
   await env.DB.batch(indexes.map((i) => env.DB.prepare(`drop index ${i.name}`)));
   await seed(orgId, ENTRIES, "aud_scale_");
   await seed(other.org.id, 50_000, "aud_other_");
@@ -111,7 +122,12 @@ describe(`audit log at ${ENTRIES.toLocaleString("en")} entries`, () => {
     const summary = Object.fromEntries(
       Object.entries(measured).map(([label, costs]) => [
         label,
-        { pages: costs.length, queries: Math.max(...costs.map((c) => c.queries)), maxRowsRead: Math.max(...costs.map((c) => c.rowsRead)), statements: Math.max(...costs.map((c) => c.statements)) },
+        {
+          pages: costs.length,
+          queries: Math.max(...costs.map((c) => c.queries)),
+          maxRowsRead: Math.max(...costs.map((c) => c.rowsRead)),
+          statements: Math.max(...costs.map((c) => c.statements)),
+        },
       ]),
     );
     console.log(JSON.stringify({ entries: ENTRIES, page: PAGE, summary }, null, 1));

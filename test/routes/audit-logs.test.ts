@@ -121,7 +121,10 @@ describe("happy", () => {
 
     // Entries sharing a millisecond still page without loss: the id breaks the tie.
     const { admin: a2, org: o2 } = await adminAndOrg();
-    const same = await seedEntries(o2.id, Array.from({ length: 7 }, () => ({ action: "member.added", createdAt: T0 })));
+    const same = await seedEntries(
+      o2.id,
+      Array.from({ length: 7 }, () => ({ action: "member.added", createdAt: T0 })),
+    );
     const tied = await collectPages(o2.id, a2.accessToken, { page_size: "3", filter: 'action = "member.added"' });
     expect(ids(tied.items)).toEqual(ids(newestFirst(same)));
   });
@@ -151,7 +154,7 @@ describe("errors", () => {
       'created_at >= "2025-01-01T24:00:00Z"',
       'created_at >= "yesterday"',
       'actor_id > "usr_x"',
-      'actor_id = usr_x',
+      "actor_id = usr_x",
       "created_at >= ",
     ];
     for (const filter of cases) {
@@ -164,7 +167,11 @@ describe("errors", () => {
     const first = await get(auditLogsPath(org.id, { page_size: "2" }), { token: admin.accessToken });
     const token = first.body.next_page_token as string;
     expect(token).not.toBe("");
-    expectProblem(await get(auditLogsPath(org.id, { page_size: "2", page_token: token, filter: 'action = "member.added"' }), { token: admin.accessToken }), 400, "invalid_page_token");
+    expectProblem(
+      await get(auditLogsPath(org.id, { page_size: "2", page_token: token, filter: 'action = "member.added"' }), { token: admin.accessToken }),
+      400,
+      "invalid_page_token",
+    );
     expectProblem(await get(auditLogsPath(org.id, { page_token: `${token.split(".")[0]}.forged` }), { token: admin.accessToken }), 400, "invalid_page_token");
   });
 });

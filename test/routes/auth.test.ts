@@ -8,7 +8,6 @@ import { expectProblem, sortedErrorPaths as errorPaths } from "../helpers/proble
 // ---------------------------------------------------------------------------------------------
 // Local helpers
 
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls the dev mailbox (the queue consumer fills it asynchronously) for an email to `to`. */
@@ -49,10 +48,26 @@ function signingJwk(): JWK {
 const ISSUER = "http://api.test";
 
 /** The claims of a token the worker minted, minus the registered ones `signToken` sets itself. */
-const PROFILE_CLAIMS = { auth_time: 0, email: "someone@example.com", email_verified: false, name: "Someone", created_at: 1_700_000_000, updated_at: 1_700_000_000 };
+const PROFILE_CLAIMS = {
+  auth_time: 0,
+  email: "someone@example.com",
+  email_verified: false,
+  name: "Someone",
+  created_at: 1_700_000_000,
+  updated_at: 1_700_000_000,
+};
 
 /** Signs an access token with the worker's own private key (or another), claims overridable. */
-async function signToken(opts: { sub: string; sid: string; exp: number; kid?: string; key?: CryptoKey; iss?: string; aud?: string; claims?: Record<string, unknown> }) {
+async function signToken(opts: {
+  sub: string;
+  sid: string;
+  exp: number;
+  kid?: string;
+  key?: CryptoKey;
+  iss?: string;
+  aud?: string;
+  claims?: Record<string, unknown>;
+}) {
   const jwk = signingJwk();
   const { key_ops: _ops, ...importable } = jwk;
   const key = opts.key ?? ((await importJWK({ ...importable, alg: "ES256" }, "ES256")) as CryptoKey);
@@ -193,7 +208,11 @@ describe("happy", () => {
     await awaitFreshWindow();
     const user = await createUser();
     const ip = uniqueIp();
-    const res = await post("/v1/auth/login", { email: user.email, password: user.password }, { headers: { "CF-Connecting-IP": ip }, env: { AUTH_RATE_LIMIT_PER_MINUTE: "3" } });
+    const res = await post(
+      "/v1/auth/login",
+      { email: user.email, password: user.password },
+      { headers: { "CF-Connecting-IP": ip }, env: { AUTH_RATE_LIMIT_PER_MINUTE: "3" } },
+    );
     expect(res.status, res.text).toBe(200);
     expect(res.headers.get("ratelimit-limit")).toBe("3");
     expect(res.headers.get("ratelimit-remaining")).toBe("2");
@@ -439,7 +458,9 @@ describe("security", () => {
   it("the refresh token of an expired session → 401", async () => {
     const user = await createUser();
     const { sid } = decodeJwt(user.accessToken) as { sid: string };
-    await env.DB.prepare("update sessions set expires_at = ? where id = ?").bind(Date.now() - 1_000, sid).run();
+    await env.DB.prepare("update sessions set expires_at = ? where id = ?")
+      .bind(Date.now() - 1_000, sid)
+      .run();
     const res = await post("/v1/auth/refresh", { refresh_token: user.refreshToken });
     expect(res.status, res.text).toBe(401);
   });

@@ -72,7 +72,12 @@ describe("resuming from a bookmark", () => {
     for (const method of ["GET", "PATCH"] as const) {
       const spy = spyD1();
       const body = method === "PATCH" ? { description: unique("d") } : undefined;
-      const res = await api(method, `/v1/organizations/${org.id}`, { token: user.accessToken, body, headers: { "X-D1-Bookmark": sent }, env: { DB: spy.binding } });
+      const res = await api(method, `/v1/organizations/${org.id}`, {
+        token: user.accessToken,
+        body,
+        headers: { "X-D1-Bookmark": sent },
+        env: { DB: spy.binding },
+      });
       expect(res.status, res.text).toBe(200);
       expect(spy.starts).toEqual([sent]);
       // D1 bookmarks sort oldest to newest; a session never goes back before where it started.
@@ -122,7 +127,11 @@ describe("bookmarks the API cannot use", () => {
     for (const bookmark of malformed) {
       const spy = spyD1();
       const name = `Never ${unique()}`;
-      const res = await post("/v1/organizations", { name }, { token: user.accessToken, headers: { "X-D1-Bookmark": bookmark, Origin: "https://app.example.com" }, env: { DB: spy.binding } });
+      const res = await post(
+        "/v1/organizations",
+        { name },
+        { token: user.accessToken, headers: { "X-D1-Bookmark": bookmark, Origin: "https://app.example.com" }, env: { DB: spy.binding } },
+      );
       expectProblem(res, 400, "validation_failed");
       // After CORS: a browser can read the refusal.
       expect(res.headers.get("access-control-allow-origin")).toBe("*");

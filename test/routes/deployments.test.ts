@@ -22,14 +22,9 @@ async function licensedOrg(body: Record<string, unknown> = {}) {
 async function seedDeployments(licenseId: string, count: number) {
   const base = Date.now() - count;
   const stmts = Array.from({ length: count }, (_, i) =>
-    env.DB.prepare("insert into deployments (id, license_id, name, region, version, last_seen_at, created_at, updated_at) values (?, ?, ?, 'eu', '1.0', ?, ?, ?)").bind(
-      newId("deployment", base + i),
-      licenseId,
-      `seeded-${i}`,
-      base + i,
-      base + i,
-      base + i,
-    ),
+    env.DB.prepare(
+      "insert into deployments (id, license_id, name, region, version, last_seen_at, created_at, updated_at) values (?, ?, ?, 'eu', '1.0', ?, ?, ?)",
+    ).bind(newId("deployment", base + i), licenseId, `seeded-${i}`, base + i, base + i, base + i),
   );
   for (let i = 0; i < stmts.length; i += 200) await env.DB.batch(stmts.slice(i, i + 200));
 }
@@ -69,7 +64,13 @@ describe("happy", () => {
     await new Promise((r) => setTimeout(r, 5));
     const again = await heartbeat(license, license.license_key, { name: "eu-prod-1", region: "eu-central-1", version: "2.5.0" });
     expect(again.status, again.text).toBe(200);
-    expect(again.body).toEqual({ ...first.body, region: "eu-central-1", version: "2.5.0", last_seen_at: expect.stringMatching(ISO), updated_at: expect.stringMatching(ISO) });
+    expect(again.body).toEqual({
+      ...first.body,
+      region: "eu-central-1",
+      version: "2.5.0",
+      last_seen_at: expect.stringMatching(ISO),
+      updated_at: expect.stringMatching(ISO),
+    });
     expect(Date.parse(again.body.last_seen_at)).toBeGreaterThan(Date.parse(first.body.last_seen_at));
     expect(again.body.created_at).toBe(first.body.created_at);
     const rows = await env.DB.prepare("select count(*) as n from deployments where license_id = ?").bind(license.id).first<{ n: number }>();
@@ -108,7 +109,16 @@ describe("happy", () => {
     const { items, pages } = await allPages(org.id, owner.accessToken, 2);
     expect(pages).toBe(3);
     expect(items.map((d) => d.id)).toEqual(made);
-    expect(items[0]).toEqual({ id: made[0], license_id: license.id, name: "node-0", region: "eu", version: "1", last_seen_at: expect.stringMatching(ISO), created_at: expect.stringMatching(ISO), updated_at: expect.stringMatching(ISO) });
+    expect(items[0]).toEqual({
+      id: made[0],
+      license_id: license.id,
+      name: "node-0",
+      region: "eu",
+      version: "1",
+      last_seen_at: expect.stringMatching(ISO),
+      created_at: expect.stringMatching(ISO),
+      updated_at: expect.stringMatching(ISO),
+    });
   });
 
   it("a page reads about page_size rows whatever the number of deployments", async () => {
@@ -206,7 +216,9 @@ describe("security", () => {
       expectProblem(res, 401, "unauthenticated");
       expect(res.headers.get("www-authenticate")).toContain("Bearer");
     }
-    const rows = await env.DB.prepare("select count(*) as n from deployments where license_id in (?, ?)").bind(license.id, other.license.id).first<{ n: number }>();
+    const rows = await env.DB.prepare("select count(*) as n from deployments where license_id in (?, ?)")
+      .bind(license.id, other.license.id)
+      .first<{ n: number }>();
     expect(rows!.n).toBe(0);
   });
 
@@ -245,7 +257,11 @@ describe("security", () => {
 
   it("no response carries the license key", async () => {
     const { owner, org, license } = await licensedOrg();
-    const responses = [await heartbeat(license, license.license_key, body), await heartbeat(license, license.license_key, body), await get(listPath(org.id), { token: owner.accessToken })];
+    const responses = [
+      await heartbeat(license, license.license_key, body),
+      await heartbeat(license, license.license_key, body),
+      await get(listPath(org.id), { token: owner.accessToken }),
+    ];
     for (const res of responses) expect(res.text).not.toContain((license as License).license_key);
   });
 });

@@ -3,7 +3,19 @@ import { del, patch, post } from "../helpers/client";
 import { auditEntries, outboxEvents, subscribe } from "../helpers/audit-trail";
 import { createOrg, createUser, createVerifiedUser, unique } from "../helpers/factories";
 import { expectProblem } from "../helpers/problems";
-import { claimDomain, domainPath, domainsPath, NXDOMAIN, dnsJson, publish, seedVerifyToken, stubResolver, uniqueDomain, verifiedDomain, verifyPath } from "./domains-helpers";
+import {
+  claimDomain,
+  domainPath,
+  domainsPath,
+  NXDOMAIN,
+  dnsJson,
+  publish,
+  seedVerifyToken,
+  stubResolver,
+  uniqueDomain,
+  verifiedDomain,
+  verifyPath,
+} from "./domains-helpers";
 
 /** Domains and the JIT memberships they cause write their audit entries (and events) in the change's batch. */
 
@@ -118,10 +130,15 @@ describe("JIT on email verification", () => {
     const res = await post("/v1/auth/verify-email", { token: await seedVerifyToken(person) });
     expect(res.status, res.text).toBe(204);
     const added = (await auditEntries(org.id)).filter((e) => e.action === "member.added");
-    expect(added).toEqual([expect.objectContaining({ actor_type: "system", actor_id: null, credential: "system", target_type: "user", target_id: person.id, changes: ["role"] })]);
+    expect(added).toEqual([
+      expect.objectContaining({ actor_type: "system", actor_id: null, credential: "system", target_type: "user", target_id: person.id, changes: ["role"] }),
+    ]);
     const events = await outboxEvents(org.id);
     expect(events).toEqual([
-      expect.objectContaining({ type: "member.added", data: { user: { id: person.id, display_name: person.displayName, email: person.email }, role: "user", type: "user", joined_at: expect.any(String) } }),
+      expect.objectContaining({
+        type: "member.added",
+        data: { user: { id: person.id, display_name: person.displayName, email: person.email }, role: "user", type: "user", joined_at: expect.any(String) },
+      }),
     ]);
     // The join is read and written in the round trips verification always took.
     expect([res.cost.queries, res.cost.statements]).toEqual([2, 7]);

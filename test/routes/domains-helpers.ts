@@ -18,7 +18,8 @@ export const uniqueDomain = (label = "acme") => `${unique(label).toLowerCase()}.
 /** Quotes a TXT string the way DoH JSON answers carry it (zone-file form). */
 export const quoted = (value: string) => `"${value.replace(/[\\"]/g, (m) => `\\${m}`)}"`;
 
-export const dnsJson = (body: unknown, status = 200) => new Response(typeof body === "string" ? body : JSON.stringify(body), { status, headers: { "Content-Type": "application/dns-json" } });
+export const dnsJson = (body: unknown, status = 200) =>
+  new Response(typeof body === "string" ? body : JSON.stringify(body), { status, headers: { "Content-Type": "application/dns-json" } });
 
 /** A DoH JSON answer holding these TXT data strings (already in zone-file form). */
 export const txtAnswer = (name: string, data: string[]) => ({

@@ -123,7 +123,13 @@ describe("happy", () => {
     const bare = await claimDomain(token, org.id);
     // Some resolvers give the text without quotes; CNAME steps of the answer are skipped.
     stubResolver((name) =>
-      dnsJson({ Status: 0, Answer: [{ name, type: 5, TTL: 60, data: "elsewhere.example." }, { name, type: 16, TTL: 60, data: bare.verification.value }] }),
+      dnsJson({
+        Status: 0,
+        Answer: [
+          { name, type: 5, TTL: 60, data: "elsewhere.example." },
+          { name, type: 16, TTL: 60, data: bare.verification.value },
+        ],
+      }),
     );
     expect((await post(verifyPath(org.id, bare.id), undefined, { token })).status).toBe(200);
     vi.restoreAllMocks();
@@ -156,14 +162,28 @@ describe("happy", () => {
     const { org, token } = await adminWithOrg();
     const d = await verifiedDomain(token, org.id);
     const idp = await seedIdpConfig(org.id);
-    const on = await patch(domainPath(org.id, d.id), { jit_provisioning_enabled: true, sso_enforcement: "required", scim_enabled: true, identity_provider_config_id: idp }, { token });
+    const on = await patch(
+      domainPath(org.id, d.id),
+      { jit_provisioning_enabled: true, sso_enforcement: "required", scim_enabled: true, identity_provider_config_id: idp },
+      { token },
+    );
     expect(on.status, on.text).toBe(200);
-    expect(on.body).toMatchObject({ jit_provisioning_enabled: true, sso_enforcement: "required", scim_enabled: true, identity_provider_config_id: idp, verified_at: d.verified_at });
+    expect(on.body).toMatchObject({
+      jit_provisioning_enabled: true,
+      sso_enforcement: "required",
+      scim_enabled: true,
+      identity_provider_config_id: idp,
+      verified_at: d.verified_at,
+    });
     expect(Date.parse(on.body.updated_at)).toBeGreaterThanOrEqual(Date.parse(d.updated_at));
     // Omitted fields are unchanged.
     const partial = await patch(domainPath(org.id, d.id), { scim_enabled: false }, { token });
     expect(partial.body).toMatchObject({ jit_provisioning_enabled: true, sso_enforcement: "required", scim_enabled: false, identity_provider_config_id: idp });
-    const off = await patch(domainPath(org.id, d.id), { jit_provisioning_enabled: false, sso_enforcement: "optional", identity_provider_config_id: null }, { token });
+    const off = await patch(
+      domainPath(org.id, d.id),
+      { jit_provisioning_enabled: false, sso_enforcement: "optional", identity_provider_config_id: null },
+      { token },
+    );
     expect(off.body).toMatchObject({ jit_provisioning_enabled: false, sso_enforcement: "optional", scim_enabled: false, identity_provider_config_id: null });
     // An empty body changes nothing.
     expect((await patch(domainPath(org.id, d.id), {}, { token })).body).toEqual(off.body);
@@ -337,7 +357,12 @@ describe("errors", () => {
   it("PATCH switching on for an unverified domain: 409 domain_not_verified, nothing changes", async () => {
     const { org, token } = await adminWithOrg();
     const d = await claimDomain(token, org.id);
-    for (const body of [{ jit_provisioning_enabled: true }, { sso_enforcement: "required" }, { scim_enabled: true }, { scim_enabled: false, jit_provisioning_enabled: true }]) {
+    for (const body of [
+      { jit_provisioning_enabled: true },
+      { sso_enforcement: "required" },
+      { scim_enabled: true },
+      { scim_enabled: false, jit_provisioning_enabled: true },
+    ]) {
       expectProblem(await patch(domainPath(org.id, d.id), body, { token }), 409, "domain_not_verified");
     }
     expect((await get(domainPath(org.id, d.id), { token })).body).toEqual(d);
@@ -358,7 +383,11 @@ describe("errors", () => {
   it("PATCH validation: every bad field is named", async () => {
     const { org, token } = await adminWithOrg();
     const d = await claimDomain(token, org.id);
-    const res = await patch(domainPath(org.id, d.id), { jit_provisioning_enabled: "yes", sso_enforcement: "always", scim_enabled: 1, identity_provider_config_id: 5 }, { token });
+    const res = await patch(
+      domainPath(org.id, d.id),
+      { jit_provisioning_enabled: "yes", sso_enforcement: "always", scim_enabled: 1, identity_provider_config_id: 5 },
+      { token },
+    );
     expectProblem(res, 400, "validation_failed");
     expect(errorPaths(res).sort()).toEqual(["identity_provider_config_id", "jit_provisioning_enabled", "scim_enabled", "sso_enforcement"]);
   });

@@ -43,7 +43,12 @@ describe("identity provider configs", () => {
     for (const e of entries) expect(e).toMatchObject({ actor_type: "user", actor_id: admin.id, credential: "session" });
 
     const events = await outboxEvents(org.id);
-    expect(events.map((e) => e.type)).toEqual(["identity_provider.created", "identity_provider.updated", "identity_provider.updated", "identity_provider.deleted"]);
+    expect(events.map((e) => e.type)).toEqual([
+      "identity_provider.created",
+      "identity_provider.updated",
+      "identity_provider.updated",
+      "identity_provider.deleted",
+    ]);
     expect(events[0]!.data).toEqual(created.body);
     expect(events[1]!.data).toEqual(updated.body);
     expect(events[2]!.data).toEqual(promoted.body);

@@ -25,7 +25,11 @@ async function adminAndOrg() {
 type Idp = Record<string, any> & { id: string };
 
 async function createIdp(caller: { accessToken: string }, orgId: string, body: Record<string, unknown> = {}) {
-  const res = await post(configsPath(orgId), { name: `Okta ${unique()}`, saml_entity_id: "http://www.okta.com/exk123", ...body }, { token: caller.accessToken });
+  const res = await post(
+    configsPath(orgId),
+    { name: `Okta ${unique()}`, saml_entity_id: "http://www.okta.com/exk123", ...body },
+    { token: caller.accessToken },
+  );
   expect(res.status, res.text).toBe(201);
   return res.body as Idp;
 }
@@ -97,7 +101,12 @@ describe("happy", () => {
     expect(one.body).toEqual(res.body);
     const list = await get(configsPath(org.id), { token: admin.accessToken });
     expect(list.body).toEqual({ items: [res.body], next_page_token: "" });
-    expect(await row(id)).toMatchObject({ organization_id: org.id, saml_x509_cert: IDP_CERT, saml_x509_cert_expires_at: Date.parse(IDP_CERT_EXPIRES), is_default: 0 });
+    expect(await row(id)).toMatchObject({
+      organization_id: org.id,
+      saml_x509_cert: IDP_CERT,
+      saml_x509_cert_expires_at: Date.parse(IDP_CERT_EXPIRES),
+      is_default: 0,
+    });
   });
 
   it("only name and saml_entity_id are required; the flags default to false", async () => {
@@ -186,7 +195,11 @@ describe("happy", () => {
       saml_x509_cert_secondary: null,
       saml_x509_cert_secondary_expires_at: null,
     });
-    expect(await row(idp.id)).toMatchObject({ saml_x509_cert: IDP2_CERT, saml_x509_cert_expires_at: Date.parse(IDP2_CERT_EXPIRES), saml_x509_cert_secondary: null });
+    expect(await row(idp.id)).toMatchObject({
+      saml_x509_cert: IDP2_CERT,
+      saml_x509_cert_expires_at: Date.parse(IDP2_CERT_EXPIRES),
+      saml_x509_cert_secondary: null,
+    });
 
     const again = await patch(path, { promote_secondary_cert: true }, t);
     expectProblem(again, 409, "conflict");
@@ -252,13 +265,9 @@ describe("happy", () => {
     const { admin, org } = await adminAndOrg();
     const now = Date.now();
     const seed = Array.from({ length: 300 }, (_, i) =>
-      env.DB.prepare("insert into identity_provider_configs (id, organization_id, name, saml_entity_id, created_at, updated_at) values (?, ?, ?, 'urn:x', ?, ?)").bind(
-        newId("identityProvider", now - 1000 + i),
-        org.id,
-        `idp${i}`,
-        now,
-        now,
-      ),
+      env.DB.prepare(
+        "insert into identity_provider_configs (id, organization_id, name, saml_entity_id, created_at, updated_at) values (?, ?, ?, 'urn:x', ?, ?)",
+      ).bind(newId("identityProvider", now - 1000 + i), org.id, `idp${i}`, now, now),
     );
     for (let i = 0; i < seed.length; i += 100) await env.DB.batch(seed.slice(i, i + 100));
     const baseline = await get(`/v1/organizations/${org.id}`, { token: admin.accessToken });
@@ -307,7 +316,13 @@ describe("happy: saml-sso", () => {
 
     const updated = await post(samlSsoPath(org.id), { entity_id: "http://www.okta.com/exkB" }, t);
     expect(updated.status, updated.text).toBe(200);
-    expect(updated.body).toMatchObject({ id: created.body.id, saml_entity_id: "http://www.okta.com/exkB", saml_sso_url: "https://acme.okta.com/sso", saml_x509_cert: IDP_CERT, created_at: created.body.created_at });
+    expect(updated.body).toMatchObject({
+      id: created.body.id,
+      saml_entity_id: "http://www.okta.com/exkB",
+      saml_sso_url: "https://acme.okta.com/sso",
+      saml_x509_cert: IDP_CERT,
+      created_at: created.body.created_at,
+    });
 
     const rotated = await post(samlSsoPath(org.id), { entity_id: "http://www.okta.com/exkB", sso_url: null, x509_cert: IDP2_CERT }, t);
     expect(rotated.status, rotated.text).toBe(200);
@@ -320,7 +335,10 @@ describe("happy: saml-sso", () => {
       [created.body.id, true],
       [other.id, false],
     ]);
-    expect((await patch(`${configsPath(org.id)}/${created.body.id}`, { name: "Okta (default)" }, t)).body).toMatchObject({ name: "Okta (default)", default: true });
+    expect((await patch(`${configsPath(org.id)}/${created.body.id}`, { name: "Okta (default)" }, t)).body).toMatchObject({
+      name: "Okta (default)",
+      default: true,
+    });
   });
 
   it("DELETE removes only the default config; again is 404; a new POST creates a new one", async () => {
@@ -342,7 +360,9 @@ describe("happy: saml-sso", () => {
 
   it("concurrent upserts leave exactly one default config", async () => {
     const { admin, org } = await adminAndOrg();
-    const results = await Promise.all(Array.from({ length: 5 }, (_, i) => post(samlSsoPath(org.id), { entity_id: `urn:race:${i}` }, { token: admin.accessToken })));
+    const results = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => post(samlSsoPath(org.id), { entity_id: `urn:race:${i}` }, { token: admin.accessToken })),
+    );
     const statuses = results.map((r) => r.status).sort();
     expect(statuses).toEqual([200, 200, 200, 200, 201]);
     expect(new Set(results.map((r) => r.body.id)).size).toBe(1);
@@ -371,7 +391,15 @@ describe("errors", () => {
       { token: admin.accessToken },
     );
     expectProblem(res, 400, "validation_failed");
-    expect(errorPaths(res).sort()).toEqual(["allow_sha1", "name", "saml_entity_id", "saml_sso_url", "saml_x509_cert", "saml_x509_cert_secondary", "scim_enabled"]);
+    expect(errorPaths(res).sort()).toEqual([
+      "allow_sha1",
+      "name",
+      "saml_entity_id",
+      "saml_sso_url",
+      "saml_x509_cert",
+      "saml_x509_cert_secondary",
+      "scim_enabled",
+    ]);
     const missing = await post(configsPath(org.id), {}, { token: admin.accessToken });
     expectProblem(missing, 400, "validation_failed");
     expect(errorPaths(missing).sort()).toEqual(["name", "saml_entity_id"]);
@@ -426,7 +454,11 @@ describe("errors", () => {
 
   it("the same certificate as primary and secondary is refused", async () => {
     const { admin, org } = await adminAndOrg();
-    const res = await post(configsPath(org.id), { name: "x", saml_entity_id: "urn:x", saml_x509_cert: IDP_CERT, saml_x509_cert_secondary: bareBase64(IDP_CERT) }, { token: admin.accessToken });
+    const res = await post(
+      configsPath(org.id),
+      { name: "x", saml_entity_id: "urn:x", saml_x509_cert: IDP_CERT, saml_x509_cert_secondary: bareBase64(IDP_CERT) },
+      { token: admin.accessToken },
+    );
     expectProblem(res, 400, "validation_failed");
     expect(errorPaths(res)).toEqual(["saml_x509_cert_secondary"]);
     const idp = await createIdp(admin, org.id, { saml_x509_cert: IDP_CERT, saml_x509_cert_secondary: IDP2_CERT });
@@ -435,17 +467,19 @@ describe("errors", () => {
     expect(errorPaths(res2)).toEqual(["saml_x509_cert"]);
   });
 
-  it.each([
-    ["not a url", "spaces"],
-    ["idp.example.com/sso", "absolute"],
-    ["javascript:alert(1)", "https"],
-    ["ftp://idp.example.com/sso", "https"],
-    ["https://user:pw@idp.example.com/sso", "credentials"],
-    ["https://idp.example.com/sso#frag", "fragment"],
-    ["https:///sso", "host"],
-    ["https://idp.exam\nple.com", "spaces"],
-    [`https://idp.example.com/${"a".repeat(2048)}`, "2048"],
-  ].map(([url, why]) => [JSON.stringify(url!.slice(0, 40)), url!, why!] as const))("saml_sso_url %s is refused", async (_, url, why) => {
+  it.each(
+    [
+      ["not a url", "spaces"],
+      ["idp.example.com/sso", "absolute"],
+      ["javascript:alert(1)", "https"],
+      ["ftp://idp.example.com/sso", "https"],
+      ["https://user:pw@idp.example.com/sso", "credentials"],
+      ["https://idp.example.com/sso#frag", "fragment"],
+      ["https:///sso", "host"],
+      ["https://idp.exam\nple.com", "spaces"],
+      [`https://idp.example.com/${"a".repeat(2048)}`, "2048"],
+    ].map(([url, why]) => [JSON.stringify(url!.slice(0, 40)), url!, why!] as const),
+  )("saml_sso_url %s is refused", async (_, url, why) => {
     const { admin, org } = await adminAndOrg();
     const res = await post(configsPath(org.id), { name: "x", saml_entity_id: "urn:x", saml_sso_url: url }, { token: admin.accessToken });
     expectProblem(res, 400, "validation_failed");
@@ -461,11 +495,17 @@ describe("errors", () => {
     expect(errorPaths(res)).toEqual(["saml_sso_url"]);
     expect(res.body.errors[0].message).toContain("https");
     const idp = await createIdp(admin, org.id);
-    expectProblem(await api("PATCH", `${configsPath(org.id)}/${idp.id}`, { ...opts, body: { saml_sso_url: "http://idp.example.com/sso" } }), 400, "validation_failed");
+    expectProblem(
+      await api("PATCH", `${configsPath(org.id)}/${idp.id}`, { ...opts, body: { saml_sso_url: "http://idp.example.com/sso" } }),
+      400,
+      "validation_failed",
+    );
     const short = await api("POST", samlSsoPath(org.id), { ...opts, body: { entity_id: "urn:x", sso_url: "http://idp.example.com/sso" } });
     expectProblem(short, 400, "validation_failed");
     expect(errorPaths(short)).toEqual(["sso_url"]);
-    expect((await api("POST", configsPath(org.id), { ...opts, body: { name: "x", saml_entity_id: "urn:x", saml_sso_url: "https://idp.example.com/sso" } })).status).toBe(201);
+    expect(
+      (await api("POST", configsPath(org.id), { ...opts, body: { name: "x", saml_entity_id: "urn:x", saml_sso_url: "https://idp.example.com/sso" } })).status,
+    ).toBe(201);
   });
 
   it("PATCH validates its fields; promote cannot be combined with a certificate", async () => {
@@ -508,7 +548,11 @@ describe("errors", () => {
     expect(page.body.next_page_token).not.toBe("");
     expectProblem(await get(`${configsPath(org.id)}?page_size=0`, { token: admin.accessToken }), 400, "validation_failed");
     expectProblem(await get(`${configsPath(org.id)}?page_token=garbage`, { token: admin.accessToken }), 400, "invalid_page_token");
-    expectProblem(await get(`${configsPath(org.id)}?page_token=${encodeURIComponent(page.body.next_page_token)}`, { token: admin.accessToken }), 400, "invalid_page_token");
+    expectProblem(
+      await get(`${configsPath(org.id)}?page_token=${encodeURIComponent(page.body.next_page_token)}`, { token: admin.accessToken }),
+      400,
+      "invalid_page_token",
+    );
   });
 
   it("an inactive organization is read-only: writes are 409, reads work", async () => {
@@ -563,7 +607,11 @@ describe("security", () => {
 
   it("a custom role with sso:read only may read but not write", async () => {
     const { admin, org, idp } = await setup();
-    const role = await post(`/v1/organizations/${org.id}/roles`, { name: unique("ssoview").slice(0, 30), permissions: ["sso:read"] }, { token: admin.accessToken });
+    const role = await post(
+      `/v1/organizations/${org.id}/roles`,
+      { name: unique("ssoview").slice(0, 30), permissions: ["sso:read"] },
+      { token: admin.accessToken },
+    );
     expect(role.status, role.text).toBe(201);
     const viewer = await createUser();
     await addMemberDirect(org.id, viewer, role.body.name);

@@ -31,7 +31,11 @@ type Integration = {
 };
 
 async function install(caller: { accessToken: string }, orgId: string, body: Record<string, unknown> = {}) {
-  const res = await post(intPath(orgId), { kind: "vercel", display_name: `Vercel ${unique()}`, config: { team: "acme" }, ...body }, { token: caller.accessToken });
+  const res = await post(
+    intPath(orgId),
+    { kind: "vercel", display_name: `Vercel ${unique()}`, config: { team: "acme" }, ...body },
+    { token: caller.accessToken },
+  );
   expect(res.status, res.text).toBe(201);
   return res.body as Integration;
 }
@@ -48,7 +52,10 @@ async function seedProject(orgId: string, opts: { private?: boolean } = {}) {
 }
 
 const mappingRows = (integrationId: string) =>
-  env.DB.prepare("select environment, project_id, organization_id from integration_environments where integration_id = ? order by environment").bind(integrationId).all().then((r) => r.results);
+  env.DB.prepare("select environment, project_id, organization_id from integration_environments where integration_id = ? order by environment")
+    .bind(integrationId)
+    .all()
+    .then((r) => r.results);
 
 let logged: string[] = [];
 beforeEach(() => {
@@ -67,7 +74,11 @@ describe("happy", () => {
     const token = `tok-${unique()}-value`;
     const other = `sec-${unique()}-value`;
     const config = { team_id: "team_1", nested: { regions: ["iad1", "fra1"], enabled: true }, count: 3 };
-    const res = await post(intPath(org.id), { kind: "vercel", display_name: "Vercel (prod)", config, secrets: { access_token: token, "webhook.secret": other } }, { token: admin.accessToken });
+    const res = await post(
+      intPath(org.id),
+      { kind: "vercel", display_name: "Vercel (prod)", config, secrets: { access_token: token, "webhook.secret": other } },
+      { token: admin.accessToken },
+    );
     expect(res.status, res.text).toBe(201);
     expect(res.body).toEqual({
       id: expect.stringMatching(INT_ID),
@@ -87,7 +98,9 @@ describe("happy", () => {
     const opened = JSON.parse(await decryptString(testEnv().ENCRYPTION_KEY!, String(stored!.secrets_ciphertext), integrationSecretsAad(org.id, res.body.id)));
     expect(opened).toEqual({ access_token: token, "webhook.secret": other });
     // Sealed for this organization and integration only.
-    await expect(decryptString(testEnv().ENCRYPTION_KEY!, String(stored!.secrets_ciphertext), integrationSecretsAad(newId("organization"), res.body.id))).rejects.toThrow();
+    await expect(
+      decryptString(testEnv().ENCRYPTION_KEY!, String(stored!.secrets_ciphertext), integrationSecretsAad(newId("organization"), res.body.id)),
+    ).rejects.toThrow();
 
     const one = await get(`${intPath(org.id)}/${res.body.id}`, { token: admin.accessToken });
     expect(one.status, one.text).toBe(200);
@@ -207,7 +220,9 @@ describe("happy", () => {
     let token = "";
     let last: any;
     do {
-      last = await get(`${intPath(org.id)}?filter=${filter}&page_size=3${token ? `&page_token=${encodeURIComponent(token)}` : ""}`, { token: admin.accessToken });
+      last = await get(`${intPath(org.id)}?filter=${filter}&page_size=3${token ? `&page_token=${encodeURIComponent(token)}` : ""}`, {
+        token: admin.accessToken,
+      });
       expect(last.status, last.text).toBe(200);
       expect(last.cost.queries).toBe(1);
       seen.push(...last.body.items.map((i: Integration) => i.id));
@@ -215,7 +230,11 @@ describe("happy", () => {
       if (token) {
         // The same token with another filter, or none, is refused.
         expectProblem(await get(`${intPath(org.id)}?page_token=${encodeURIComponent(token)}`, { token: admin.accessToken }), 400, "invalid_page_token");
-        expectProblem(await get(`${intPath(org.id)}?filter=${encodeURIComponent('kind = "vercel"')}&page_token=${encodeURIComponent(token)}`, { token: admin.accessToken }), 400, "invalid_page_token");
+        expectProblem(
+          await get(`${intPath(org.id)}?filter=${encodeURIComponent('kind = "vercel"')}&page_token=${encodeURIComponent(token)}`, { token: admin.accessToken }),
+          400,
+          "invalid_page_token",
+        );
       }
     } while (token);
     expect(seen).toEqual(github);
@@ -227,14 +246,9 @@ describe("happy", () => {
     const { admin, org } = await adminAndOrg();
     const now = Date.now();
     const seed = Array.from({ length: 300 }, (_, i) =>
-      env.DB.prepare("insert into integrations (id, organization_id, kind, display_name, config, secret_names, created_at, updated_at) values (?, ?, ?, ?, '{}', '{}', ?, ?)").bind(
-        newId("integration", now - 1000 + i),
-        org.id,
-        i % 50 === 0 ? "slack" : "vercel",
-        `i${i}`,
-        now,
-        now,
-      ),
+      env.DB.prepare(
+        "insert into integrations (id, organization_id, kind, display_name, config, secret_names, created_at, updated_at) values (?, ?, ?, ?, '{}', '{}', ?, ?)",
+      ).bind(newId("integration", now - 1000 + i), org.id, i % 50 === 0 ? "slack" : "vercel", `i${i}`, now, now),
     );
     for (let i = 0; i < seed.length; i += 100) await env.DB.batch(seed.slice(i, i + 100));
     const baseline = await get(`/v1/organizations/${org.id}`, { token: admin.accessToken });
@@ -249,7 +263,10 @@ describe("happy", () => {
     expect(slack.body.items.every((i: Integration) => i.kind === "slack")).toBe(true);
     expect(slack.cost.queries).toBe(1);
     expect(slack.cost.rowsRead - baseline.cost.rowsRead).toBeLessThanOrEqual(budget);
-    const rest = await get(`${intPath(org.id)}?page_size=5&filter=${encodeURIComponent('kind = "slack"')}&page_token=${encodeURIComponent(slack.body.next_page_token)}`, { token: admin.accessToken });
+    const rest = await get(
+      `${intPath(org.id)}?page_size=5&filter=${encodeURIComponent('kind = "slack"')}&page_token=${encodeURIComponent(slack.body.next_page_token)}`,
+      { token: admin.accessToken },
+    );
     expect(rest.body.items.length).toBe(1);
     expect(rest.body.next_page_token).toBe("");
     expect(rest.cost.rowsRead - baseline.cost.rowsRead).toBeLessThanOrEqual(budget);
@@ -257,7 +274,11 @@ describe("happy", () => {
     // Mapped environments add their own rows, at most 100 per integration.
     const [first] = plain.body.items as Integration[];
     const p = await seedProject(org.id);
-    await patch(mappingPath(org.id, first!.id), { mapping: Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`env${i}`, p])) }, { token: admin.accessToken });
+    await patch(
+      mappingPath(org.id, first!.id),
+      { mapping: Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`env${i}`, p])) },
+      { token: admin.accessToken },
+    );
     const mapped = await get(`${intPath(org.id)}?page_size=5`, { token: admin.accessToken });
     expect(Object.keys(mapped.body.items[0].environment_mapping).length).toBe(10);
     expect(mapped.cost.rowsRead - baseline.cost.rowsRead).toBeLessThanOrEqual(budget + 10);
@@ -281,10 +302,23 @@ describe("happy", () => {
       const i = await install(admin, org.id);
       const now = Date.now();
       const ids = Array.from({ length: projects }, (_, k) => newId("project", now - 1000 + k));
-      const seed = ids.map((id, k) => env.DB.prepare("insert into projects (id, organization_id, name, name_key, private, created_at, updated_at) values (?, ?, ?, ?, 0, ?, ?)").bind(id, org.id, `P${k}`, `p${k}`, now, now));
+      const seed = ids.map((id, k) =>
+        env.DB.prepare("insert into projects (id, organization_id, name, name_key, private, created_at, updated_at) values (?, ?, ?, ?, 0, ?, ?)").bind(
+          id,
+          org.id,
+          `P${k}`,
+          `p${k}`,
+          now,
+          now,
+        ),
+      );
       for (let k = 0; k < seed.length; k += 100) await env.DB.batch(seed.slice(k, k + 100));
       const one = await patch(mappingPath(org.id, i.id), { mapping: { env0: ids[0] } }, { token: admin.accessToken });
-      const hundred = await patch(mappingPath(org.id, i.id), { mapping: Object.fromEntries(ids.slice(0, 100).map((id, k) => [`env${k}`, id])) }, { token: admin.accessToken });
+      const hundred = await patch(
+        mappingPath(org.id, i.id),
+        { mapping: Object.fromEntries(ids.slice(0, 100).map((id, k) => [`env${k}`, id])) },
+        { token: admin.accessToken },
+      );
       for (const r of [one, hundred]) {
         expect(r.status, r.text).toBe(200);
         expect(r.cost.queries).toBe(2);
@@ -316,7 +350,11 @@ describe("happy", () => {
 describe("errors", () => {
   it("POST validates every field and lists each bad one", async () => {
     const { admin, org } = await adminAndOrg();
-    const res = await post(intPath(org.id), { kind: "Vercel", display_name: " ", config: [], secrets: { "bad name": "x", ok: "" } }, { token: admin.accessToken });
+    const res = await post(
+      intPath(org.id),
+      { kind: "Vercel", display_name: " ", config: [], secrets: { "bad name": "x", ok: "" } },
+      { token: admin.accessToken },
+    );
     expectProblem(res, 400, "validation_failed");
     expect(errorPaths(res).sort()).toEqual(["config", "display_name", "kind", "secrets.bad name", "secrets.ok"].sort());
     const missing = await post(intPath(org.id), {}, { token: admin.accessToken });
@@ -349,11 +387,19 @@ describe("errors", () => {
   it("too many or too long secrets are refused", async () => {
     const { admin, org } = await adminAndOrg();
     const many = Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`s${i}`, "v"]));
-    expectProblem(await post(intPath(org.id), { kind: "vercel", display_name: "x", config: {}, secrets: many }, { token: admin.accessToken }), 400, "validation_failed");
+    expectProblem(
+      await post(intPath(org.id), { kind: "vercel", display_name: "x", config: {}, secrets: many }, { token: admin.accessToken }),
+      400,
+      "validation_failed",
+    );
     const long = await post(intPath(org.id), { kind: "vercel", display_name: "x", config: {}, secrets: { k: "x".repeat(8193) } }, { token: admin.accessToken });
     expectProblem(long, 400, "validation_failed");
     expect(long.text).not.toContain("x".repeat(100));
-    expectProblem(await post(intPath(org.id), { kind: "vercel", display_name: "x", config: {}, secrets: { k: 5 } }, { token: admin.accessToken }), 400, "validation_failed");
+    expectProblem(
+      await post(intPath(org.id), { kind: "vercel", display_name: "x", config: {}, secrets: { k: 5 } }, { token: admin.accessToken }),
+      400,
+      "validation_failed",
+    );
   });
 
   it("mapping validation: shape, names and counts are 400", async () => {
@@ -485,7 +531,11 @@ describe("security", () => {
 
   it("a custom role with integrations:read only may read but not write", async () => {
     const { admin, org, i, project, secret } = await setup();
-    const role = await post(`/v1/organizations/${org.id}/roles`, { name: unique("viewer").slice(0, 30), permissions: ["integrations:read"] }, { token: admin.accessToken });
+    const role = await post(
+      `/v1/organizations/${org.id}/roles`,
+      { name: unique("viewer").slice(0, 30), permissions: ["integrations:read"] },
+      { token: admin.accessToken },
+    );
     const viewer = await createUser();
     await addMemberDirect(org.id, viewer, role.body.name);
     for (const [method, path, body] of routes(org.id, i.id, project)) {
@@ -539,7 +589,8 @@ describe("security", () => {
     const { org, i, project } = await setup();
     const outsider = await createUser();
     await createOrg(outsider);
-    for (const [method, path, body] of routes(org.id, i.id, project)) expectProblem(await api(method, path, { body, token: outsider.accessToken }), 404, "not_found");
+    for (const [method, path, body] of routes(org.id, i.id, project))
+      expectProblem(await api(method, path, { body, token: outsider.accessToken }), 404, "not_found");
   });
 
   it("secret values never appear in any response or in the console", async () => {

@@ -44,7 +44,9 @@ describe("preview", () => {
     const { invitation } = await pending();
     // Such a row differs only in what was hashed: the lookup is by the hash of the whole token.
     const legacy = `inv_${newSecret("ivt").slice(4)}`;
-    await env.DB.prepare("update invitations set token_hash = ? where id = ?").bind(await sha256Hex(legacy), invitation.id).run();
+    await env.DB.prepare("update invitations set token_hash = ? where id = ?")
+      .bind(await sha256Hex(legacy), invitation.id)
+      .run();
     expect((await get(previewPath(legacy))).status).toBe(200);
     const res = await post(acceptPath(legacy), newAccount);
     expect(res.status, res.text).toBe(201);
@@ -53,7 +55,15 @@ describe("preview", () => {
 
   it("404 for unknown, malformed, used, canceled and expired tokens", async () => {
     const { admin, org, token } = await pending();
-    for (const bad of ["ivt_" + "A".repeat(43), "inv_" + "A".repeat(43), `inv_${token.slice(4)}`, "nope", token.slice(0, -1), `${token}x`, "inv_'; drop table invitations; --"]) {
+    for (const bad of [
+      "ivt_" + "A".repeat(43),
+      "inv_" + "A".repeat(43),
+      `inv_${token.slice(4)}`,
+      "nope",
+      token.slice(0, -1),
+      `${token}x`,
+      "inv_'; drop table invitations; --",
+    ]) {
       expectProblem(await get(previewPath(bad)), 404, "not_found");
     }
     expect((await post(acceptPath(token), newAccount)).status).toBe(201);
@@ -85,7 +95,14 @@ describe("accept: signed in", () => {
       organization: { id: org.id, name: org.name },
       member: { user: { id: user.id, display_name: user.displayName, email: user.email }, role: "admin", type: "user", joined_at: expect.stringMatching(ISO) },
       // The link came back to the inviter (send_email: false), not by email: it proves nothing about the address.
-      user: { id: user.id, email: user.email, display_name: user.displayName, email_verified: false, created_at: expect.stringMatching(ISO), updated_at: expect.stringMatching(ISO) },
+      user: {
+        id: user.id,
+        email: user.email,
+        display_name: user.displayName,
+        email_verified: false,
+        created_at: expect.stringMatching(ISO),
+        updated_at: expect.stringMatching(ISO),
+      },
     });
     expect(res.body).not.toHaveProperty("access_token");
     // The seat moves from the invitation to the member.
@@ -143,7 +160,11 @@ describe("accept: signed in", () => {
     const results = await Promise.all([1, 2, 3].map(() => post(acceptPath(token), undefined, { token: user.accessToken })));
     expect(results.map((r) => r.status).sort()).toEqual([200, 410, 410]);
     expectProblem(results.find((r) => r.status === 410)!, 410, "invitation_not_pending");
-    expect(await orgCounters(org.id)).toEqual({ member_count: before.member_count + 1, user_member_count: before.user_member_count + 1, pending_invitation_count: 0 });
+    expect(await orgCounters(org.id)).toEqual({
+      member_count: before.member_count + 1,
+      user_member_count: before.user_member_count + 1,
+      pending_invitation_count: 0,
+    });
   });
 });
 
@@ -154,8 +175,20 @@ describe("accept: new account", () => {
     expect(res.status, res.text).toBe(201);
     expect(res.body).toEqual({
       organization: { id: org.id, name: org.name },
-      member: { user: { id: expect.stringMatching(/^usr_/), display_name: "Ada Lovelace", email: invitation.email }, role: "admin", type: "user", joined_at: expect.stringMatching(ISO) },
-      user: { id: res.body.member.user.id, email: invitation.email, display_name: "Ada Lovelace", email_verified: false, created_at: expect.stringMatching(ISO), updated_at: expect.stringMatching(ISO) },
+      member: {
+        user: { id: expect.stringMatching(/^usr_/), display_name: "Ada Lovelace", email: invitation.email },
+        role: "admin",
+        type: "user",
+        joined_at: expect.stringMatching(ISO),
+      },
+      user: {
+        id: res.body.member.user.id,
+        email: invitation.email,
+        display_name: "Ada Lovelace",
+        email_verified: false,
+        created_at: expect.stringMatching(ISO),
+        updated_at: expect.stringMatching(ISO),
+      },
       access_token: expect.any(String),
       refresh_token: expect.any(String),
       token_type: "Bearer",

@@ -37,13 +37,25 @@ describe("audit entries and events", () => {
     await subscribe(org.id, INVITATION_EVENTS);
     const created = await post(invitationsPath(org.id), { email: uniqueEmail(), send_email: false, message: "hello" }, { token: admin.accessToken, env: held });
     expect(created.status, created.text).toBe(201);
-    const combined = await post(invitationsPath(org.id), { email: created.body.email, combine_pending: true, role: "admin", send_email: false }, { token: admin.accessToken, env: held });
+    const combined = await post(
+      invitationsPath(org.id),
+      { email: created.body.email, combine_pending: true, role: "admin", send_email: false },
+      { token: admin.accessToken, env: held },
+    );
     expect(combined.status, combined.text).toBe(200);
 
     const entries = await auditEntries(org.id);
     const mine = entries.filter((e) => e.action.startsWith("invitation."));
     expect(mine).toEqual([
-      expect.objectContaining({ action: "invitation.created", actor_type: "user", actor_id: admin.id, credential: "session", target_type: "invitation", target_id: created.body.id, changes: null }),
+      expect.objectContaining({
+        action: "invitation.created",
+        actor_type: "user",
+        actor_id: admin.id,
+        credential: "session",
+        target_type: "invitation",
+        target_id: created.body.id,
+        changes: null,
+      }),
       expect.objectContaining({
         action: "invitation.updated",
         actor_id: admin.id,
@@ -73,7 +85,11 @@ describe("audit entries and events", () => {
     const events = (await outboxEvents(org.id)).slice(-2);
     expect(events.map((e) => e.data)).toEqual(landed.map(asEvent));
 
-    const refused = await post(`${invitationsPath(org.id)}/batch`, { invitations: [{ email: pending.invitation.email }, { email: "bad" }] }, { token: admin.accessToken, env: held });
+    const refused = await post(
+      `${invitationsPath(org.id)}/batch`,
+      { invitations: [{ email: pending.invitation.email }, { email: "bad" }] },
+      { token: admin.accessToken, env: held },
+    );
     expect(refused.status, refused.text).toBe(200);
     expect(refused.body.results.map((r: any) => r.status)).toEqual(["error", "error"]);
     expect(await auditEntries(org.id)).toHaveLength(before + 2);
@@ -83,7 +99,11 @@ describe("audit entries and events", () => {
     const { admin, org } = await adminAndOrg();
     await subscribe(org.id, INVITATION_EVENTS);
     const a = await inviteWithToken(admin.accessToken, org.id);
-    const resent = await post(`${invitationPath(org.id, a.invitation.id)}/resend`, { send_email: false, expires_in_days: 3 }, { token: admin.accessToken, env: held });
+    const resent = await post(
+      `${invitationPath(org.id, a.invitation.id)}/resend`,
+      { send_email: false, expires_in_days: 3 },
+      { token: admin.accessToken, env: held },
+    );
     expect(resent.status, resent.text).toBe(200);
     const canceled = await post(`${invitationPath(org.id, a.invitation.id)}/cancel`, undefined, { token: admin.accessToken, env: held });
     expect(canceled.status, canceled.text).toBe(200);
@@ -112,7 +132,14 @@ describe("audit entries and events", () => {
     expect(res.status, res.text).toBe(200);
     const entries = (await auditEntries(org.id)).slice(-2);
     expect(entries).toEqual([
-      expect.objectContaining({ action: "invitation.accepted", actor_type: "user", actor_id: user.id, credential: "session", target_type: "invitation", target_id: invitation.id }),
+      expect.objectContaining({
+        action: "invitation.accepted",
+        actor_type: "user",
+        actor_id: user.id,
+        credential: "session",
+        target_type: "invitation",
+        target_id: invitation.id,
+      }),
       expect.objectContaining({ action: "member.added", actor_id: user.id, credential: "session", target_type: "user", target_id: user.id, changes: ["role"] }),
     ]);
     const events = (await outboxEvents(org.id)).slice(-2);
@@ -168,7 +195,11 @@ describe("statement budget", () => {
     const member = await createUser();
     await addMemberDirect(org.id, member, "user");
     const existing = Array.from({ length: 21 }, () => uniqueEmail("pending"));
-    const seeded = await post(`${invitationsPath(org.id)}/batch`, { invitations: existing.map((email) => ({ email, send_email: false })) }, { token: admin.accessToken, env: seats });
+    const seeded = await post(
+      `${invitationsPath(org.id)}/batch`,
+      { invitations: existing.map((email) => ({ email, send_email: false })) },
+      { token: admin.accessToken, env: seats },
+    );
     expect(seeded.body.results.every((r: any) => r.status === "created")).toBe(true);
     const lapsed = seeded.body.results[20].invitation as Invitation;
     await expireDirect(lapsed.id);

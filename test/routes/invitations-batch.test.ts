@@ -52,7 +52,11 @@ describe("happy", () => {
     const list = await get(`${invitationsPath(org.id)}?status=pending`, { token: admin.accessToken });
     expect(list.body.items.map((i: Invitation) => i.email).sort()).toEqual([fresh, pending.email, toCombine.email, quiet].sort());
     expect((await orgCounters(org.id)).pending_invitation_count).toBe(4);
-    const [mail] = await eventually(() => mailboxFor(fresh), (m) => m.length === 1, "the batch row's email");
+    const [mail] = await eventually(
+      () => mailboxFor(fresh),
+      (m) => m.length === 1,
+      "the batch row's email",
+    );
     expect(mail!.text).toContain("hi");
   });
 
@@ -74,19 +78,31 @@ describe("happy", () => {
     // A queue that accepts and holds the messages, as the real one does until its consumer runs:
     // the local queue delivers too fast to see the `queued` state in between.
     const held: unknown[] = [];
-    const holdingQueue = { holding: true, send: async (m: unknown) => void held.push(m), sendBatch: async (ms: unknown[]) => void held.push(...ms) } as unknown as Queue;
+    const holdingQueue = {
+      holding: true,
+      send: async (m: unknown) => void held.push(m),
+      sendBatch: async (ms: unknown[]) => void held.push(...ms),
+    } as unknown as Queue;
     const rows = Array.from({ length: 100 }, () => ({ email: uniqueEmail("mail") }));
-    const res = await post(`${invitationsPath(org.id)}/batch`, { invitations: rows }, { token: admin.accessToken, env: { FREE_PLAN_SEATS: "1000", EMAIL_QUEUE: holdingQueue } });
+    const res = await post(
+      `${invitationsPath(org.id)}/batch`,
+      { invitations: rows },
+      { token: admin.accessToken, env: { FREE_PLAN_SEATS: "1000", EMAIL_QUEUE: holdingQueue } },
+    );
     expect(res.status, res.text).toBe(200);
     expect(held).toHaveLength(100);
     const ids = JSON.stringify(res.body.results.map((r: any) => r.invitation.id));
     // Left `pending`, every row would be sent to the queue again by the cron a minute later.
     const statuses = () =>
-      env.DB.prepare("select outbox.status as status, count(*) as n from outbox join invitations on invitations.outbox_id = outbox.id where invitations.id in (select value from json_each(?)) group by 1")
+      env.DB.prepare(
+        "select outbox.status as status, count(*) as n from outbox join invitations on invitations.outbox_id = outbox.id where invitations.id in (select value from json_each(?)) group by 1",
+      )
         .bind(ids)
         .all<{ status: string; n: number }>()
         .then((r) => r.results);
-    expect(await eventually(statuses, (r) => r.length === 1 && r[0]!.status === "queued", "every outbox row to be marked queued")).toEqual([{ status: "queued", n: 100 }]);
+    expect(await eventually(statuses, (r) => r.length === 1 && r[0]!.status === "queued", "every outbox row to be marked queued")).toEqual([
+      { status: "queued", n: 100 },
+    ]);
   });
 });
 
@@ -129,7 +145,12 @@ describe("seat limit", () => {
     const rows = [uniqueEmail(), uniqueEmail(), uniqueEmail(), uniqueEmail()].map((email) => ({ email, send_email: false }));
     const res = await post(`${invitationsPath(org.id)}/batch`, { invitations: rows }, { token: admin.accessToken, env: seats });
     expect(res.status, res.text).toBe(200);
-    expect(res.body.results.map((r: any) => r.status === "error" ? r.error.code : r.status)).toEqual(["created", "created", "seat_limit_reached", "seat_limit_reached"]);
+    expect(res.body.results.map((r: any) => (r.status === "error" ? r.error.code : r.status))).toEqual([
+      "created",
+      "created",
+      "seat_limit_reached",
+      "seat_limit_reached",
+    ]);
     expect((await orgCounters(org.id)).pending_invitation_count).toBe(2);
   });
 
@@ -176,7 +197,16 @@ describe("cost", () => {
     expect(batch.cost.queries).toBe(2);
     // A custom role is read in the authorization batch: no extra round trip.
     const role = await createRole(admin, org.id, ["organization:read"]);
-    const custom = await post(`${invitationsPath(org.id)}/batch`, { invitations: [{ email: uniqueEmail(), role: role.name }, { email: uniqueEmail(), role: role.name }] }, { token });
+    const custom = await post(
+      `${invitationsPath(org.id)}/batch`,
+      {
+        invitations: [
+          { email: uniqueEmail(), role: role.name },
+          { email: uniqueEmail(), role: role.name },
+        ],
+      },
+      { token },
+    );
     expect(custom.cost.queries).toBe(2);
 
     const got = await get(invitationPath(org.id, created.body.id), { token });
@@ -206,7 +236,10 @@ describe("cost", () => {
     const seeded = await post(`${invitationsPath(org.id)}/batch`, { invitations: rows }, { token: admin.accessToken, env: { FREE_PLAN_SEATS: "1000" } });
     expect(seeded.cost.queries).toBe(2);
     // Inviting (and combining) reads what the new rows need, not the organization's 60 pending invitations.
-    for (const body of [{ email: uniqueEmail("cost"), send_email: false }, { email: rows[0]!.email, combine_pending: true, send_email: false }]) {
+    for (const body of [
+      { email: uniqueEmail("cost"), send_email: false },
+      { email: rows[0]!.email, combine_pending: true, send_email: false },
+    ]) {
       const one = await post(invitationsPath(org.id), body, { token: admin.accessToken, env: { FREE_PLAN_SEATS: "1000" } });
       expect(one.status, one.text).toBeLessThan(300);
       expect(one.cost.rowsRead, JSON.stringify(body)).toBe(body.combine_pending ? 31 : 23);

@@ -71,7 +71,9 @@ export async function orgCounters(orgId: string) {
 
 /** Moves an invitation's expiry into the past, as if its days had run out. */
 export async function expireDirect(id: string) {
-  await env.DB.prepare("update invitations set expires_at = ? where id = ?").bind(Date.now() - 1000, id).run();
+  await env.DB.prepare("update invitations set expires_at = ? where id = ?")
+    .bind(Date.now() - 1000, id)
+    .run();
 }
 
 /** Emails the outbox provider delivered to `to`, newest first. */

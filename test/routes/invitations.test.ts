@@ -61,10 +61,18 @@ describe("happy", () => {
     expect(mail!.payload).not.toMatch(/(?:ivt|inv)_[A-Za-z0-9_-]{40,}/);
 
     // The real queue delivers it; the emailed link's token is the one whose hash is stored.
-    const [delivered] = await eventually(() => mailboxFor(email.toLowerCase()), (m) => m.length === 1, "the invitation email");
+    const [delivered] = await eventually(
+      () => mailboxFor(email.toLowerCase()),
+      (m) => m.length === 1,
+      "the invitation email",
+    );
     const token = /token=([A-Za-z0-9_-]+)/.exec(delivered!.text)![1]!;
     expect(await sha256Hex(token)).toBe(row!.token_hash);
-    const got = await eventually(() => get(invitationPath(org.id, res.body.id), { token: admin.accessToken }), (r) => r.body.email_status === "sent", "email_status sent");
+    const got = await eventually(
+      () => get(invitationPath(org.id, res.body.id), { token: admin.accessToken }),
+      (r) => r.body.email_status === "sent",
+      "email_status sent",
+    );
     expect(got.body).toEqual({ ...res.body, email_status: "sent" });
   });
 
@@ -132,7 +140,11 @@ describe("happy", () => {
     const res = await post(invitationsPath(org.id), { email: first.invitation.email, combine_pending: true }, { token: admin.accessToken });
     expect(res.status, res.text).toBe(200);
     expect(res.body.email_status).toBe("queued");
-    const mails = await eventually(() => mailboxFor(first.invitation.email), (m) => m.length === 1, "the combined invitation's email");
+    const mails = await eventually(
+      () => mailboxFor(first.invitation.email),
+      (m) => m.length === 1,
+      "the combined invitation's email",
+    );
     const token = /token=([A-Za-z0-9_-]+)/.exec(mails[0]!.text)![1]!;
     expect((await get(previewPath(token))).status).toBe(200);
   });
@@ -223,10 +235,18 @@ describe("happy", () => {
     expect(res.body).not.toHaveProperty("accept_url");
     expect(Date.parse(res.body.expires_at) - Date.now()).toBeGreaterThan(6.9 * 86_400_000);
     expectProblem(await get(previewPath(token)), 404, "not_found");
-    const mails = await eventually(() => mailboxFor(invitation.email), (m) => m.length === 1, "the resent email");
+    const mails = await eventually(
+      () => mailboxFor(invitation.email),
+      (m) => m.length === 1,
+      "the resent email",
+    );
     const newToken = /token=([A-Za-z0-9_-]+)/.exec(mails[0]!.text)![1]!;
     expect((await get(previewPath(newToken))).status).toBe(200);
-    await eventually(() => get(invitationPath(org.id, invitation.id), { token: admin.accessToken }), (r) => r.body.email_status === "sent", "email_status sent");
+    await eventually(
+      () => get(invitationPath(org.id, invitation.id), { token: admin.accessToken }),
+      (r) => r.body.email_status === "sent",
+      "email_status sent",
+    );
 
     // With send_email=false and a chosen expiry, the link comes back instead of an email.
     const again = await post(`${invitationPath(org.id, invitation.id)}/resend`, { send_email: false, expires_in_days: 3 }, { token: admin.accessToken });
@@ -296,7 +316,11 @@ describe("errors", () => {
   it("list: bad page_size, status or page_token → 400", async () => {
     const { admin, org } = await adminAndOrg();
     for (let i = 0; i < 3; i++) await invite(admin.accessToken, org.id, { send_email: false });
-    for (const [q, path] of [["page_size=0", "page_size"], ["page_size=-1", "page_size"], ["status=gone", "status"]] as const) {
+    for (const [q, path] of [
+      ["page_size=0", "page_size"],
+      ["page_size=-1", "page_size"],
+      ["status=gone", "status"],
+    ] as const) {
       const res = await get(`${invitationsPath(org.id)}?${q}`, { token: admin.accessToken });
       expectProblem(res, 400, "validation_failed");
       expect(errorPaths(res)).toEqual([path]);
@@ -305,8 +329,16 @@ describe("errors", () => {
     const pageToken = first.body.next_page_token as string;
     expect(pageToken).not.toBe("");
     // A cursor belongs to its filter.
-    expectProblem(await get(`${invitationsPath(org.id)}?page_size=1&status=pending&page_token=${pageToken}`, { token: admin.accessToken }), 400, "invalid_page_token");
-    expectProblem(await get(`${invitationsPath(org.id)}?page_size=1&page_token=${pageToken.slice(0, -2)}xx`, { token: admin.accessToken }), 400, "invalid_page_token");
+    expectProblem(
+      await get(`${invitationsPath(org.id)}?page_size=1&status=pending&page_token=${pageToken}`, { token: admin.accessToken }),
+      400,
+      "invalid_page_token",
+    );
+    expectProblem(
+      await get(`${invitationsPath(org.id)}?page_size=1&page_token=${pageToken.slice(0, -2)}xx`, { token: admin.accessToken }),
+      400,
+      "invalid_page_token",
+    );
     // A huge page_size is coerced, not refused.
     expect((await get(`${invitationsPath(org.id)}?page_size=5000`, { token: admin.accessToken })).status).toBe(200);
   });
@@ -381,8 +413,17 @@ describe("security", () => {
     expectProblem(await post(invitationsPath(org.id), { email: uniqueEmail() }, { token: inviter.accessToken }), 403, "forbidden");
     const ok = await invite(inviter.accessToken, org.id, { role: role.name, send_email: false });
     expect(ok.invited_by).toEqual({ id: inviter.id, display_name: inviter.displayName });
-    const batch = await post(`${invitationsPath(org.id)}/batch`, { invitations: [{ email: uniqueEmail(), role: "admin" }, { email: uniqueEmail(), role: role.name }] }, { token: inviter.accessToken });
-    expect(batch.body.results.map((r: any) => r.status === "error" ? r.error.code : r.status)).toEqual(["forbidden", "created"]);
+    const batch = await post(
+      `${invitationsPath(org.id)}/batch`,
+      {
+        invitations: [
+          { email: uniqueEmail(), role: "admin" },
+          { email: uniqueEmail(), role: role.name },
+        ],
+      },
+      { token: inviter.accessToken },
+    );
+    expect(batch.body.results.map((r: any) => (r.status === "error" ? r.error.code : r.status))).toEqual(["forbidden", "created"]);
   });
 
   it("a PAT needs organization_member scopes: read for reads, write for writes (403 insufficient_scope)", async () => {

@@ -29,7 +29,11 @@ describe("happy", () => {
     expect(await membership(org.id, person.id)).toBeNull();
     expect((await get(`/v1/organizations/${org.id}`, { token: person.accessToken })).status).toBe(404);
 
-    const mail = await eventually(() => mailboxFor(person.email), (items) => items.length > 0, "the verification email");
+    const mail = await eventually(
+      () => mailboxFor(person.email),
+      (items) => items.length > 0,
+      "the verification email",
+    );
     const link = /verify-email\?token=(vfy_[A-Za-z0-9_-]+)/.exec(mail[0]!.text)![1]!;
     const before = await orgCounters(org.id);
     const res = await verifyEmail(link);
@@ -114,7 +118,9 @@ describe("errors", () => {
     const { org, domain } = await jitOrg();
     const person = await createUser({ email: emailAt(domain) });
     const token = await seedVerifyToken(person);
-    await env.DB.prepare("update email_tokens set expires_at = ? where user_id = ? and used_at is null").bind(Date.now() - 1, person.id).run();
+    await env.DB.prepare("update email_tokens set expires_at = ? where user_id = ? and used_at is null")
+      .bind(Date.now() - 1, person.id)
+      .run();
     expectProblem(await verifyEmail(token), 400, "invalid_token");
     expectProblem(await verifyEmail(`vfy_${"B".repeat(43)}`), 400, "invalid_token");
     expect(await membership(org.id, person.id)).toBeNull();
@@ -127,7 +133,9 @@ describe("security", () => {
     // The token was minted for an address in the JIT domain; the account has since moved away from it.
     const person = await createUser({ email: emailAt(domain) });
     const token = await seedVerifyToken(person);
-    await env.DB.prepare("update users set email = ? where id = ?").bind(`moved.${unique("")}@example.com`, person.id).run();
+    await env.DB.prepare("update users set email = ? where id = ?")
+      .bind(`moved.${unique("")}@example.com`, person.id)
+      .run();
     expectProblem(await verifyEmail(token), 400, "invalid_token");
     expect(await membership(org.id, person.id)).toBeNull();
     // And the token is spent.

@@ -82,10 +82,16 @@ describe("platform routes", () => {
     const { org } = await ownerAndOrg();
     await subscribe(org.id, LICENSE_EVENTS);
     const lic = await createLicense(admin, { organization_id: org.id });
-    expect(await ofLicenses(org.id)).toEqual([expect.objectContaining({ action: "license.assigned", target_id: lic.id, actor_id: admin.id, credential: "session" })]);
+    expect(await ofLicenses(org.id)).toEqual([
+      expect.objectContaining({ action: "license.assigned", target_id: lic.id, actor_id: admin.id, credential: "session" }),
+    ]);
     expectNoKey(await outboxEvents(org.id), lic);
     // An unknown organization: 404 and no entry (there is no organization to hold one).
-    expectProblem(await post("/v1/licenses", { plan: "team", seats: 5, features: [], expires_at: null, organization_id: "org_01JD6Q5W8ZK3H0V8N6C2Y4T1RB" }, admin.as), 404, "not_found");
+    expectProblem(
+      await post("/v1/licenses", { plan: "team", seats: 5, features: [], expires_at: null, organization_id: "org_01JD6Q5W8ZK3H0V8N6C2Y4T1RB" }, admin.as),
+      404,
+      "not_found",
+    );
   });
 
   it("revoking records license.revoked in the organization the license serves, once; an unassigned license records nothing", async () => {

@@ -48,7 +48,9 @@ export async function assignLicense(orgId: string, licenseId: string, owner: { a
 
 /** Moves a license's expiry into the past (the API refuses to create one that is already expired). */
 export async function expireDirect(licenseId: string) {
-  await env.DB.prepare("update licenses set expires_at = ? where id = ?").bind(Date.now() - 1000, licenseId).run();
+  await env.DB.prepare("update licenses set expires_at = ? where id = ?")
+    .bind(Date.now() - 1000, licenseId)
+    .run();
 }
 
 export async function sha256Hex(value: string) {
@@ -58,6 +60,8 @@ export async function sha256Hex(value: string) {
 
 /** Human members plus pending invitations, as the organization's counters hold them. */
 export async function seatsUsedDirect(orgId: string): Promise<number> {
-  const row = await env.DB.prepare("select user_member_count + pending_invitation_count as n from organizations where id = ?").bind(orgId).first<{ n: number }>();
+  const row = await env.DB.prepare("select user_member_count + pending_invitation_count as n from organizations where id = ?")
+    .bind(orgId)
+    .first<{ n: number }>();
   return row!.n;
 }

@@ -134,12 +134,9 @@ describe("happy", () => {
     const admin = await platformAdmin();
     const base = Date.now() - 1000;
     const seeded = Array.from({ length: 600 }, (_, i) =>
-      env.DB.prepare("insert into licenses (id, plan, seats, features, key_hash, key_prefix, created_at, updated_at) values (?, 'team', 5, '[]', ?, 'lk_seeded', ?, ?)").bind(
-        newId("license", base + i),
-        `seeded-${unique()}-${i}`,
-        base + i,
-        base + i,
-      ),
+      env.DB.prepare(
+        "insert into licenses (id, plan, seats, features, key_hash, key_prefix, created_at, updated_at) values (?, 'team', 5, '[]', ?, 'lk_seeded', ?, ?)",
+      ).bind(newId("license", base + i), `seeded-${unique()}-${i}`, base + i, base + i),
     );
     for (let i = 0; i < seeded.length; i += 200) await env.DB.batch(seeded.slice(i, i + 200));
     await createLicense(admin, { plan: "enterprise" });
@@ -195,7 +192,15 @@ describe("happy", () => {
 
     const a = await put(licensePath(org.id), { license_id: first.id }, { token: owner.accessToken });
     expect(a.status, a.text).toBe(200);
-    expect(a.body).toEqual({ license_id: first.id, plan: "team", seats: 20, features: ["sso"], expires_at: "2099-01-01T00:00:00.000Z", status: "active", seats_used: 1 });
+    expect(a.body).toEqual({
+      license_id: first.id,
+      plan: "team",
+      seats: 20,
+      features: ["sso"],
+      expires_at: "2099-01-01T00:00:00.000Z",
+      status: "active",
+      seats_used: 1,
+    });
     const same = await put(licensePath(org.id), { license_id: first.id }, { token: owner.accessToken });
     expect(same.status, same.text).toBe(200);
     expect(same.body).toEqual(a.body);
@@ -226,7 +231,15 @@ describe("happy", () => {
     const lic = await createLicense(admin, { seats: 99, features: ["sso"], organization_id: org.id, expires_at: "2099-01-01T00:00:00Z" });
     await expireDirect(lic.id);
     const res = await get(licensePath(org.id), { token: owner.accessToken });
-    expect(res.body).toEqual({ license_id: lic.id, plan: "free", seats: 10, features: [], expires_at: expect.stringMatching(ISO), status: "expired", seats_used: 1 });
+    expect(res.body).toEqual({
+      license_id: lic.id,
+      plan: "free",
+      seats: 10,
+      features: [],
+      expires_at: expect.stringMatching(ISO),
+      status: "expired",
+      seats_used: 1,
+    });
   });
 
   it("two organizations racing for one license: exactly one gets it", async () => {
@@ -267,7 +280,11 @@ describe("happy", () => {
   it("a custom role with billing:read and billing:write manages the license", async () => {
     const admin = await platformAdmin();
     const { owner, org } = await ownerAndOrg();
-    const role = await post(`/v1/organizations/${org.id}/roles`, { name: unique("billing").slice(0, 30), permissions: ["billing:read", "billing:write"] }, { token: owner.accessToken });
+    const role = await post(
+      `/v1/organizations/${org.id}/roles`,
+      { name: unique("billing").slice(0, 30), permissions: ["billing:read", "billing:write"] },
+      { token: owner.accessToken },
+    );
     expect(role.status, role.text).toBe(201);
     const clerk = await createUser();
     await addMemberDirect(org.id, clerk, role.body.name);
@@ -315,7 +332,8 @@ describe("errors", () => {
 
   it("create with an unknown or malformed organization is 404; with one that holds a license, 409", async () => {
     const admin = await platformAdmin();
-    for (const orgId of ["org_01JD6Q5W8ZK3H0V8N6C2Y4T1RB", "nope"]) expectProblem(await post("/v1/licenses", { plan: "team", seats: 5, organization_id: orgId }, admin.as), 404, "not_found");
+    for (const orgId of ["org_01JD6Q5W8ZK3H0V8N6C2Y4T1RB", "nope"])
+      expectProblem(await post("/v1/licenses", { plan: "team", seats: 5, organization_id: orgId }, admin.as), 404, "not_found");
     const { org } = await ownerAndOrg();
     await createLicense(admin, { organization_id: org.id });
     expectProblem(await post("/v1/licenses", { plan: "team", seats: 5, organization_id: org.id }, admin.as), 409, "license_in_use");
@@ -404,7 +422,10 @@ describe("security", () => {
     const lic = await createLicense(admin, { plan: "team", organization_id: org.id });
     const plain = await createVerifiedUser();
     const unverified = await createUser({ email: uniqueEmail("root") });
-    for (const opts of [{ token: plain.accessToken, env: admin.as.env }, { token: unverified.accessToken, env: { PLATFORM_ADMIN_EMAILS: unverified.email } }]) {
+    for (const opts of [
+      { token: plain.accessToken, env: admin.as.env },
+      { token: unverified.accessToken, env: { PLATFORM_ADMIN_EMAILS: unverified.email } },
+    ]) {
       expectProblem(await post("/v1/licenses", { plan: "team", seats: 5 }, opts), 403, "forbidden");
       // Nothing of the licenses is read, whatever the filter: only the caller's own row and the admin list.
       for (const query of ["", `?filter=${encodeURIComponent('plan = "team"')}`, `?filter=${encodeURIComponent(`organization_id = "${org.id}"`)}`]) {
@@ -453,7 +474,8 @@ describe("security", () => {
     const readerPat = await createPat(owner, ["organization:read"]);
     const body = { license_id: lic.id };
 
-    for (const res of [await get(licensePath(org.id)), await put(licensePath(org.id), body), await del(licensePath(org.id))]) expectProblem(res, 401, "unauthenticated");
+    for (const res of [await get(licensePath(org.id)), await put(licensePath(org.id), body), await del(licensePath(org.id))])
+      expectProblem(res, 401, "unauthenticated");
     for (const res of [
       await get(licensePath(org.id), { token: outsider.accessToken }),
       await put(licensePath(org.id), body, { token: outsider.accessToken }),
@@ -461,14 +483,24 @@ describe("security", () => {
     ]) {
       expectProblem(res, 404, "not_found");
     }
-    for (const res of [await get(licensePath(org.id), { token: member.accessToken }), await put(licensePath(org.id), body, { token: member.accessToken }), await del(licensePath(org.id), { token: member.accessToken })]) {
+    for (const res of [
+      await get(licensePath(org.id), { token: member.accessToken }),
+      await put(licensePath(org.id), body, { token: member.accessToken }),
+      await del(licensePath(org.id), { token: member.accessToken }),
+    ]) {
       expectProblem(res, 403, "forbidden");
     }
     expect(expectProblem(await get(licensePath(org.id), { token: memberPat.token }), 403, "insufficient_scope").required_scope).toBe("organization:read");
-    expect(expectProblem(await put(licensePath(org.id), body, { token: readerPat.token }), 403, "insufficient_scope").required_scope).toBe("organization:write");
+    expect(expectProblem(await put(licensePath(org.id), body, { token: readerPat.token }), 403, "insufficient_scope").required_scope).toBe(
+      "organization:write",
+    );
     expectProblem(await del(licensePath(org.id), { token: readerPat.token }), 403, "insufficient_scope");
     // A custom role that reads billing may not assign.
-    const role = await post(`/v1/organizations/${org.id}/roles`, { name: unique("viewer").slice(0, 30), permissions: ["billing:read"] }, { token: owner.accessToken });
+    const role = await post(
+      `/v1/organizations/${org.id}/roles`,
+      { name: unique("viewer").slice(0, 30), permissions: ["billing:read"] },
+      { token: owner.accessToken },
+    );
     const viewer = await createUser();
     await addMemberDirect(org.id, viewer, role.body.name);
     expect((await get(licensePath(org.id), { token: viewer.accessToken })).status).toBe(200);

@@ -93,9 +93,16 @@ describe("happy", () => {
         pageToken = res.body.next_page_token;
         if (pageToken) {
           const other = order === "created_at" ? "created_at desc" : "created_at";
-          expectProblem(await get(`${invitationsPath(org.id)}?page_size=2&order_by=${encodeURIComponent(other)}&page_token=${pageToken}`, { token }), 400, "invalid_page_token");
           expectProblem(
-            await get(`${invitationsPath(org.id)}?page_size=2&order_by=${encodeURIComponent(order)}&filter=${encodeURIComponent('role = "user"')}&page_token=${pageToken}`, { token }),
+            await get(`${invitationsPath(org.id)}?page_size=2&order_by=${encodeURIComponent(other)}&page_token=${pageToken}`, { token }),
+            400,
+            "invalid_page_token",
+          );
+          expectProblem(
+            await get(
+              `${invitationsPath(org.id)}?page_size=2&order_by=${encodeURIComponent(order)}&filter=${encodeURIComponent('role = "user"')}&page_token=${pageToken}`,
+              { token },
+            ),
             400,
             "invalid_page_token",
           );
@@ -176,7 +183,8 @@ describe("errors", () => {
   it("invitation filters refuse what no index serves, and say what is allowed", async () => {
     const user = await createUser();
     const org = await createOrg(user);
-    const bad = async (expr: string) => expectProblem(await get(`${invitationsPath(org.id)}?filter=${encodeURIComponent(expr)}`, { token: user.accessToken }), 400, "invalid_filter");
+    const bad = async (expr: string) =>
+      expectProblem(await get(`${invitationsPath(org.id)}?filter=${encodeURIComponent(expr)}`, { token: user.accessToken }), 400, "invalid_filter");
     expect((await bad('message = "hi"')).detail).toContain("status, email, role");
     await bad('email:"ad"');
     await bad('status = "gone"');

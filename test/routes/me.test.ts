@@ -9,7 +9,6 @@ import { expectProblem, sortedErrorPaths as errorPaths } from "../helpers/proble
 // ---------------------------------------------------------------------------------------------
 // Local helpers
 
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls the dev mailbox (filled by the queue consumer) until an email to `to` arrives. */
@@ -32,7 +31,9 @@ function verifyTokenFrom(email: { text: string }): string {
 const login = (email: string, password: string) => post("/v1/auth/login", { email, password });
 
 async function countRows(sql: string, ...binds: unknown[]): Promise<number> {
-  const row = await env.DB.prepare(sql).bind(...binds).first<{ n: number }>();
+  const row = await env.DB.prepare(sql)
+    .bind(...binds)
+    .first<{ n: number }>();
   return row!.n;
 }
 
@@ -78,7 +79,9 @@ describe("happy", () => {
     const user = await createUser();
     const org = await createOrg(user);
     expect((await patch("/v1/me", { display_name: "Renamed Member" }, { token: user.accessToken })).status).toBe(200);
-    const row = await env.DB.prepare("select display_name from members where organization_id = ? and member_id = ?").bind(org.id, user.id).first<{ display_name: string }>();
+    const row = await env.DB.prepare("select display_name from members where organization_id = ? and member_id = ?")
+      .bind(org.id, user.id)
+      .first<{ display_name: string }>();
     expect(row?.display_name).toBe("Renamed Member");
   });
 
@@ -411,7 +414,11 @@ describe("GET /v1/me with an access token costs no D1 round trip", () => {
     await verifyUserDirect(root.id);
     const target = await createUser();
     const newEmail = uniqueEmail("by-admin");
-    const res = await patch(`/v1/users/${target.id}`, { display_name: "Renamed By Admin", email: newEmail }, { token: root.accessToken, env: { PLATFORM_ADMIN_EMAILS: root.email } });
+    const res = await patch(
+      `/v1/users/${target.id}`,
+      { display_name: "Renamed By Admin", email: newEmail },
+      { token: root.accessToken, env: { PLATFORM_ADMIN_EMAILS: root.email } },
+    );
     expect(res.status, res.text).toBe(200);
     expect(expectNoDatabase(await get("/v1/me", { token: target.accessToken }))).toEqual(res.body);
   });

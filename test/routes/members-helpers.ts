@@ -6,7 +6,6 @@ import { createOrg, createUser, unique } from "../helpers/factories";
 
 export const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
-
 export const membersPath = (orgId: string) => `/v1/organizations/${orgId}/members`;
 export const memberPath = (orgId: string, memberId: string) => `/v1/organizations/${orgId}/members/${memberId}`;
 
@@ -76,7 +75,11 @@ export async function seedMembers(orgId: string, specs: MemberSpec[]): Promise<S
         "insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at) values (?, ?, ?, ?, ?, ?, ?, ?)",
       ).bind(orgId, r.id, r.type, r.role, r.displayName, r.displayName.toLowerCase(), r.email ?? "", r.joinedAt),
     ),
-    env.DB.prepare("update organizations set member_count = member_count + ?, user_member_count = user_member_count + ? where id = ?").bind(rows.length, humans, orgId),
+    env.DB.prepare("update organizations set member_count = member_count + ?, user_member_count = user_member_count + ? where id = ?").bind(
+      rows.length,
+      humans,
+      orgId,
+    ),
   ]);
   return rows;
 }
@@ -122,4 +125,3 @@ export async function collectPages(orgId: string, token: string, query: Record<s
   }
   return { items, pages };
 }
-

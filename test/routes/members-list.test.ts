@@ -1,16 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { get } from "../helpers/client";
 import { addMemberDirect, createUser, unique } from "../helpers/factories";
-import {
-  adminAndOrg,
-  asMember,
-  collectPages,
-  memberRowOf,
-  membersPath,
-  seedMembers,
-  type MemberSpec,
-  type SeededMember,
-} from "./members-helpers";
+import { adminAndOrg, asMember, collectPages, memberRowOf, membersPath, seedMembers, type MemberSpec, type SeededMember } from "./members-helpers";
 import { errorPaths, expectProblem } from "../helpers/problems";
 
 type Field = "display_name" | "email" | "joined_at";
@@ -168,7 +159,12 @@ describe("happy", () => {
     }
     const { items } = await collectPages(org.id, admin.accessToken, { order_by: "display_name, joined_at desc" });
     const sams = items.filter((m) => m.user.display_name.toLowerCase() === "sam same");
-    expect(sams.map((m) => m.user.id)).toEqual(seeded.filter((r) => r.displayName.toLowerCase() === "sam same").map((r) => r.id).reverse());
+    expect(sams.map((m) => m.user.id)).toEqual(
+      seeded
+        .filter((r) => r.displayName.toLowerCase() === "sam same")
+        .map((r) => r.id)
+        .reverse(),
+    );
   });
 
   it.each([
@@ -218,15 +214,27 @@ describe("happy", () => {
     expect(names.slice(0, 5)).toEqual(["Pre Anna", "Pre Bot One", "Bob Prefix", "Carl Stone", "Jon Zane"]);
   });
 
-  it('search combined with another filter and no order_by keeps match order across pages', async () => {
+  it("search combined with another filter and no order_by keeps match order across pages", async () => {
     const { admin, org, rows } = await filterOrg();
     for (const filter of ['search:"pre" AND type = "user"', 'type = "user" AND search:"pre"']) {
       const { items, pages } = await collectPages(org.id, admin.accessToken, { filter });
       expect(pages).toBe(4);
-      expectExactly(items, expectedSearchOrder(rows.filter((r) => r.type === "user"), "pre"));
+      expectExactly(
+        items,
+        expectedSearchOrder(
+          rows.filter((r) => r.type === "user"),
+          "pre",
+        ),
+      );
     }
     const admins = await collectPages(org.id, admin.accessToken, { filter: 'search:"pre" AND role = "admin"' });
-    expectExactly(admins.items, expectedSearchOrder(rows.filter((r) => r.role === "admin"), "pre"));
+    expectExactly(
+      admins.items,
+      expectedSearchOrder(
+        rows.filter((r) => r.role === "admin"),
+        "pre",
+      ),
+    );
     expect(admins.items.map((m) => m.user.display_name)).toEqual(["Preston Pike", "pRetty Ida"]);
   });
 
@@ -283,7 +291,11 @@ describe("errors", () => {
 
   it('search:"" → 400 invalid_filter, with or without order_by', async () => {
     const { admin, org } = await adminAndOrg();
-    const queries: Record<string, string>[] = [{ filter: 'search:""' }, { filter: 'search:""', order_by: "display_name" }, { filter: 'type = "user" AND search:""' }];
+    const queries: Record<string, string>[] = [
+      { filter: 'search:""' },
+      { filter: 'search:""', order_by: "display_name" },
+      { filter: 'type = "user" AND search:""' },
+    ];
     for (const q of queries) {
       expectProblem(await list(org.id, admin.accessToken, q), 400, "invalid_filter");
     }

@@ -34,11 +34,15 @@ function expectCheap(label: string, res: ApiResponse, pageSize = PAGE) {
   expect(res.cost.kvReads, `${label}: KV reads`).toBeLessThanOrEqual(BUDGET.kvReads);
 }
 
-const list = (query: Record<string, string>, t = token) => get(`${membersPath(orgId)}?${new URLSearchParams({ page_size: String(PAGE), ...query })}`, { token: t });
+const list = (query: Record<string, string>, t = token) =>
+  get(`${membersPath(orgId)}?${new URLSearchParams({ page_size: String(PAGE), ...query })}`, { token: t });
 
 /** The seeded members' numbers, in list order (the creator and the service account left out). */
 const indexesOf = (items: any[]) =>
-  items.map((m) => /^Member (\d{5}) Surname$/.exec(m.user.display_name)?.[1]).filter((n): n is string => n !== undefined).map(Number);
+  items
+    .map((m) => /^Member (\d{5}) Surname$/.exec(m.user.display_name)?.[1])
+    .filter((n): n is string => n !== undefined)
+    .map(Number);
 
 beforeAll(async () => {
   const { admin, org } = await adminAndOrg();
@@ -57,7 +61,9 @@ beforeAll(async () => {
     }
     await env.DB.batch(batch);
   }
-  await env.DB.prepare("update organizations set member_count = member_count + ?, user_member_count = user_member_count + ? where id = ?").bind(MEMBERS, MEMBERS, orgId).run();
+  await env.DB.prepare("update organizations set member_count = member_count + ?, user_member_count = user_member_count + ? where id = ?")
+    .bind(MEMBERS, MEMBERS, orgId)
+    .run();
   // Joins last, as does nobody else: the newest two members are this account and the creator.
   const sa = await createServiceAccount(admin, orgId, { name: "Zz Scale Bot" });
   serviceAccount = { id: sa.service_account.id, key: sa.key };
@@ -175,7 +181,9 @@ describe("happy", () => {
   it('filter type = "service_account": one row, read cheaply', async () => {
     const res = await list({ filter: 'type = "service_account"' });
     expectCheap('type = "service_account"', res);
-    expect(res.body.items).toEqual([expect.objectContaining({ user: { id: serviceAccount.id, display_name: "Zz Scale Bot", email: null }, type: "service_account" })]);
+    expect(res.body.items).toEqual([
+      expect.objectContaining({ user: { id: serviceAccount.id, display_name: "Zz Scale Bot", email: null }, type: "service_account" }),
+    ]);
   });
 
   it('filter role = "admin": a cheap page of the 101 admins', async () => {
@@ -195,4 +203,3 @@ describe("happy", () => {
     expectCheap('role != "admin" page 1', await list({ filter: 'role != "admin"' }));
   });
 });
-

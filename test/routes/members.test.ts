@@ -2,15 +2,7 @@ import { describe, expect, it } from "vitest";
 import { newId } from "../../src/lib/ids";
 import { api, del, get, patch, post } from "../helpers/client";
 import { addMemberDirect, createOrg, createPat, createVerifiedUser as createUser, uniqueEmail } from "../helpers/factories";
-import {
-  ISO,
-  adminAndOrg,
-  createRole,
-  createServiceAccount,
-  memberCount,
-  memberPath,
-  membersPath,
-} from "./members-helpers";
+import { ISO, adminAndOrg, createRole, createServiceAccount, memberCount, memberPath, membersPath } from "./members-helpers";
 import { errorPaths, expectProblem } from "../helpers/problems";
 
 /** What the built-in `user` role holds (§5); a custom role needs all of it to hand `user` out. */
@@ -39,7 +31,12 @@ describe("happy", () => {
     expect(res.status, res.text).toBe(200);
     expect(res.body.next_page_token).toBe("");
     expect(res.body.items).toEqual([
-      { user: { id: sa.service_account.id, display_name: "Deploy Bot", email: null }, role: "service_account", type: "service_account", joined_at: expect.stringMatching(ISO) },
+      {
+        user: { id: sa.service_account.id, display_name: "Deploy Bot", email: null },
+        role: "service_account",
+        type: "service_account",
+        joined_at: expect.stringMatching(ISO),
+      },
       { user: { id: admin.id, display_name: admin.displayName, email: admin.email }, role: "admin", type: "user", joined_at: expect.stringMatching(ISO) },
     ]);
     for (const m of res.body.items) expect(Object.keys(m).sort()).toEqual(["joined_at", "role", "type", "user"]);
@@ -55,7 +52,12 @@ describe("happy", () => {
     const before = Date.now();
     const res = await post(membersPath(org.id), { email: user.email }, { token: admin.accessToken });
     expect(res.status, res.text).toBe(201);
-    expect(res.body).toEqual({ user: { id: user.id, display_name: user.displayName, email: user.email }, role: "user", type: "user", joined_at: expect.stringMatching(ISO) });
+    expect(res.body).toEqual({
+      user: { id: user.id, display_name: user.displayName, email: user.email },
+      role: "user",
+      type: "user",
+      joined_at: expect.stringMatching(ISO),
+    });
     expect(Date.parse(res.body.joined_at)).toBeGreaterThanOrEqual(before - 1000);
 
     const got = await get(memberPath(org.id, user.id), { token: admin.accessToken });
@@ -445,10 +447,7 @@ describe("concurrency", () => {
   it(`two admins removing each other at once leave exactly one admin (${ROUNDS} rounds)`, async () => {
     for (let round = 0; round < ROUNDS; round++) {
       const { a, b, org } = await twoAdmins();
-      const results = await Promise.all([
-        del(memberPath(org.id, b.id), { token: a.accessToken }),
-        del(memberPath(org.id, a.id), { token: b.accessToken }),
-      ]);
+      const results = await Promise.all([del(memberPath(org.id, b.id), { token: a.accessToken }), del(memberPath(org.id, a.id), { token: b.accessToken })]);
       const statuses = results.map((r) => r.status).sort();
       expect(statuses, results.map((r) => r.text).join("\n")).toEqual([204, 409]);
       expectProblem(results.find((r) => r.status === 409)!, 409, "last_admin");

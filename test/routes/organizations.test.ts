@@ -9,7 +9,6 @@ import { expectProblem, errorPaths } from "../helpers/problems";
 const TINY_PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
-
 /** A base64 data URI whose decoded image is exactly `bytes` long. */
 function pngOfBytes(bytes: number) {
   const buf = new Uint8Array(bytes).fill(0x41);
@@ -160,7 +159,11 @@ describe("happy", () => {
     expectProblem(await patch(`/v1/organizations/${org.id}`, { name: "Nope" }, { token: admin.accessToken }), 409, "organization_inactive");
     expectProblem(await patch(`/v1/organizations/${org.id}`, { active: false }, { token: admin.accessToken }), 409, "organization_inactive");
     expectProblem(await put(`/v1/organizations/${org.id}/settings`, { settings: { a: 1 } }, { token: admin.accessToken }), 409, "organization_inactive");
-    expectProblem(await patch(`/v1/organizations/${org.id}/preferences`, { support_team_access: true }, { token: admin.accessToken }), 409, "organization_inactive");
+    expectProblem(
+      await patch(`/v1/organizations/${org.id}/preferences`, { support_team_access: true }, { token: admin.accessToken }),
+      409,
+      "organization_inactive",
+    );
     expect((await get(`/v1/organizations/${org.id}`, { token: admin.accessToken })).body.name).toBe(org.name);
 
     const on = await patch(`/v1/organizations/${org.id}`, { active: true }, { token: admin.accessToken });
@@ -184,7 +187,11 @@ describe("happy", () => {
     const sibling = await createOrg(admin);
     const membersOwn = await createOrg(member);
     for (const o of [org, sibling]) {
-      const s = await put(`/v1/organizations/${o.id}/settings`, { settings: { theme: "dark" }, secrets: { api_key: "s3cr3t-value" } }, { token: admin.accessToken });
+      const s = await put(
+        `/v1/organizations/${o.id}/settings`,
+        { settings: { theme: "dark" }, secrets: { api_key: "s3cr3t-value" } },
+        { token: admin.accessToken },
+      );
       expect(s.status, s.text).toBe(200);
     }
     expect(await rowCount("organization_settings", org.id)).toBe(1);
@@ -275,10 +282,18 @@ describe("errors", () => {
   it("PATCH validates the same fields; malformed JSON is 400", async () => {
     const admin = await createUser();
     const org = await createOrg(admin);
-    const res = await patch(`/v1/organizations/${org.id}`, { name: "", slug: "UPPER", active: "no", logo_data_uri: "data:image/gif;base64,AAAA" }, { token: admin.accessToken });
+    const res = await patch(
+      `/v1/organizations/${org.id}`,
+      { name: "", slug: "UPPER", active: "no", logo_data_uri: "data:image/gif;base64,AAAA" },
+      { token: admin.accessToken },
+    );
     expectProblem(res, 400, "validation_failed");
     expect(new Set(errorPaths(res))).toEqual(new Set(["name", "slug", "active", "logo_data_uri"]));
-    const bad = await api("PATCH", `/v1/organizations/${org.id}`, { raw: "{not json", headers: { "Content-Type": "application/json" }, token: admin.accessToken });
+    const bad = await api("PATCH", `/v1/organizations/${org.id}`, {
+      raw: "{not json",
+      headers: { "Content-Type": "application/json" },
+      token: admin.accessToken,
+    });
     expectProblem(bad, 400, "malformed_json");
     expect((await get(`/v1/organizations/${org.id}`, { token: admin.accessToken })).body.name).toBe(org.name);
   });

@@ -76,7 +76,11 @@ describe("errors", () => {
   it("a body that is not a JSON object → 400", async () => {
     const { admin, org } = await adminWithOrg();
     expectProblem(await patch(url(org.id), [true], { token: admin.accessToken }), 400, "validation_failed");
-    expectProblem(await api("PATCH", url(org.id), { raw: "{", headers: { "Content-Type": "application/json" }, token: admin.accessToken }), 400, "malformed_json");
+    expectProblem(
+      await api("PATCH", url(org.id), { raw: "{", headers: { "Content-Type": "application/json" }, token: admin.accessToken }),
+      400,
+      "malformed_json",
+    );
   });
 
   it("an inactive organization refuses PATCH with 409 but still answers GET", async () => {

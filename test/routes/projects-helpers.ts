@@ -5,7 +5,8 @@ import { post, put } from "../helpers/client";
 
 export const projectsPath = (orgId: string) => `/v1/organizations/${orgId}/projects`;
 export const projectPath = (orgId: string, id: string) => `/v1/organizations/${orgId}/projects/${id}`;
-export const accessPath = (orgId: string, projectId: string, memberId = "") => `/v1/organizations/${orgId}/projects/${projectId}/members${memberId ? `/${memberId}` : ""}`;
+export const accessPath = (orgId: string, projectId: string, memberId = "") =>
+  `/v1/organizations/${orgId}/projects/${projectId}/members${memberId ? `/${memberId}` : ""}`;
 export const tagsPath = (orgId: string) => `/v1/organizations/${orgId}/tags`;
 export const tagInfoPath = (orgId: string) => `/v1/organizations/${orgId}/tag-info`;
 
@@ -77,9 +78,25 @@ export async function seedProjects(
       if (!tagIds.has(tag)) {
         const tagId = newId("tag", now);
         tagIds.set(tag, tagId);
-        stmts.unshift(env.DB.prepare("insert into tags (id, organization_id, name, name_key, project_count, created_at, updated_at) values (?, ?, ?, ?, 0, ?, ?)").bind(tagId, orgId, tag, tag.toLowerCase(), now, now));
+        stmts.unshift(
+          env.DB.prepare("insert into tags (id, organization_id, name, name_key, project_count, created_at, updated_at) values (?, ?, ?, ?, 0, ?, ?)").bind(
+            tagId,
+            orgId,
+            tag,
+            tag.toLowerCase(),
+            now,
+            now,
+          ),
+        );
       }
-      stmts.push(env.DB.prepare("insert into project_tags (project_id, tag_id, organization_id, private) values (?, ?, ?, ?)").bind(id, tagIds.get(tag)!, orgId, s.private ? 1 : 0));
+      stmts.push(
+        env.DB.prepare("insert into project_tags (project_id, tag_id, organization_id, private) values (?, ?, ?, ?)").bind(
+          id,
+          tagIds.get(tag)!,
+          orgId,
+          s.private ? 1 : 0,
+        ),
+      );
       counts.set(tag, (counts.get(tag) ?? 0) + 1);
     }
   });

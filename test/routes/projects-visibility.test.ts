@@ -29,7 +29,10 @@ describe("visibility from every role", () => {
   let robotKey: string;
 
   beforeAll(async () => {
-    ({ admin, org: { id: orgId } } = await adminAndOrg().then((r) => ({ admin: r.admin, org: r.org })));
+    ({
+      admin,
+      org: { id: orgId },
+    } = await adminAndOrg().then((r) => ({ admin: r.admin, org: r.org })));
     [granted, plain, privileged] = await Promise.all([createUser(), createUser(), createUser()]);
     await addMemberDirect(orgId, granted, "user");
     await addMemberDirect(orgId, plain, "user");
@@ -59,7 +62,9 @@ describe("visibility from every role", () => {
     const expected = [pub.id, grantedSecret.id].sort();
     const queries: Record<string, string>[] = [{}, { order_by: "name" }, { order_by: "updated_at desc" }, { filter: 'tag = "shared"' }, { filter: 'name:"g"' }];
     for (const query of queries) {
-      expect(ids((await listAll(orgId, granted.accessToken, query)).items), JSON.stringify(query)).toEqual(query.filter === 'name:"g"' ? [grantedSecret.id] : expected);
+      expect(ids((await listAll(orgId, granted.accessToken, query)).items), JSON.stringify(query)).toEqual(
+        query.filter === 'name:"g"' ? [grantedSecret.id] : expected,
+      );
     }
     expect(ids((await listAll(orgId, granted.accessToken, { filter: "private = true" })).items)).toEqual([grantedSecret.id]);
     expect((await get(projectPath(orgId, grantedSecret.id), { token: granted.accessToken })).status).toBe(200);
@@ -198,7 +203,11 @@ describe("invitation project_ids", () => {
     const a = await createProject(admin.accessToken, org.id, { private: true });
     const b = await createProject(admin.accessToken, org.id, { private: true });
     const first = await inviteWithToken(admin.accessToken, org.id, { project_ids: [a.id] });
-    const combined = await post(invitationsPath(org.id), { email: first.invitation.email, project_ids: [b.id], combine_pending: true, send_email: false }, { token: admin.accessToken });
+    const combined = await post(
+      invitationsPath(org.id),
+      { email: first.invitation.email, project_ids: [b.id], combine_pending: true, send_email: false },
+      { token: admin.accessToken },
+    );
     expect(combined.status, combined.text).toBe(200);
     expect([...combined.body.project_ids].sort()).toEqual([a.id, b.id].sort());
     const res = await post(acceptPath(tokenOf(combined.body.accept_url)), { display_name: "New", password: "correct horse battery staple" });
@@ -211,7 +220,11 @@ describe("invitation project_ids", () => {
     const other = await adminAndOrg();
     const mine = await createProject(admin.accessToken, org.id);
     const theirs = await createProject(other.admin.accessToken, other.org.id);
-    const res = await post(invitationsPath(org.id), { email: "x@example.com", project_ids: [mine.id, theirs.id], send_email: false }, { token: admin.accessToken });
+    const res = await post(
+      invitationsPath(org.id),
+      { email: "x@example.com", project_ids: [mine.id, theirs.id], send_email: false },
+      { token: admin.accessToken },
+    );
     const body = expectProblem(res, 422, "unprocessable");
     expect(body.project_ids).toEqual([theirs.id]);
     expect(body.errors).toEqual([{ path: "project_ids.1", message: expect.any(String) }]);
@@ -229,17 +242,38 @@ describe("invitation project_ids", () => {
     const hidden = await createProject(admin.accessToken, org.id, { private: true });
     const open = await createProject(admin.accessToken, org.id);
     const t = { token: inviter.accessToken };
-    expectProblem(await post(invitationsPath(org.id), { email: "y@example.com", role: invitee, project_ids: [hidden.id], send_email: false }, t), 422, "unprocessable");
-    const batch = await post(`${invitationsPath(org.id)}/batch`, { invitations: [{ email: "z1@example.com", role: invitee, project_ids: [open.id], send_email: false }, { email: "z2@example.com", role: invitee, project_ids: [hidden.id] }] }, t);
+    expectProblem(
+      await post(invitationsPath(org.id), { email: "y@example.com", role: invitee, project_ids: [hidden.id], send_email: false }, t),
+      422,
+      "unprocessable",
+    );
+    const batch = await post(
+      `${invitationsPath(org.id)}/batch`,
+      {
+        invitations: [
+          { email: "z1@example.com", role: invitee, project_ids: [open.id], send_email: false },
+          { email: "z2@example.com", role: invitee, project_ids: [hidden.id] },
+        ],
+      },
+      t,
+    );
     expect(batch.status, batch.text).toBe(200);
     expect(batch.body.results.map((r: any) => r.status)).toEqual(["created", "error"]);
     expect(batch.body.results[1].error).toMatchObject({ code: "unprocessable", project_ids: [hidden.id] });
-    const combine = await post(invitationsPath(org.id), { email: "z1@example.com", role: invitee, project_ids: [hidden.id], combine_pending: true, send_email: false }, t);
+    const combine = await post(
+      invitationsPath(org.id),
+      { email: "z1@example.com", role: invitee, project_ids: [hidden.id], combine_pending: true, send_email: false },
+      t,
+    );
     expectProblem(combine, 422, "unprocessable");
     // Without projects:read nothing is visible to attach.
     const blind = await createUser();
     await addMemberDirect(org.id, blind, (await createRole(admin, org.id, ["invitations:write", "organization:read"])).name);
-    expectProblem(await post(invitationsPath(org.id), { email: "w@example.com", role: invitee, project_ids: [open.id], send_email: false }, { token: blind.accessToken }), 422, "unprocessable");
+    expectProblem(
+      await post(invitationsPath(org.id), { email: "w@example.com", role: invitee, project_ids: [open.id], send_email: false }, { token: blind.accessToken }),
+      422,
+      "unprocessable",
+    );
   });
 });
 
@@ -271,13 +305,23 @@ describe("at 10,000 projects, most private", () => {
     );
     // The user is granted 40 private projects spread over the whole range.
     const stmts = Array.from({ length: 40 }, (_, k) => k * 250 + 1).map((i) =>
-      env.DB.prepare("insert into project_members (project_id, member_id, organization_id, granted_by, granted_at) values (?, ?, ?, null, ?)").bind(projectIds[i]!, user.id, orgId, Date.now()),
+      env.DB.prepare("insert into project_members (project_id, member_id, organization_id, granted_by, granted_at) values (?, ?, ?, null, ?)").bind(
+        projectIds[i]!,
+        user.id,
+        orgId,
+        Date.now(),
+      ),
     );
     await env.DB.batch(stmts);
   }, 300_000);
 
   afterAll(() => {
-    const summary = Object.entries(measured).map(([label, costs]) => ({ label, pages: costs.length, max_rows_read: Math.max(...costs.map((c) => c.rowsRead)), max_queries: Math.max(...costs.map((c) => c.queries)) }));
+    const summary = Object.entries(measured).map(([label, costs]) => ({
+      label,
+      pages: costs.length,
+      max_rows_read: Math.max(...costs.map((c) => c.rowsRead)),
+      max_queries: Math.max(...costs.map((c) => c.queries)),
+    }));
     console.log(`projects at scale (${TOTAL} projects, 90% private, page_size ${PAGE}):\n${summary.map((s) => JSON.stringify(s)).join("\n")}`);
   });
 

@@ -11,7 +11,11 @@ const list = (orgId: string, token: string, query: Record<string, string> = {}) 
 describe("happy", () => {
   it("creates a project: 201 with its tags (created on the way) and its creator", async () => {
     const { admin, org } = await adminAndOrg();
-    const res = await post(projectsPath(org.id), { name: "  Checkout  ", description: "The flow\nwith two lines", tags: ["smoke", "Smoke", "e2e"] }, { token: admin.accessToken });
+    const res = await post(
+      projectsPath(org.id),
+      { name: "  Checkout  ", description: "The flow\nwith two lines", tags: ["smoke", "Smoke", "e2e"] },
+      { token: admin.accessToken },
+    );
     expect(res.status, res.text).toBe(201);
     expect(res.body).toEqual({
       id: expect.stringMatching(/^prj_[0-9A-Z]{26}$/),
@@ -129,7 +133,11 @@ describe("happy: order, filters and pages", () => {
   async function seeded() {
     const { admin, org } = await adminAndOrg();
     const base = Date.now() - 1_000_000;
-    const ids = await seedProjects(org.id, specs.map((s, i) => ({ ...s, updatedAt: base + 1000 - i })), { base });
+    const ids = await seedProjects(
+      org.id,
+      specs.map((s, i) => ({ ...s, updatedAt: base + 1000 - i })),
+      { base },
+    );
     const byName = new Map(specs.map((s, i) => [s.name, ids[i]!]));
     return { admin, org, ids, byName };
   }
@@ -181,7 +189,11 @@ describe("happy: order, filters and pages", () => {
     const token = first.body.next_page_token;
     expect(token).not.toBe("");
     expectProblem(await list(org.id, admin.accessToken, { page_size: "2", order_by: "name desc", page_token: token }), 400, "invalid_page_token");
-    expectProblem(await list(org.id, admin.accessToken, { page_size: "2", order_by: "name", filter: "private = false", page_token: token }), 400, "invalid_page_token");
+    expectProblem(
+      await list(org.id, admin.accessToken, { page_size: "2", order_by: "name", filter: "private = false", page_token: token }),
+      400,
+      "invalid_page_token",
+    );
     expectProblem(await list(org.id, admin.accessToken, { page_token: "garbage" }), 400, "invalid_page_token");
     // The same token against another organization of the same admin.
     const other = await post("/v1/organizations", { name: "Other" }, { token: admin.accessToken });

@@ -19,7 +19,16 @@ async function adminAndOrg() {
   return { admin, org };
 }
 
-type Proxy = { id: string; name: string; url: string; username: string | null; password_set: boolean; default: boolean; created_at: string; updated_at: string };
+type Proxy = {
+  id: string;
+  name: string;
+  url: string;
+  username: string | null;
+  password_set: boolean;
+  default: boolean;
+  created_at: string;
+  updated_at: string;
+};
 
 async function createProxy(caller: { accessToken: string }, orgId: string, body: Record<string, unknown> = {}) {
   const res = await post(proxiesPath(orgId), { name: `proxy ${unique()}`, url: "http://proxy.example.com:3128", ...body }, { token: caller.accessToken });
@@ -90,7 +99,14 @@ describe("happy", () => {
     const p = await createProxy(admin, org.id, { username: "bob", password });
     const renamed = await patch(`${proxiesPath(org.id)}/${p.id}`, { name: "Renamed", url: "https://other.example.com:443" }, { token: admin.accessToken });
     expect(renamed.status, renamed.text).toBe(200);
-    expect(renamed.body).toMatchObject({ id: p.id, name: "Renamed", url: "https://other.example.com:443", username: "bob", password_set: true, created_at: p.created_at });
+    expect(renamed.body).toMatchObject({
+      id: p.id,
+      name: "Renamed",
+      url: "https://other.example.com:443",
+      username: "bob",
+      password_set: true,
+      created_at: p.created_at,
+    });
     expect(Date.parse(renamed.body.updated_at)).toBeGreaterThanOrEqual(Date.parse(p.updated_at));
     const sealed = (await row(p.id))!.password_ciphertext;
 
@@ -205,7 +221,9 @@ describe("happy", () => {
     const { admin, org } = await adminAndOrg();
     const now = Date.now();
     const seed = Array.from({ length: 300 }, (_, i) =>
-      env.DB.prepare("insert into proxies (id, organization_id, name, url, is_default, created_at, updated_at) values (?, ?, ?, 'http://p.example.com', 0, ?, ?)").bind(newId("proxy", now - 1000 + i), org.id, `p${i}`, now, now),
+      env.DB.prepare(
+        "insert into proxies (id, organization_id, name, url, is_default, created_at, updated_at) values (?, ?, ?, 'http://p.example.com', 0, ?, ?)",
+      ).bind(newId("proxy", now - 1000 + i), org.id, `p${i}`, now, now),
     );
     for (let i = 0; i < seed.length; i += 100) await env.DB.batch(seed.slice(i, i + 100));
     const small = await get(`${proxiesPath(org.id)}?page_size=5`, { token: admin.accessToken });
@@ -221,7 +239,11 @@ describe("happy", () => {
 
   it("a user with a custom role holding proxies:read and proxies:write manages proxies", async () => {
     const { admin, org } = await adminAndOrg();
-    const role = await post(`/v1/organizations/${org.id}/roles`, { name: unique("netops").slice(0, 30), permissions: ["proxies:read", "proxies:write"] }, { token: admin.accessToken });
+    const role = await post(
+      `/v1/organizations/${org.id}/roles`,
+      { name: unique("netops").slice(0, 30), permissions: ["proxies:read", "proxies:write"] },
+      { token: admin.accessToken },
+    );
     expect(role.status, role.text).toBe(201);
     const ops = await createUser();
     await addMemberDirect(org.id, ops, role.body.name);
@@ -351,7 +373,11 @@ describe("errors", () => {
     const page = await get(`${proxiesPath(other.id)}?page_size=1`, { token: admin.accessToken });
     expectProblem(await get(`${proxiesPath(org.id)}?page_size=0`, { token: admin.accessToken }), 400, "validation_failed");
     expectProblem(await get(`${proxiesPath(org.id)}?page_token=garbage`, { token: admin.accessToken }), 400, "invalid_page_token");
-    expectProblem(await get(`${proxiesPath(org.id)}?page_token=${encodeURIComponent(page.body.next_page_token)}`, { token: admin.accessToken }), 400, "invalid_page_token");
+    expectProblem(
+      await get(`${proxiesPath(org.id)}?page_token=${encodeURIComponent(page.body.next_page_token)}`, { token: admin.accessToken }),
+      400,
+      "invalid_page_token",
+    );
   });
 
   it("an inactive organization is read-only: writes are 409, reads work", async () => {
@@ -407,7 +433,11 @@ describe("security", () => {
 
   it("a custom role with proxies:read only may read but not write", async () => {
     const { admin, org, p } = await setup();
-    const role = await post(`/v1/organizations/${org.id}/roles`, { name: unique("viewer").slice(0, 30), permissions: ["proxies:read"] }, { token: admin.accessToken });
+    const role = await post(
+      `/v1/organizations/${org.id}/roles`,
+      { name: unique("viewer").slice(0, 30), permissions: ["proxies:read"] },
+      { token: admin.accessToken },
+    );
     const viewer = await createUser();
     await addMemberDirect(org.id, viewer, role.body.name);
     for (const [method, path, body] of routes(org.id, p.id)) {

@@ -125,7 +125,11 @@ describe("happy", () => {
   it("POST creates a custom role", async () => {
     const { admin, org } = await adminAndOrg();
     const name = roleName();
-    const res = await post(rolesPath(org.id), { name, description: "Reads things", permissions: ["organization:read", "members:read"] }, { token: admin.accessToken });
+    const res = await post(
+      rolesPath(org.id),
+      { name, description: "Reads things", permissions: ["organization:read", "members:read"] },
+      { token: admin.accessToken },
+    );
     expect(res.status, res.text).toBe(201);
     expect(res.body).toEqual({
       id: expect.stringMatching(ROLE_ID),
@@ -173,7 +177,14 @@ describe("happy", () => {
     const role = await createRole(admin, org.id, { description: "before", permissions: ["organization:read"] });
     const desc = await patch(`${rolesPath(org.id)}/${role.id}`, { description: "after" }, { token: admin.accessToken });
     expect(desc.status, desc.text).toBe(200);
-    expect(desc.body).toMatchObject({ id: role.id, name: role.name, description: "after", permissions: ["organization:read"], built_in: false, created_at: role.created_at });
+    expect(desc.body).toMatchObject({
+      id: role.id,
+      name: role.name,
+      description: "after",
+      permissions: ["organization:read"],
+      built_in: false,
+      created_at: role.created_at,
+    });
     expect(desc.body.updated_at >= role.updated_at).toBe(true);
 
     const perms = await patch(`${rolesPath(org.id)}/${role.id}`, { permissions: ["members:read", "projects:write"] }, { token: admin.accessToken });
@@ -215,7 +226,9 @@ describe("happy", () => {
     expect(member.body.role).toBe(name);
     const other = await get(`/v1/organizations/${org.id}/members/${bystander.id}`, { token: admin.accessToken });
     expect(other.body.role).toBe("user");
-    const stored = await env.DB.prepare("select count(*) as n from members where organization_id = ? and role = ?").bind(org.id, role.name).first<{ n: number }>();
+    const stored = await env.DB.prepare("select count(*) as n from members where organization_id = ? and role = ?")
+      .bind(org.id, role.name)
+      .first<{ n: number }>();
     expect(stored!.n).toBe(0);
 
     // The renamed role still grants what it granted.
@@ -286,7 +299,11 @@ describe("happy", () => {
     const { user } = await memberWithPermissions(admin, org.id, ["roles:read", "roles:write", "members:read"]);
     const created = await post(rolesPath(org.id), { name: roleName(), permissions: ["roles:read", "members:read"] }, { token: user.accessToken });
     expect(created.status, created.text).toBe(201);
-    const edited = await patch(`${rolesPath(org.id)}/${created.body.id}`, { permissions: ["members:read"], description: "narrower" }, { token: user.accessToken });
+    const edited = await patch(
+      `${rolesPath(org.id)}/${created.body.id}`,
+      { permissions: ["members:read"], description: "narrower" },
+      { token: user.accessToken },
+    );
     expect(edited.status, edited.text).toBe(200);
     expect(edited.body.permissions).toEqual(["members:read"]);
     const gone = await del(`${rolesPath(org.id)}/${created.body.id}`, { token: user.accessToken });
@@ -337,7 +354,10 @@ describe("errors", () => {
     for (const permissions of [["organization:read", "organization:own"], ["ADMIN"], [""], [7]]) {
       const res = await post(rolesPath(org.id), { name: roleName(), permissions }, { token: admin.accessToken });
       expectProblem(res, 400, "validation_failed");
-      expect(errorPaths(res).some((p) => p.startsWith("permissions")), res.text).toBe(true);
+      expect(
+        errorPaths(res).some((p) => p.startsWith("permissions")),
+        res.text,
+      ).toBe(true);
     }
     const list = await get(rolesPath(org.id), { token: admin.accessToken });
     expect(list.body.items.map((r: any) => r.id)).toEqual(BUILT_IN_IDS);
@@ -347,7 +367,10 @@ describe("errors", () => {
     const { admin, org } = await adminAndOrg();
     const res = await post(rolesPath(org.id), { name: roleName(), permissions: ["members:read", "members:read"] }, { token: admin.accessToken });
     expectProblem(res, 400, "validation_failed");
-    expect(errorPaths(res).some((p) => p.startsWith("permissions")), res.text).toBe(true);
+    expect(
+      errorPaths(res).some((p) => p.startsWith("permissions")),
+      res.text,
+    ).toBe(true);
   });
 
   it("POST with a description over 500 characters → 400", async () => {
@@ -449,7 +472,11 @@ describe("errors", () => {
   it("DELETE of a role promised by a pending invitation → 409 role_in_use; a rename carries the invitation along", async () => {
     const { admin, org } = await adminAndOrg();
     const role = await createRole(admin, org.id, { permissions: ["organization:read"] });
-    const inv = await post(`/v1/organizations/${org.id}/invitations`, { email: `${unique("inv")}@example.com`, role: role.name, send_email: false }, { token: admin.accessToken });
+    const inv = await post(
+      `/v1/organizations/${org.id}/invitations`,
+      { email: `${unique("inv")}@example.com`, role: role.name, send_email: false },
+      { token: admin.accessToken },
+    );
     expect(inv.status, inv.text).toBe(201);
     expectProblem(await del(`${rolesPath(org.id)}/${role.id}`, { token: admin.accessToken }), 409, "role_in_use");
     const renamed = roleName();
@@ -514,7 +541,13 @@ describe("security", () => {
     ];
     for (const [method, path, body] of calls) {
       const send = (token?: string) =>
-        method === "GET" ? get(path, { token }) : method === "POST" ? post(path, body, { token }) : method === "PATCH" ? patch(path, body, { token }) : del(path, { token });
+        method === "GET"
+          ? get(path, { token })
+          : method === "POST"
+            ? post(path, body, { token })
+            : method === "PATCH"
+              ? patch(path, body, { token })
+              : del(path, { token });
       const anon = await send();
       expectProblem(anon, 401, "unauthenticated");
       expectProblem(await send(outsider.accessToken), 404, "not_found");
@@ -575,8 +608,16 @@ describe("security", () => {
       const { admin, org } = await adminAndOrg();
       const { user, role } = await memberWithPermissions(admin, org.id, own);
       const weak = await createRole(admin, org.id, { permissions: ["organization:read"] });
-      expectProblem(await patch(`${rolesPath(org.id)}/${weak.id}`, { permissions: ["organization:read", "organization:delete"] }, { token: user.accessToken }), 403, "forbidden");
-      expectProblem(await patch(`${rolesPath(org.id)}/${role.id}`, { permissions: [...own, "organization:delete"] }, { token: user.accessToken }), 403, "forbidden");
+      expectProblem(
+        await patch(`${rolesPath(org.id)}/${weak.id}`, { permissions: ["organization:read", "organization:delete"] }, { token: user.accessToken }),
+        403,
+        "forbidden",
+      );
+      expectProblem(
+        await patch(`${rolesPath(org.id)}/${role.id}`, { permissions: [...own, "organization:delete"] }, { token: user.accessToken }),
+        403,
+        "forbidden",
+      );
       expect((await get(`${rolesPath(org.id)}/${role.id}`, { token: admin.accessToken })).body.permissions).toEqual(own);
       expectProblem(await del(`/v1/organizations/${org.id}`, { token: user.accessToken }), 403, "forbidden");
     });

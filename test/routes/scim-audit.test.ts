@@ -38,20 +38,46 @@ const call = (s: ScimSetup, method: string, path: string, body?: unknown, header
 async function subscribe(orgId: string) {
   const id = newId("webhook");
   const now = Date.now();
-  const events = ["scim.user.created", "scim.user.updated", "scim.user.deprovisioned", "scim.user.deleted", "scim.group.created", "scim.group.updated", "scim.group.deleted", "member.added", "member.removed"];
-  await env.DB.prepare("insert into webhooks (id, organization_id, url, description, events, secret_ciphertext, created_at, updated_at) values (?, ?, 'https://hooks.example.com/x', null, ?, 'x', ?, ?)")
+  const events = [
+    "scim.user.created",
+    "scim.user.updated",
+    "scim.user.deprovisioned",
+    "scim.user.deleted",
+    "scim.group.created",
+    "scim.group.updated",
+    "scim.group.deleted",
+    "member.added",
+    "member.removed",
+  ];
+  await env.DB.prepare(
+    "insert into webhooks (id, organization_id, url, description, events, secret_ciphertext, created_at, updated_at) values (?, ?, 'https://hooks.example.com/x', null, ?, 'x', ?, ?)",
+  )
     .bind(id, orgId, JSON.stringify(events), now, now)
     .run();
   return id;
 }
 
-type Entry = { action: string; actor_type: string; actor_id: string; credential: string; target_type: string; target_id: string; changes: string | null; user_agent: string | null; request_id: string | null };
+type Entry = {
+  action: string;
+  actor_type: string;
+  actor_id: string;
+  credential: string;
+  target_type: string;
+  target_id: string;
+  changes: string | null;
+  user_agent: string | null;
+  request_id: string | null;
+};
 const entries = async (orgId: string) =>
-  (await env.DB.prepare("select * from audit_logs where organization_id = ? order by created_at, id").bind(orgId).all<Entry>()).results.filter((e) => e.action !== "organization.created");
-const events = async (webhookId: string) =>
-  (await env.DB.prepare("select event_type, payload from webhook_deliveries where webhook_id = ? order by created_at, event_id").bind(webhookId).all<{ event_type: string; payload: string }>()).results.map(
-    (d) => ({ type: d.event_type, data: JSON.parse(d.payload).data }),
+  (await env.DB.prepare("select * from audit_logs where organization_id = ? order by created_at, id").bind(orgId).all<Entry>()).results.filter(
+    (e) => e.action !== "organization.created",
   );
+const events = async (webhookId: string) =>
+  (
+    await env.DB.prepare("select event_type, payload from webhook_deliveries where webhook_id = ? order by created_at, event_id")
+      .bind(webhookId)
+      .all<{ event_type: string; payload: string }>()
+  ).results.map((d) => ({ type: d.event_type, data: JSON.parse(d.payload).data }));
 
 async function setup() {
   const s = await scimSetup();
@@ -115,10 +141,16 @@ describe("SCIM Users", () => {
     const email = `${unique("bo").toLowerCase()}@${s.domain}`;
     const created = await call(s, "POST", "/Users", oktaCreateUser(email));
     const id = created.body.id as string;
-    const patched = await call(s, "PATCH", `/Users/${id}`, { schemas: [PATCH_OP], Operations: [{ op: "replace", path: "name.familyName", value: "Secretvalue" }] });
+    const patched = await call(s, "PATCH", `/Users/${id}`, {
+      schemas: [PATCH_OP],
+      Operations: [{ op: "replace", path: "name.familyName", value: "Secretvalue" }],
+    });
     expect(patched.status, patched.text).toBe(200);
     expect(patched.cost.queries).toBe(2);
-    const same = await call(s, "PATCH", `/Users/${id}`, { schemas: [PATCH_OP], Operations: [{ op: "replace", path: "name.familyName", value: "Secretvalue" }] });
+    const same = await call(s, "PATCH", `/Users/${id}`, {
+      schemas: [PATCH_OP],
+      Operations: [{ op: "replace", path: "name.familyName", value: "Secretvalue" }],
+    });
     expect(same.status, same.text).toBe(200);
     const put = await call(s, "PUT", `/Users/${id}`, { ...oktaPutUser(id, email), displayName: "Bo Renamed" });
     expect(put.status, put.text).toBe(200);
@@ -154,7 +186,14 @@ describe("SCIM Users", () => {
       ["member.added", userId, ["role"]],
     ]);
     const sent = await events(hook);
-    expect(sent.map((e) => e.type)).toEqual(["scim.user.created", "member.added", "scim.user.deprovisioned", "member.removed", "scim.user.updated", "member.added"]);
+    expect(sent.map((e) => e.type)).toEqual([
+      "scim.user.created",
+      "member.added",
+      "scim.user.deprovisioned",
+      "member.removed",
+      "scim.user.updated",
+      "member.added",
+    ]);
     expect(sent[2]!.data).toMatchObject({ id, user_id: userId, email, organization_id: s.org.id, active: false });
     expect(sent[3]!.data).toMatchObject({ user: { id: userId, email }, role: "user", left: false });
   });
@@ -165,20 +204,12 @@ describe("SCIM Users", () => {
     const other = newId("identityProvider");
     const now = Date.now();
     await env.DB.batch([
-      env.DB.prepare("insert into identity_provider_configs (id, organization_id, name, saml_entity_id, scim_enabled, created_at, updated_at) values (?, ?, 'Other', ?, 1, ?, ?)").bind(
-        other,
-        s.org.id,
-        `https://idp.example/${other}`,
-        now,
-        now,
-      ),
-      env.DB.prepare("insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at, scim_config_id) values (?, ?, 'user', 'user', 'P', 'p', ?, ?, ?)").bind(
-        s.org.id,
-        person.id,
-        person.email,
-        now,
-        other,
-      ),
+      env.DB.prepare(
+        "insert into identity_provider_configs (id, organization_id, name, saml_entity_id, scim_enabled, created_at, updated_at) values (?, ?, 'Other', ?, 1, ?, ?)",
+      ).bind(other, s.org.id, `https://idp.example/${other}`, now, now),
+      env.DB.prepare(
+        "insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at, scim_config_id) values (?, ?, 'user', 'user', 'P', 'p', ?, ?, ?)",
+      ).bind(s.org.id, person.id, person.email, now, other),
     ]);
     const created = await call(s, "POST", "/Users", oktaCreateUser(person.email));
     expect(created.status, created.text).toBe(201);
@@ -234,10 +265,26 @@ describe("SCIM Groups", () => {
     expect(created.status, created.text).toBe(201);
     expect(created.cost.queries).toBe(2);
     const gid = created.body.id as string;
-    const patched = await call(s, "PATCH", `/Groups/${gid}`, { schemas: [PATCH_OP], Operations: [{ op: "add", path: "members", value: [{ value: u2 }] }, { op: "replace", path: "displayName", value: "Engineering" }] });
+    const patched = await call(s, "PATCH", `/Groups/${gid}`, {
+      schemas: [PATCH_OP],
+      Operations: [
+        { op: "add", path: "members", value: [{ value: u2 }] },
+        { op: "replace", path: "displayName", value: "Engineering" },
+      ],
+    });
     expect(patched.status, patched.text).toBe(204);
     expect(patched.cost.queries).toBe(2);
-    expect((await call(s, "PATCH", `/Groups/${gid}`, { schemas: [PATCH_OP], Operations: [{ op: "replace", path: "displayName", value: "X" }] }, { "If-Match": 'W/"1"' })).status).toBe(412);
+    expect(
+      (
+        await call(
+          s,
+          "PATCH",
+          `/Groups/${gid}`,
+          { schemas: [PATCH_OP], Operations: [{ op: "replace", path: "displayName", value: "X" }] },
+          { "If-Match": 'W/"1"' },
+        )
+      ).status,
+    ).toBe(412);
     const put = await call(s, "PUT", `/Groups/${gid}`, { schemas: [GROUP], displayName: "Engineering", externalId: "ext-1" });
     expect(put.status, put.text).toBe(200);
     const del = await call(s, "DELETE", `/Groups/${gid}`);
@@ -254,7 +301,14 @@ describe("SCIM Groups", () => {
     for (const e of log) expect(e).toMatchObject({ actor_type: "scim_directory", actor_id: s.configId, credential: "scim" });
     const sent = (await events(hook)).filter((e) => e.type.startsWith("scim.group."));
     expect(sent.map((e) => e.type)).toEqual(["scim.group.created", "scim.group.updated", "scim.group.updated", "scim.group.deleted"]);
-    expect(sent[1]!.data).toEqual({ id: gid, display_name: "Engineering", external_id: null, role: "admin", organization_id: s.org.id, identity_provider_config_id: s.configId });
+    expect(sent[1]!.data).toEqual({
+      id: gid,
+      display_name: "Engineering",
+      external_id: null,
+      role: "admin",
+      organization_id: s.org.id,
+      identity_provider_config_id: s.configId,
+    });
   });
 
   it("a PATCH's member operations apply in order as their net effect, roles following", async () => {
@@ -278,7 +332,9 @@ describe("SCIM Groups", () => {
     const row = await env.DB.prepare("select member_count from scim_groups where id = ?").bind(gid).first<{ member_count: number }>();
     expect(row!.member_count).toBe(3);
     const roleOf = async (scimId: string) =>
-      (await env.DB.prepare("select m.role from members m join scim_users su on su.user_id = m.member_id where su.id = ? and m.organization_id = ?").bind(scimId, s.org.id).first<{ role: string }>())!.role;
+      (await env.DB.prepare("select m.role from members m join scim_users su on su.user_id = m.member_id where su.id = ? and m.organization_id = ?")
+        .bind(scimId, s.org.id)
+        .first<{ role: string }>())!.role;
     expect([await roleOf(a), await roleOf(b), await roleOf(c), await roleOf(d)]).toEqual(["admin", "admin", "admin", "user"]);
 
     // A replace drops what came before it; later steps still apply.
@@ -301,7 +357,9 @@ describe("SCIM Groups", () => {
     const put = await call(s, "PUT", `/Groups/${g.body.id}`, { schemas: [GROUP], displayName: "Leads", members: [{ value: b }], [EXT]: { role: "user" } });
     expect(put.status, put.text).toBe(200);
     const roleOf = async (scimId: string) =>
-      (await env.DB.prepare("select m.role from members m join scim_users su on su.user_id = m.member_id where su.id = ? and m.organization_id = ?").bind(scimId, s.org.id).first<{ role: string }>())!.role;
+      (await env.DB.prepare("select m.role from members m join scim_users su on su.user_id = m.member_id where su.id = ? and m.organization_id = ?")
+        .bind(scimId, s.org.id)
+        .first<{ role: string }>())!.role;
     expect([await roleOf(a), await roleOf(b)]).toEqual(["user", "user"]);
   });
 });

@@ -30,7 +30,12 @@ const measured: Record<string, { statements: number; queries: number; rowsRead: 
 
 const quiet: Partial<Bindings> = { WEBHOOK_QUEUE: { name: "scim-budget", send: async () => undefined, sendBatch: async () => undefined } as unknown as Queue };
 const scim = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
-  api(method, `/scim/v2${path}`, { token: s.token, body, env: quiet, headers: { ...(body !== undefined ? { "Content-Type": "application/scim+json" } : {}), ...headers } });
+  api(method, `/scim/v2${path}`, {
+    token: s.token,
+    body,
+    env: quiet,
+    headers: { ...(body !== undefined ? { "Content-Type": "application/scim+json" } : {}), ...headers },
+  });
 
 function within(label: string, res: ApiResponse) {
   measured[label] = { statements: res.cost.statements, queries: res.cost.queries, rowsRead: res.cost.rowsRead };
@@ -39,14 +44,20 @@ function within(label: string, res: ApiResponse) {
 }
 
 const groupState = (id: string) =>
-  env.DB.prepare("select member_count, (select count(*) from scim_group_members where group_id = ?) as real from scim_groups where id = ?").bind(id, id).first<{ member_count: number; real: number }>();
-const withRole = async () => (await env.DB.prepare("select count(*) as n from members where organization_id = ? and role = ?").bind(s.org.id, roleName).first<{ n: number }>())!.n;
-const audits = async (action: string) => (await env.DB.prepare("select count(*) as n from audit_logs where organization_id = ? and action = ?").bind(s.org.id, action).first<{ n: number }>())!.n;
+  env.DB.prepare("select member_count, (select count(*) from scim_group_members where group_id = ?) as real from scim_groups where id = ?")
+    .bind(id, id)
+    .first<{ member_count: number; real: number }>();
+const withRole = async () =>
+  (await env.DB.prepare("select count(*) as n from members where organization_id = ? and role = ?").bind(s.org.id, roleName).first<{ n: number }>())!.n;
+const audits = async (action: string) =>
+  (await env.DB.prepare("select count(*) as n from audit_logs where organization_id = ? and action = ?").bind(s.org.id, action).first<{ n: number }>())!.n;
 const values = (ids: readonly string[]) => ids.map((value) => ({ value }));
 
 beforeAll(async () => {
   s = await scimSetup();
-  roleName = unique("eng").toLowerCase().replace(/[^a-z0-9]/g, "");
+  roleName = unique("eng")
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, "");
   const role = await post(`/v1/organizations/${s.org.id}/roles`, { name: roleName, permissions: ["organization:read"] }, { token: s.admin.accessToken });
   expect(role.status, role.text).toBe(201);
   // Well-formed ids (26 Crockford characters) unique to this run: 16 of a fresh id, then i.
@@ -59,7 +70,9 @@ beforeAll(async () => {
   const sqlId = (prefix: string) => `'${prefix}_${tag}' || printf('%010d', i)`;
   const mail = `'b' || i || '@${s.domain}'`;
   await env.DB.batch([
-    env.DB.prepare(`${seq} insert into users (id, email, display_name, created_at, updated_at) select ${sqlId("usr")}, ${mail}, 'Bulk ' || i, ?, ? from seq`).bind(now, now),
+    env.DB.prepare(
+      `${seq} insert into users (id, email, display_name, created_at, updated_at) select ${sqlId("usr")}, ${mail}, 'Bulk ' || i, ?, ? from seq`,
+    ).bind(now, now),
     env.DB.prepare(
       `${seq} insert into scim_users (id, config_id, organization_id, user_id, user_name, user_name_key, display_name, active, attributes, version, created_at, updated_at)
        select ${sqlId("scu")}, ?, ?, ${sqlId("usr")}, ${mail}, ${mail}, 'Bulk ' || i, 1, '{}', 1, ?, ? from seq`,
@@ -68,7 +81,11 @@ beforeAll(async () => {
       `${seq} insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at, scim_config_id)
        select ?, ${sqlId("usr")}, 'user', 'user', 'Bulk ' || i, 'bulk ' || i, ${mail}, ?, ? from seq`,
     ).bind(s.org.id, now, s.configId),
-    env.DB.prepare("update organizations set member_count = member_count + ?, user_member_count = user_member_count + ? where id = ?").bind(USERS, USERS, s.org.id),
+    env.DB.prepare("update organizations set member_count = member_count + ?, user_member_count = user_member_count + ? where id = ?").bind(
+      USERS,
+      USERS,
+      s.org.id,
+    ),
     env.DB.prepare("update identity_provider_configs set scim_user_count = scim_user_count + ? where id = ?").bind(USERS, s.configId),
   ]);
 }, 300_000);
@@ -77,7 +94,12 @@ describe(`SCIM writes stay within ${BUDGET} statements at the largest sizes acce
   let groupId = "";
 
   it(`POST a group mapped to a role with ${USERS} members`, async () => {
-    const res = await scim("POST", "/Groups?excludedAttributes=members", { schemas: [GROUP], displayName: "Everyone", members: values(scu), [EXT]: { role: roleName } });
+    const res = await scim("POST", "/Groups?excludedAttributes=members", {
+      schemas: [GROUP],
+      displayName: "Everyone",
+      members: values(scu),
+      [EXT]: { role: roleName },
+    });
     expect(res.status, res.text).toBe(201);
     within("POST group, 10,000 members, mapped", res);
     expect(res.cost.queries).toBe(2);
@@ -92,7 +114,13 @@ describe(`SCIM writes stay within ${BUDGET} statements at the largest sizes acce
     const slice = (k: number) => scu.slice(k * 100, k * 100 + 100);
     const ops: { op: string; path: string; value?: { value: string }[] }[] = [];
     for (let k = 0; k < 49; k++) ops.push({ op: "remove", path: "members", value: values(slice(k)) });
-    ops.push({ op: "remove", path: `members[${slice(49).slice(0, 20).map((v) => `value eq "${v}"`).join(" or ")}]` });
+    ops.push({
+      op: "remove",
+      path: `members[${slice(49)
+        .slice(0, 20)
+        .map((v) => `value eq "${v}"`)
+        .join(" or ")}]`,
+    });
     for (let k = 0; k < 48; k++) ops.push({ op: "add", path: "members", value: values(slice(k)) });
     ops.push({ op: "add", path: "members", value: values(slice(48).slice(0, 50)) });
     // Members already in the group among them: an add of a member is not an error.
@@ -110,12 +138,21 @@ describe(`SCIM writes stay within ${BUDGET} statements at the largest sizes acce
 
   it(`PUT the group with ${USERS} members, half of them new`, async () => {
     // The second half stays and the rest leave; then everyone is back, the role mapping sent again.
-    const res = await scim("PUT", `/Groups/${groupId}?excludedAttributes=members`, { schemas: [GROUP], displayName: "Everyone", members: values(scu.slice(USERS / 2)) });
+    const res = await scim("PUT", `/Groups/${groupId}?excludedAttributes=members`, {
+      schemas: [GROUP],
+      displayName: "Everyone",
+      members: values(scu.slice(USERS / 2)),
+    });
     expect(res.status, res.text).toBe(200);
     within("PUT group, 5,000 members (5,000 leave)", res);
     expect(await groupState(groupId)).toEqual({ member_count: USERS / 2, real: USERS / 2 });
     expect(await withRole()).toBe(USERS / 2);
-    const full = await scim("PUT", `/Groups/${groupId}?excludedAttributes=members`, { schemas: [GROUP], displayName: "Everyone", members: values(scu), [EXT]: { role: roleName } });
+    const full = await scim("PUT", `/Groups/${groupId}?excludedAttributes=members`, {
+      schemas: [GROUP],
+      displayName: "Everyone",
+      members: values(scu),
+      [EXT]: { role: roleName },
+    });
     expect(full.status, full.text).toBe(200);
     within("PUT group, 10,000 members (5,000 join)", full);
     expect(full.cost.queries).toBe(2);
@@ -140,7 +177,11 @@ describe(`SCIM writes stay within ${BUDGET} statements at the largest sizes acce
     expect(res.status, res.text).toBe(204);
     within(`DELETE user in ${GROUPS_OF_ONE_USER + 1} groups`, res);
     expect(res.cost.queries).toBe(2);
-    const left = await env.DB.prepare("select count(*) as n from scim_groups where config_id = ? and display_name_key like 'many %' and member_count = 0 and version = 2").bind(s.configId).first<{ n: number }>();
+    const left = await env.DB.prepare(
+      "select count(*) as n from scim_groups where config_id = ? and display_name_key like 'many %' and member_count = 0 and version = 2",
+    )
+      .bind(s.configId)
+      .first<{ n: number }>();
     expect(left!.n).toBe(GROUPS_OF_ONE_USER);
     expect(await audits("scim.user.deleted")).toBe(1);
     expect(await audits("member.removed")).toBe(1);

@@ -22,17 +22,28 @@ async function seedProjectGrant(orgId: string, memberId: string) {
   const projectId = newId("project");
   const now = Date.now();
   await env.DB.batch([
-    env.DB.prepare("insert into projects (id, organization_id, name, name_key, private, created_at, updated_at) values (?, ?, 'p', 'p', 1, ?, ?)").bind(projectId, orgId, now, now),
-    env.DB.prepare("insert into project_members (project_id, member_id, organization_id, granted_at) values (?, ?, ?, ?)").bind(projectId, memberId, orgId, now),
+    env.DB.prepare("insert into projects (id, organization_id, name, name_key, private, created_at, updated_at) values (?, ?, 'p', 'p', 1, ?, ?)").bind(
+      projectId,
+      orgId,
+      now,
+      now,
+    ),
+    env.DB.prepare("insert into project_members (project_id, member_id, organization_id, granted_at) values (?, ?, ?, ?)").bind(
+      projectId,
+      memberId,
+      orgId,
+      now,
+    ),
   ]);
   return projectId;
 }
 
 const grants = async (orgId: string, memberId: string) =>
-  (await env.DB.prepare("select count(*) as n from project_members where organization_id = ? and member_id = ?").bind(orgId, memberId).first<{ n: number }>())!.n;
+  (await env.DB.prepare("select count(*) as n from project_members where organization_id = ? and member_id = ?").bind(orgId, memberId).first<{ n: number }>())!
+    .n;
 
 describe("happy", () => {
-  it("PATCH active \"False\" (Entra) ends the session's and the PAT's access on the very next request; \"True\" restores it", async () => {
+  it('PATCH active "False" (Entra) ends the session\'s and the PAT\'s access on the very next request; "True" restores it', async () => {
     const s = await scimSetup();
     const { person, pat, scimId } = await provisioned(s);
     await seedProjectGrant(s.org.id, person.id);
@@ -97,12 +108,21 @@ describe("happy", () => {
         "insert into scim_groups (id, config_id, organization_id, display_name, display_name_key, role, member_count, version, created_at, updated_at) values (?, ?, ?, ?, ?, ?, 1, 1, ?, ?)",
       ).bind(id, s.configId, s.org.id, name, name.toLowerCase(), role, now, now);
     const member = (g: string) => env.DB.prepare("insert into scim_group_members (group_id, scim_user_id, added_at) values (?, ?, ?)").bind(g, scimId, now);
-    await env.DB.batch([group(unmapped, `All ${unique("")}`, null), group(admins, `Admins ${unique("")}`, "admin"), group(later, `Users ${unique("")}`, "user"), member(unmapped), member(admins), member(later)]);
+    await env.DB.batch([
+      group(unmapped, `All ${unique("")}`, null),
+      group(admins, `Admins ${unique("")}`, "admin"),
+      group(later, `Users ${unique("")}`, "user"),
+      member(unmapped),
+      member(admins),
+      member(later),
+    ]);
     expect((await scim("PATCH", `/Users/${scimId}`, s.token, entraEnable)).status).toBe(200);
     expect((await memberRow(s.org.id, person.id))!.role).toBe("admin");
 
     expect((await scim("DELETE", `/Users/${scimId}`, s.token)).status).toBe(204);
-    const counts = await env.DB.prepare("select id, member_count, version from scim_groups where config_id = ? order by id").bind(s.configId).all<Record<string, number>>();
+    const counts = await env.DB.prepare("select id, member_count, version from scim_groups where config_id = ? order by id")
+      .bind(s.configId)
+      .all<Record<string, number>>();
     expect(counts.results.map((g) => [g.member_count, g.version])).toEqual([
       [0, 2],
       [0, 2],

@@ -11,7 +11,11 @@ const LIST = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 async function scimToken(opts: { enabled?: boolean } = {}) {
   const admin = await createUser();
   const org = await createOrg(admin);
-  const idp = await post(`/v1/organizations/${org.id}/identity-provider-configs`, { name: `IdP ${unique()}`, saml_entity_id: "https://idp.example/e", scim_enabled: opts.enabled ?? true }, { token: admin.accessToken });
+  const idp = await post(
+    `/v1/organizations/${org.id}/identity-provider-configs`,
+    { name: `IdP ${unique()}`, saml_entity_id: "https://idp.example/e", scim_enabled: opts.enabled ?? true },
+    { token: admin.accessToken },
+  );
   expect(idp.status, idp.text).toBe(201);
   const minted = await post(`/v1/organizations/${org.id}/identity-provider-configs/${idp.body.id}/scim-token`, undefined, { token: admin.accessToken });
   expect(minted.status, minted.text).toBe(200);
@@ -79,14 +83,25 @@ describe("happy", () => {
     expect(user.schemas).toEqual(["urn:ietf:params:scim:schemas:core:2.0:Schema"]);
     expect(user.meta).toEqual({ resourceType: "Schema", location: `http://api.test/scim/v2/Schemas/${USER}` });
     const byName = Object.fromEntries(user.attributes.map((a: { name: string }) => [a.name, a]));
-    expect(byName.userName).toMatchObject({ type: "string", required: true, caseExact: false, uniqueness: "server", multiValued: false, mutability: "readWrite", returned: "default" });
+    expect(byName.userName).toMatchObject({
+      type: "string",
+      required: true,
+      caseExact: false,
+      uniqueness: "server",
+      multiValued: false,
+      mutability: "readWrite",
+      returned: "default",
+    });
     expect(byName.active).toMatchObject({ type: "boolean" });
     expect(byName.name.subAttributes.map((a: { name: string }) => a.name)).toEqual(expect.arrayContaining(["givenName", "familyName", "formatted"]));
     expect(byName.emails).toMatchObject({ type: "complex", multiValued: true });
     expect(byName.emails.subAttributes.map((a: { name: string }) => a.name)).toEqual(expect.arrayContaining(["value", "type", "primary"]));
     expect(byName.password).toBeUndefined();
     // Every attribute carries the RFC 7643 §7 characteristics.
-    for (const a of user.attributes) expect(Object.keys(a)).toEqual(expect.arrayContaining(["name", "type", "multiValued", "description", "required", "caseExact", "mutability", "returned", "uniqueness"]));
+    for (const a of user.attributes)
+      expect(Object.keys(a)).toEqual(
+        expect.arrayContaining(["name", "type", "multiValued", "description", "required", "caseExact", "mutability", "returned", "uniqueness"]),
+      );
 
     const ent = (await scim(`/scim/v2/Schemas/${ENTERPRISE}`, token)).body;
     expect(ent.attributes.map((a: { name: string }) => a.name)).toEqual(expect.arrayContaining(["employeeNumber", "department", "manager"]));

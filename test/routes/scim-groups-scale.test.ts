@@ -24,9 +24,12 @@ const measured: Record<string, { queries: number; rowsRead: number }> = {};
 const scim = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
   api(method, `/scim/v2${path}`, { token, body, headers: body === undefined ? headers : { "Content-Type": "application/scim+json", ...headers } });
 const seededId = (kind: "usr" | "scu", i: number) => `${kind}_${String(i).padStart(26, "0")}`;
-const roleOf = async (userId: string) => (await env.DB.prepare("select role from members where organization_id = ? and member_id = ?").bind(orgId, userId).first<{ role: string }>())?.role;
+const roleOf = async (userId: string) =>
+  (await env.DB.prepare("select role from members where organization_id = ? and member_id = ?").bind(orgId, userId).first<{ role: string }>())?.role;
 const counts = () =>
-  env.DB.prepare("select member_count, (select count(*) from scim_group_members where group_id = ?) as real from scim_groups where id = ?").bind(groupId, groupId).first<{ member_count: number; real: number }>();
+  env.DB.prepare("select member_count, (select count(*) from scim_group_members where group_id = ?) as real from scim_groups where id = ?")
+    .bind(groupId, groupId)
+    .first<{ member_count: number; real: number }>();
 
 function record(label: string, res: ApiResponse) {
   measured[label] = { queries: res.cost.queries, rowsRead: res.cost.rowsRead };
@@ -53,7 +56,11 @@ beforeAll(async () => {
   const admin = await createVerifiedUser();
   orgId = (await createOrg(admin)).id;
   roleName = unique("engineer");
-  const role = await post(`/v1/organizations/${orgId}/roles`, { name: roleName, permissions: ["organization:read", "projects:read"] }, { token: admin.accessToken });
+  const role = await post(
+    `/v1/organizations/${orgId}/roles`,
+    { name: roleName, permissions: ["organization:read", "projects:read"] },
+    { token: admin.accessToken },
+  );
   expect(role.status, role.text).toBe(201);
   configId = newId("identityProvider");
   token = `scim_${unique("scale")}${crypto.randomUUID().replaceAll("-", "")}`;
@@ -66,12 +73,9 @@ beforeAll(async () => {
       "insert into identity_provider_configs (id, organization_id, name, saml_entity_id, scim_enabled, is_default, allow_idp_initiated, allow_sha1, scim_token_hash, scim_token_prefix, scim_token_created_at, created_at, updated_at) values (?, ?, 'Scale IdP', ?, 1, 0, 0, 0, ?, 'scim_', ?, ?, ?)",
     ).bind(configId, orgId, `https://idp.test/${configId}`, await sha256Hex(token), now, now, now),
     // Seeded ids are per-organization unique: the org id is folded into the user's email only.
-    env.DB.prepare(`${seq} insert into users (id, email, display_name, created_at, updated_at) select ${pad("usr")} || ?, 'p' || i || ? , 'Person ' || i, ?, ? from seq`).bind(
-      orgId.slice(-4),
-      `@${orgId.toLowerCase()}.scale.test`,
-      now,
-      now,
-    ),
+    env.DB.prepare(
+      `${seq} insert into users (id, email, display_name, created_at, updated_at) select ${pad("usr")} || ?, 'p' || i || ? , 'Person ' || i, ?, ? from seq`,
+    ).bind(orgId.slice(-4), `@${orgId.toLowerCase()}.scale.test`, now, now),
     env.DB.prepare(
       `${seq} insert into scim_users (id, config_id, organization_id, user_id, user_name, user_name_key, display_name, active, attributes, version, created_at, updated_at)
        select ${pad("scu")} || ?, ?, ?, ${pad("usr")} || ?, 'p' || i || ?, 'p' || i || ?, 'Person ' || i, 1, '{}', 1, ?, ? from seq`,
@@ -83,8 +87,16 @@ beforeAll(async () => {
     env.DB.prepare(
       "insert into scim_groups (id, config_id, organization_id, display_name, display_name_key, role, member_count, version, created_at, updated_at) values (?, ?, ?, 'Everyone', 'everyone', ?, ?, 1, ?, ?)",
     ).bind(groupId, configId, orgId, roleName, MEMBERS, now, now),
-    env.DB.prepare(`${seq} insert into scim_group_members (group_id, scim_user_id, added_at) select ?, ${pad("scu")} || ?, ? from seq`).bind(groupId, orgId.slice(-4), now),
-    env.DB.prepare("update organizations set member_count = member_count + ?, user_member_count = user_member_count + ? where id = ?").bind(MEMBERS, MEMBERS, orgId),
+    env.DB.prepare(`${seq} insert into scim_group_members (group_id, scim_user_id, added_at) select ?, ${pad("scu")} || ?, ? from seq`).bind(
+      groupId,
+      orgId.slice(-4),
+      now,
+    ),
+    env.DB.prepare("update organizations set member_count = member_count + ?, user_member_count = user_member_count + ? where id = ?").bind(
+      MEMBERS,
+      MEMBERS,
+      orgId,
+    ),
   ]);
   expect(await counts()).toEqual({ member_count: MEMBERS, real: MEMBERS });
 }, 300_000);

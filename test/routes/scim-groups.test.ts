@@ -53,7 +53,13 @@ async function seedScimUsers(org: string, dir: Dir, n: number, prefix = unique("
     const userName = `${prefix}-${i}@scim.test`;
     out.push({ id, userId, userName });
     stmts.push(
-      env.DB.prepare("insert into users (id, email, display_name, created_at, updated_at) values (?, ?, ?, ?, ?)").bind(userId, userName, `Person ${prefix} ${i}`, now, now),
+      env.DB.prepare("insert into users (id, email, display_name, created_at, updated_at) values (?, ?, ?, ?, ?)").bind(
+        userId,
+        userName,
+        `Person ${prefix} ${i}`,
+        now,
+        now,
+      ),
       env.DB.prepare(
         "insert into scim_users (id, config_id, organization_id, user_id, user_name, user_name_key, display_name, active, attributes, version, created_at, updated_at) values (?, ?, ?, ?, ?, ?, ?, 1, '{}', 1, ?, ?)",
       ).bind(id, dir.configId, org, userId, userName, userName, `Person ${prefix} ${i}`, now, now),
@@ -84,15 +90,18 @@ async function createGroup(body: Record<string, unknown> = {}, dir: Dir = dirA):
 }
 
 async function dbGroup(id: string) {
-  return env.DB.prepare("select member_count, version, (select count(*) from scim_group_members where group_id = ?) as real from scim_groups where id = ?").bind(id, id).first<{
-    member_count: number;
-    version: number;
-    real: number;
-  }>();
+  return env.DB.prepare("select member_count, version, (select count(*) from scim_group_members where group_id = ?) as real from scim_groups where id = ?")
+    .bind(id, id)
+    .first<{
+      member_count: number;
+      version: number;
+      real: number;
+    }>();
 }
 
 const memberIdsOf = (res: ApiResponse) => ((res.body.members ?? []) as { value: string }[]).map((m) => m.value).sort();
-const roleOf = async (userId: string) => (await env.DB.prepare("select role from members where organization_id = ? and member_id = ?").bind(orgId, userId).first<{ role: string }>())?.role;
+const roleOf = async (userId: string) =>
+  (await env.DB.prepare("select role from members where organization_id = ? and member_id = ?").bind(orgId, userId).first<{ role: string }>())?.role;
 const v1Role = async (userId: string) => {
   const res = await get(`/v1/organizations/${orgId}/members/${userId}`, { token: admin.accessToken });
   expect(res.status, res.text).toBe(200);
@@ -132,7 +141,12 @@ describe("happy", () => {
     expect(res.headers.get("location")).toBe(g.meta.location);
     expect(res.headers.get("etag")).toBe('W/"1"');
     expect(g.members).toHaveLength(3);
-    expect(g.members[0]).toEqual({ value: usersA[0]!.id, display: expect.stringContaining("Person"), $ref: `http://api.test/scim/v2/Users/${usersA[0]!.id}`, type: "User" });
+    expect(g.members[0]).toEqual({
+      value: usersA[0]!.id,
+      display: expect.stringContaining("Person"),
+      $ref: `http://api.test/scim/v2/Users/${usersA[0]!.id}`,
+      type: "User",
+    });
     expect(await dbGroup(g.id)).toMatchObject({ member_count: 3, real: 3 });
 
     const read = await scim("GET", `/Groups/${g.id}`);
@@ -150,7 +164,13 @@ describe("happy", () => {
     expect(res.status, res.text).toBe(201);
     expect(memberIdsOf(res)).toEqual([usersA[0]!.id]);
     const patch = await scim("PATCH", `/Groups/${res.body.id}`, {
-      body: { schemas: [PATCH_OP], operations: [{ OP: "ADD", Path: "Members", Value: [{ value: usersA[1]!.id }] }, { op: "Replace", path: "urn:ietf:params:scim:schemas:core:2.0:Group:externalId", value: "ci" }] },
+      body: {
+        schemas: [PATCH_OP],
+        operations: [
+          { OP: "ADD", Path: "Members", Value: [{ value: usersA[1]!.id }] },
+          { op: "Replace", path: "urn:ietf:params:scim:schemas:core:2.0:Group:externalId", value: "ci" },
+        ],
+      },
     });
     expect(patch.status, patch.text).toBe(204);
     const read = await scim("GET", `/Groups/${res.body.id}`);
@@ -207,7 +227,13 @@ describe("happy", () => {
   it("PUT replaces displayName, externalId and members; omitted members are left as they are", async () => {
     const g = await createGroup({ members: [{ value: usersA[0]!.id }, { value: usersA[1]!.id }] });
     const res = await scim("PUT", `/Groups/${g.id}`, {
-      body: { schemas: [GROUP], id: g.id, displayName: `${g.displayName} renamed`, externalId: "new-ext", members: [{ value: usersA[1]!.id }, { value: usersA[2]!.id }] },
+      body: {
+        schemas: [GROUP],
+        id: g.id,
+        displayName: `${g.displayName} renamed`,
+        externalId: "new-ext",
+        members: [{ value: usersA[1]!.id }, { value: usersA[2]!.id }],
+      },
       headers: { "If-Match": 'W/"1"' },
     });
     expect(res.status, res.text).toBe(200);
@@ -268,10 +294,14 @@ describe("happy", () => {
 
   it("PATCH replace members, remove all, idempotent removal, and 200 with attributes", async () => {
     const g = await createGroup({ members: usersA.slice(0, 4).map((u) => ({ value: u.id })) });
-    await scim("PATCH", `/Groups/${g.id}`, { body: patchOps([{ op: "replace", path: "members", value: [{ value: usersA[3]!.id }, { value: usersA[5]!.id }] }]) });
+    await scim("PATCH", `/Groups/${g.id}`, {
+      body: patchOps([{ op: "replace", path: "members", value: [{ value: usersA[3]!.id }, { value: usersA[5]!.id }] }]),
+    });
     expect(await dbGroup(g.id)).toMatchObject({ member_count: 2, real: 2 });
     // Removing someone who is not a member is not an error.
-    const again = await scim("PATCH", `/Groups/${g.id}`, { body: patchOps([{ op: "remove", path: `members[value eq "${usersA[0]!.id}" or value eq "${usersA[5]!.id}"]` }]) });
+    const again = await scim("PATCH", `/Groups/${g.id}`, {
+      body: patchOps([{ op: "remove", path: `members[value eq "${usersA[0]!.id}" or value eq "${usersA[5]!.id}"]` }]),
+    });
     expect(again.status, again.text).toBe(204);
     expect(await dbGroup(g.id)).toMatchObject({ member_count: 1, real: 1 });
     const all = await scim("PATCH", `/Groups/${g.id}?excludedAttributes=members`, { body: patchOps([{ op: "remove", path: "members" }]) });
@@ -279,7 +309,9 @@ describe("happy", () => {
     expect(all.body.members).toBeUndefined();
     expect(all.body.id).toBe(g.id);
     expect(await dbGroup(g.id)).toMatchObject({ member_count: 0, real: 0 });
-    const withMembers = await scim("PATCH", `/Groups/${g.id}?attributes=members`, { body: patchOps([{ op: "add", path: "members", value: [{ value: usersA[7]!.id }] }]) });
+    const withMembers = await scim("PATCH", `/Groups/${g.id}?attributes=members`, {
+      body: patchOps([{ op: "add", path: "members", value: [{ value: usersA[7]!.id }] }]),
+    });
     expect(withMembers.status).toBe(200);
     expect(memberIdsOf(withMembers)).toEqual([usersA[7]!.id]);
   });
@@ -297,7 +329,11 @@ describe("happy", () => {
     const g = await createGroup({ members: usersA.slice(0, 10).map((u) => ({ value: u.id })) });
     const ops = usersA.slice(5, 25).map((u, i) =>
       scim("PATCH", `/Groups/${g.id}`, {
-        body: patchOps(i % 2 === 0 ? [{ op: "add", path: "members", value: [{ value: u.id }, { value: usersA[i % 10]!.id }] }] : [{ op: "remove", path: `members[value eq "${usersA[i % 10]!.id}"]` }]),
+        body: patchOps(
+          i % 2 === 0
+            ? [{ op: "add", path: "members", value: [{ value: u.id }, { value: usersA[i % 10]!.id }] }]
+            : [{ op: "remove", path: `members[value eq "${usersA[i % 10]!.id}"]` }],
+        ),
       }),
     );
     const results = await Promise.all(ops);
@@ -323,7 +359,11 @@ describe("role mapping", () => {
 
   it("a custom role; the earliest-created mapped group wins; role changes, PUT, remove-all and DELETE recompute", async () => {
     const roleName = unique("auditor");
-    const role = await post(`/v1/organizations/${orgId}/roles`, { name: roleName, permissions: ["organization:read", "members:read"] }, { token: admin.accessToken });
+    const role = await post(
+      `/v1/organizations/${orgId}/roles`,
+      { name: roleName, permissions: ["organization:read", "members:read"] },
+      { token: admin.accessToken },
+    );
     expect(role.status, role.text).toBe(201);
     const [a, b] = await seedScimUsers(orgId, dirA, 2);
     const first = await createGroup({ [EXT]: { role: roleName }, members: [{ value: a!.id }] });
@@ -381,7 +421,9 @@ describe("errors", () => {
 
   it("members must be users of this directory: unknown, malformed and other-config ids → 400 invalidValue naming them", async () => {
     const ghost = newId("scimUser");
-    const res = await scim("POST", "/Groups", { body: { displayName: unique("g"), members: [{ value: usersA[0]!.id }, { value: ghost }, { value: "not-an-id" }] } });
+    const res = await scim("POST", "/Groups", {
+      body: { displayName: unique("g"), members: [{ value: usersA[0]!.id }, { value: ghost }, { value: "not-an-id" }] },
+    });
     expectScimError(res, 400, "invalidValue");
     expect(res.body.detail).toContain(ghost);
     expect(res.body.detail).toContain("not-an-id");
@@ -401,7 +443,11 @@ describe("errors", () => {
     const other = await createGroup({ displayName: name }, dirB);
     expect(other.displayName).toBe(name);
     const g = await createGroup();
-    expectScimError(await scim("PATCH", `/Groups/${g.id}`, { body: patchOps([{ op: "replace", path: "displayName", value: name.toUpperCase() }]) }), 409, "uniqueness");
+    expectScimError(
+      await scim("PATCH", `/Groups/${g.id}`, { body: patchOps([{ op: "replace", path: "displayName", value: name.toUpperCase() }]) }),
+      409,
+      "uniqueness",
+    );
     expectScimError(await scim("PUT", `/Groups/${g.id}`, { body: { displayName: name } }), 409, "uniqueness");
   });
 
@@ -477,7 +523,9 @@ describe("security", () => {
     expectScimError(await scim("GET", "/Groups", { token: dirOff.token }), 403);
     const dir = await seedConfig(orgId);
     expect((await scim("GET", "/Groups", { token: dir.token })).status).toBe(200);
-    await env.DB.prepare("update identity_provider_configs set scim_token_hash = ? where id = ?").bind(await sha256Hex(`scim_${unique("new")}`), dir.configId).run();
+    await env.DB.prepare("update identity_provider_configs set scim_token_hash = ? where id = ?")
+      .bind(await sha256Hex(`scim_${unique("new")}`), dir.configId)
+      .run();
     expectScimError(await scim("GET", "/Groups", { token: dir.token }), 401);
   });
 });

@@ -69,7 +69,9 @@ describe("happy", () => {
     expect(seen).toEqual(ids);
     // The page and its count (which stops one page past it) both start after the cursor.
     for (const c of costs.slice(1)) expect(c.rows, `startIndex ${c.start}`).toBeLessThanOrEqual(3 * 50 + 20);
-    console.log(`scim users filtered paging (active eq true, count=50, 300 users): rows_read by startIndex ${costs.map((c) => `${c.start}:${c.rows}`).join(" ")}`);
+    console.log(
+      `scim users filtered paging (active eq true, count=50, 300 users): rows_read by startIndex ${costs.map((c) => `${c.start}:${c.rows}`).join(" ")}`,
+    );
   });
 
   it("Users: the cursor belongs to the token, the list and the position (a replaced token, another filter or startIndex start cold)", async () => {
@@ -125,7 +127,9 @@ describe("happy", () => {
       expect(res.status, res.text).toBe(201);
       groups.push(res.body.id);
     }
-    expect((await scim("POST", "/Groups", s.token, { schemas: [GROUP], displayName: (await scim("GET", `/Groups/${groups[0]}`, s.token)).body.displayName })).status).toBe(409);
+    expect(
+      (await scim("POST", "/Groups", s.token, { schemas: [GROUP], displayName: (await scim("GET", `/Groups/${groups[0]}`, s.token)).body.displayName })).status,
+    ).toBe(409);
     expect((await scim("DELETE", `/Groups/${groups[2]}`, s.token)).status).toBe(204);
     // A user in groups deleted: the group counter is untouched, the user counter follows.
     expect((await scim("DELETE", `/Users/${created[0]}`, s.token)).status).toBe(204);

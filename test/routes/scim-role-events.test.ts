@@ -22,7 +22,9 @@ const PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const BUDGET = 50;
 
 /** A webhook queue that only records: deliveries stay in the outbox for the test to read. */
-const quiet: Partial<Bindings> = { WEBHOOK_QUEUE: { name: "scim-role-events", send: async () => undefined, sendBatch: async () => undefined } as unknown as Queue };
+const quiet: Partial<Bindings> = {
+  WEBHOOK_QUEUE: { name: "scim-role-events", send: async () => undefined, sendBatch: async () => undefined } as unknown as Queue,
+};
 
 const call = (s: ScimSetup, method: string, path: string, body?: unknown): Promise<ApiResponse> =>
   api(method, `/scim/v2${path}`, { token: s.token, body, env: quiet, headers: body !== undefined ? { "Content-Type": "application/scim+json" } : {} });
@@ -39,14 +41,31 @@ async function endpoint(orgId: string, events: string[], disabled = false) {
   return id;
 }
 
-type Entry = { id: string; action: string; actor_type: string; actor_id: string; credential: string; target_type: string; target_id: string; changes: string | null; request_id: string | null; created_at: number };
+type Entry = {
+  id: string;
+  action: string;
+  actor_type: string;
+  actor_id: string;
+  credential: string;
+  target_type: string;
+  target_id: string;
+  changes: string | null;
+  request_id: string | null;
+  created_at: number;
+};
 const roleEntries = async (orgId: string) =>
-  (await env.DB.prepare("select * from audit_logs where organization_id = ? and action = 'member.role_changed' order by created_at, id").bind(orgId).all<Entry>()).results;
+  (
+    await env.DB.prepare("select * from audit_logs where organization_id = ? and action = 'member.role_changed' order by created_at, id")
+      .bind(orgId)
+      .all<Entry>()
+  ).results;
 type Delivery = { webhook_id: string; event_id: string; event_type: string; payload: string };
 const deliveries = async (webhookId: string) =>
   (await env.DB.prepare("select * from webhook_deliveries where webhook_id = ? order by created_at, event_id").bind(webhookId).all<Delivery>()).results;
 const memberOf = (orgId: string, userId: string) =>
-  env.DB.prepare("select * from members where organization_id = ? and member_id = ?").bind(orgId, userId).first<{ member_id: string; type: "user"; role: string; display_name: string; email: string; joined_at: number }>();
+  env.DB.prepare("select * from members where organization_id = ? and member_id = ?")
+    .bind(orgId, userId)
+    .first<{ member_id: string; type: "user"; role: string; display_name: string; email: string; joined_at: number }>();
 
 /** `n` users provisioned through /scim/v2 (active, so members with the role `user`): SCIM ids and account ids. */
 async function provision(s: ScimSetup, n: number) {
@@ -63,7 +82,10 @@ async function provision(s: ScimSetup, n: number) {
 /** Role changes recorded since `seen` entries, as [account id, previous role, role] from the events, sorted. */
 async function changesSince(s: ScimSetup, hook: string, seen: number) {
   const list = (await deliveries(hook)).filter((d) => d.event_type === "member.role_changed").slice(seen);
-  return list.map((d) => JSON.parse(d.payload).data).map((d) => [d.user.id, d.previous_role, d.role]).sort();
+  return list
+    .map((d) => JSON.parse(d.payload).data)
+    .map((d) => [d.user.id, d.previous_role, d.role])
+    .sort();
 }
 
 describe("member.role_changed from SCIM group role mappings", () => {
@@ -72,23 +94,47 @@ describe("member.role_changed from SCIM group role mappings", () => {
     const hook = await endpoint(s.org.id, ["member.role_changed", "scim.group.updated"]);
     const other = await endpoint(s.org.id, ["member.added"]);
     const off = await endpoint(s.org.id, ["member.role_changed"], true);
-    const roleName = unique("ops").toLowerCase().replace(/[^a-z0-9]/g, "");
-    const role = await api("POST", `/v1/organizations/${s.org.id}/roles`, { token: s.admin.accessToken, body: { name: roleName, permissions: ["organization:read"] } });
+    const roleName = unique("ops")
+      .toLowerCase()
+      .replace(/[^a-z0-9]/g, "");
+    const role = await api("POST", `/v1/organizations/${s.org.id}/roles`, {
+      token: s.admin.accessToken,
+      body: { name: roleName, permissions: ["organization:read"] },
+    });
     expect(role.status, role.text).toBe(201);
     const [a, b, c] = await provision(s, 3);
 
-    const created = await call(s, "POST", "/Groups", { schemas: [GROUP], displayName: "Admins", members: [{ value: a!.scu }, { value: b!.scu }], [EXT]: { role: "admin" } });
+    const created = await call(s, "POST", "/Groups", {
+      schemas: [GROUP],
+      displayName: "Admins",
+      members: [{ value: a!.scu }, { value: b!.scu }],
+      [EXT]: { role: "admin" },
+    });
     expect(created.status, created.text).toBe(201);
     expect(created.cost.queries).toBe(2);
     const gid = created.body.id as string;
-    expect(await changesSince(s, hook, 0)).toEqual([[a!.usr, "user", "admin"], [b!.usr, "user", "admin"]].sort());
+    expect(await changesSince(s, hook, 0)).toEqual(
+      [
+        [a!.usr, "user", "admin"],
+        [b!.usr, "user", "admin"],
+      ].sort(),
+    );
 
     // The entries: by the directory, one per member, ids in the format of every id, in the group change's request.
     const entries = await roleEntries(s.org.id);
     expect(entries.map((e) => e.target_id).sort()).toEqual([a!.usr, b!.usr].sort());
-    const groupEntry = await env.DB.prepare("select * from audit_logs where organization_id = ? and action = 'scim.group.created'").bind(s.org.id).first<Entry>();
+    const groupEntry = await env.DB.prepare("select * from audit_logs where organization_id = ? and action = 'scim.group.created'")
+      .bind(s.org.id)
+      .first<Entry>();
     for (const e of entries) {
-      expect(e).toMatchObject({ actor_type: "scim_directory", actor_id: s.configId, credential: "scim", target_type: "user", changes: '["role"]', request_id: groupEntry!.request_id });
+      expect(e).toMatchObject({
+        actor_type: "scim_directory",
+        actor_id: s.configId,
+        credential: "scim",
+        target_type: "user",
+        changes: '["role"]',
+        request_id: groupEntry!.request_id,
+      });
       expect(isId("audit", e.id), e.id).toBe(true);
     }
     // The event: the member as the API returns it, with previous_role; its id is its entry's.
@@ -97,7 +143,11 @@ describe("member.role_changed from SCIM group role mappings", () => {
       const payload = JSON.parse(d.payload);
       const m = (await memberOf(s.org.id, payload.data.user.id))!;
       const member = serializeMember({ memberId: m.member_id, type: m.type, role: m.role, displayName: m.display_name, email: m.email, joinedAt: m.joined_at });
-      expect(payload).toEqual({ type: "member.role_changed", timestamp: new Date(groupEntry!.created_at).toISOString(), data: { ...member, previous_role: "user" } });
+      expect(payload).toEqual({
+        type: "member.role_changed",
+        timestamp: new Date(groupEntry!.created_at).toISOString(),
+        data: { ...member, previous_role: "user" },
+      });
       expect(d.event_id).toBe(`evt_${entries.find((e) => e.target_id === m.member_id)!.id.slice(4)}`);
       expect(isId("event", d.event_id)).toBe(true);
     }
@@ -115,13 +165,21 @@ describe("member.role_changed from SCIM group role mappings", () => {
     });
     expect(patched.status, patched.text).toBe(204);
     expect(patched.cost.queries).toBe(2);
-    expect(await changesSince(s, hook, seen)).toEqual([[a!.usr, "admin", "user"], [c!.usr, "user", "admin"]].sort());
+    expect(await changesSince(s, hook, seen)).toEqual(
+      [
+        [a!.usr, "admin", "user"],
+        [c!.usr, "user", "admin"],
+      ].sort(),
+    );
     seen += 2;
 
     // A rename, and the same role sent again (every member recomputed): nothing changes.
     const same = await call(s, "PATCH", `/Groups/${gid}`, {
       schemas: [PATCH_OP],
-      Operations: [{ op: "replace", path: "displayName", value: "Admins!" }, { op: "replace", path: `${EXT}:role`, value: "admin" }],
+      Operations: [
+        { op: "replace", path: "displayName", value: "Admins!" },
+        { op: "replace", path: `${EXT}:role`, value: "admin" },
+      ],
     });
     expect(same.status, same.text).toBe(204);
     expect(await changesSince(s, hook, seen)).toEqual([]);
@@ -140,14 +198,26 @@ describe("member.role_changed from SCIM group role mappings", () => {
     });
     expect(put.status, put.text).toBe(200);
     expect(put.cost.queries).toBe(2);
-    expect(await changesSince(s, hook, seen)).toEqual([[a!.usr, "user", roleName], [b!.usr, "admin", roleName], [c!.usr, "admin", roleName]].sort());
+    expect(await changesSince(s, hook, seen)).toEqual(
+      [
+        [a!.usr, "user", roleName],
+        [b!.usr, "admin", roleName],
+        [c!.usr, "admin", roleName],
+      ].sort(),
+    );
     seen += 3;
 
     // DELETE: everyone goes back to `user`.
     const del = await call(s, "DELETE", `/Groups/${gid}`);
     expect(del.status, del.text).toBe(204);
     expect(del.cost.queries).toBe(2);
-    expect(await changesSince(s, hook, seen)).toEqual([[a!.usr, roleName, "user"], [b!.usr, roleName, "user"], [c!.usr, roleName, "user"]].sort());
+    expect(await changesSince(s, hook, seen)).toEqual(
+      [
+        [a!.usr, roleName, "user"],
+        [b!.usr, roleName, "user"],
+        [c!.usr, roleName, "user"],
+      ].sort(),
+    );
     seen += 3;
 
     // Entries and events match one to one; the group's own entries are still there.
@@ -177,7 +247,12 @@ describe("member.role_changed from SCIM group role mappings", () => {
     const s = await scimSetup();
     const hook = await endpoint(s.org.id, ["member.role_changed"]);
     const [a, b] = await provision(s, 2);
-    const g = await call(s, "POST", "/Groups", { schemas: [GROUP], displayName: "Admins", members: [{ value: a!.scu }, { value: b!.scu }], [EXT]: { role: "admin" } });
+    const g = await call(s, "POST", "/Groups", {
+      schemas: [GROUP],
+      displayName: "Admins",
+      members: [{ value: a!.scu }, { value: b!.scu }],
+      [EXT]: { role: "admin" },
+    });
     expect(g.status, g.text).toBe(201);
     const down = await api("PATCH", `/v1/organizations/${s.org.id}/members/${s.admin.id}`, { token: s.admin.accessToken, body: { role: "user" }, env: quiet });
     expect(down.status, down.text).toBe(200);
@@ -191,7 +266,12 @@ describe("member.role_changed from SCIM group role mappings", () => {
     const s = await scimSetup();
     const hook = await endpoint(s.org.id, ["member.role_changed", "member.removed"]);
     const [a, b] = await provision(s, 2);
-    const g = await call(s, "POST", "/Groups", { schemas: [GROUP], displayName: "Admins", members: [{ value: a!.scu }, { value: b!.scu }], [EXT]: { role: "admin" } });
+    const g = await call(s, "POST", "/Groups", {
+      schemas: [GROUP],
+      displayName: "Admins",
+      members: [{ value: a!.scu }, { value: b!.scu }],
+      [EXT]: { role: "admin" },
+    });
     expect(g.status, g.text).toBe(201);
     expect(await changesSince(s, hook, 0)).toHaveLength(2);
     const off = await call(s, "PATCH", `/Users/${a!.scu}`, oktaDeactivate);
@@ -217,17 +297,27 @@ describe(`at ${MAX_MEMBERS_PER_REQUEST} members, within ${BUDGET} statements and
     expect(res.cost.queries, label).toBe(2);
   }
   const counts = async () => {
-    const entries = await env.DB.prepare("select count(*) as n from audit_logs where organization_id = ? and action = 'member.role_changed'").bind(s.org.id).first<{ n: number }>();
-    const sent = await env.DB.prepare("select count(*) as n from webhook_deliveries where webhook_id = ? and event_type = 'member.role_changed'").bind(hook).first<{ n: number }>();
+    const entries = await env.DB.prepare("select count(*) as n from audit_logs where organization_id = ? and action = 'member.role_changed'")
+      .bind(s.org.id)
+      .first<{ n: number }>();
+    const sent = await env.DB.prepare("select count(*) as n from webhook_deliveries where webhook_id = ? and event_type = 'member.role_changed'")
+      .bind(hook)
+      .first<{ n: number }>();
     return { entries: entries!.n, deliveries: sent!.n };
   };
-  const withRole = async (name: string) => (await env.DB.prepare("select count(*) as n from members where organization_id = ? and role = ?").bind(s.org.id, name).first<{ n: number }>())!.n;
+  const withRole = async (name: string) =>
+    (await env.DB.prepare("select count(*) as n from members where organization_id = ? and role = ?").bind(s.org.id, name).first<{ n: number }>())!.n;
 
   beforeAll(async () => {
     s = await scimSetup();
     hook = await endpoint(s.org.id, ["member.role_changed"]);
-    roleName = unique("eng").toLowerCase().replace(/[^a-z0-9]/g, "");
-    const role = await api("POST", `/v1/organizations/${s.org.id}/roles`, { token: s.admin.accessToken, body: { name: roleName, permissions: ["organization:read"] } });
+    roleName = unique("eng")
+      .toLowerCase()
+      .replace(/[^a-z0-9]/g, "");
+    const role = await api("POST", `/v1/organizations/${s.org.id}/roles`, {
+      token: s.admin.accessToken,
+      body: { name: roleName, permissions: ["organization:read"] },
+    });
     expect(role.status, role.text).toBe(201);
     // Well-formed ids unique to this run, seeded straight into D1 as scim-budget.test.ts does.
     const tag = newId("scimUser").slice(4, 20);
@@ -237,7 +327,9 @@ describe(`at ${MAX_MEMBERS_PER_REQUEST} members, within ${BUDGET} statements and
     const sqlId = (prefix: string) => `'${prefix}_${tag}' || printf('%010d', i)`;
     const mail = `'e' || i || '@${s.domain}'`;
     await env.DB.batch([
-      env.DB.prepare(`${seq} insert into users (id, email, display_name, created_at, updated_at) select ${sqlId("usr")}, ${mail}, 'Bulk ' || i, ?, ? from seq`).bind(now, now),
+      env.DB.prepare(
+        `${seq} insert into users (id, email, display_name, created_at, updated_at) select ${sqlId("usr")}, ${mail}, 'Bulk ' || i, ?, ? from seq`,
+      ).bind(now, now),
       env.DB.prepare(
         `${seq} insert into scim_users (id, config_id, organization_id, user_id, user_name, user_name_key, display_name, active, attributes, version, created_at, updated_at)
          select ${sqlId("scu")}, ?, ?, ${sqlId("usr")}, ${mail}, ${mail}, 'Bulk ' || i, 1, '{}', 1, ?, ? from seq`,
@@ -246,14 +338,23 @@ describe(`at ${MAX_MEMBERS_PER_REQUEST} members, within ${BUDGET} statements and
         `${seq} insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at, scim_config_id)
          select ?, ${sqlId("usr")}, 'user', 'user', 'Bulk ' || i, 'bulk ' || i, ${mail}, ?, ? from seq`,
       ).bind(s.org.id, now, s.configId),
-      env.DB.prepare("update organizations set member_count = member_count + ?, user_member_count = user_member_count + ? where id = ?").bind(USERS, USERS, s.org.id),
+      env.DB.prepare("update organizations set member_count = member_count + ?, user_member_count = user_member_count + ? where id = ?").bind(
+        USERS,
+        USERS,
+        s.org.id,
+      ),
       env.DB.prepare("update identity_provider_configs set scim_user_count = scim_user_count + ? where id = ?").bind(USERS, s.configId),
     ]);
   }, 300_000);
 
   let gid = "";
   it(`POST a mapped group of ${USERS} members: ${USERS} entries and deliveries`, async () => {
-    const res = await call(s, "POST", "/Groups?excludedAttributes=members", { schemas: [GROUP], displayName: "Everyone", members: scu.map((value) => ({ value })), [EXT]: { role: roleName } });
+    const res = await call(s, "POST", "/Groups?excludedAttributes=members", {
+      schemas: [GROUP],
+      displayName: "Everyone",
+      members: scu.map((value) => ({ value })),
+      [EXT]: { role: roleName },
+    });
     expect(res.status, res.text).toBe(201);
     within("POST mapped group, 10,000 members", res);
     gid = res.body.id;
@@ -262,7 +363,12 @@ describe(`at ${MAX_MEMBERS_PER_REQUEST} members, within ${BUDGET} statements and
   }, 120_000);
 
   it(`PUT the group to another role with half its members: ${USERS} changes`, async () => {
-    const res = await call(s, "PUT", `/Groups/${gid}?excludedAttributes=members`, { schemas: [GROUP], displayName: "Everyone", members: scu.slice(USERS / 2).map((value) => ({ value })), [EXT]: { role: "admin" } });
+    const res = await call(s, "PUT", `/Groups/${gid}?excludedAttributes=members`, {
+      schemas: [GROUP],
+      displayName: "Everyone",
+      members: scu.slice(USERS / 2).map((value) => ({ value })),
+      [EXT]: { role: "admin" },
+    });
     expect(res.status, res.text).toBe(200);
     within("PUT group, 5,000 leave, 5,000 change role", res);
     expect(await withRole("admin")).toBe(USERS / 2 + 1); // and the founder
@@ -270,7 +376,12 @@ describe(`at ${MAX_MEMBERS_PER_REQUEST} members, within ${BUDGET} statements and
   }, 120_000);
 
   it(`PUT the same members and role again: no change, no entry`, async () => {
-    const res = await call(s, "PUT", `/Groups/${gid}?excludedAttributes=members`, { schemas: [GROUP], displayName: "Everyone", members: scu.slice(USERS / 2).map((value) => ({ value })), [EXT]: { role: "admin" } });
+    const res = await call(s, "PUT", `/Groups/${gid}?excludedAttributes=members`, {
+      schemas: [GROUP],
+      displayName: "Everyone",
+      members: scu.slice(USERS / 2).map((value) => ({ value })),
+      [EXT]: { role: "admin" },
+    });
     expect(res.status, res.text).toBe(200);
     within("PUT group, nothing changes", res);
     expect(await counts()).toEqual({ entries: 2 * USERS, deliveries: 2 * USERS });

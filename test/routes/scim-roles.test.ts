@@ -6,7 +6,10 @@ describe("roles mapped by SCIM groups", () => {
   it("a custom role mapped by a group cannot be deleted (409 role_in_use), and a rename carries the mapping along", async () => {
     const s = await scimSetup();
     const roleName = `eng${Date.now().toString(36)}`;
-    const role = await api("POST", `/v1/organizations/${s.org.id}/roles`, { token: s.admin.accessToken, body: { name: roleName, permissions: ["organization:read"] } });
+    const role = await api("POST", `/v1/organizations/${s.org.id}/roles`, {
+      token: s.admin.accessToken,
+      body: { name: roleName, permissions: ["organization:read"] },
+    });
     expect(role.status, role.text).toBe(201);
     const group = await scim("POST", "/Groups", s.token, {
       schemas: ["urn:ietf:params:scim:schemas:core:2.0:Group"],

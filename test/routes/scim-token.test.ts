@@ -23,7 +23,11 @@ async function adminAndOrg() {
 }
 
 async function createIdp(admin: { accessToken: string }, orgId: string, body: Record<string, unknown> = {}) {
-  const res = await post(configsPath(orgId), { name: `Okta ${unique()}`, saml_entity_id: "http://www.okta.com/exk123", scim_enabled: true, ...body }, { token: admin.accessToken });
+  const res = await post(
+    configsPath(orgId),
+    { name: `Okta ${unique()}`, saml_entity_id: "http://www.okta.com/exk123", scim_enabled: true, ...body },
+    { token: admin.accessToken },
+  );
   expect(res.status, res.text).toBe(201);
   return res.body as { id: string } & Record<string, unknown>;
 }
@@ -48,7 +52,9 @@ const configRow = (id: string) =>
     .first<{ scim_token_hash: string | null; scim_token_prefix: string | null; scim_token_created_at: number | null }>();
 
 async function insertLogs(configId: string, orgId: string, rows: { status: number; createdAt?: number }[]) {
-  const stmt = env.DB.prepare("insert into scim_logs (id, config_id, organization_id, method, path, status, summary, created_at) values (?, ?, ?, 'GET', '/scim/v2/Users', ?, 'seeded', ?)");
+  const stmt = env.DB.prepare(
+    "insert into scim_logs (id, config_id, organization_id, method, path, status, summary, created_at) values (?, ?, ?, 'GET', '/scim/v2/Users', ?, 'seeded', ?)",
+  );
   const now = Date.now();
   const ids: string[] = [];
   const batch = rows.map((r, i) => {
@@ -115,7 +121,14 @@ describe("happy", () => {
     expect(first.cost.queries).toBe(1);
     expect(first.body.items).toHaveLength(3);
     expect(first.body.next_page_token).not.toBe("");
-    expect(first.body.items[0]).toEqual({ id: expect.stringMatching(/^scl_/), method: "GET", path: "/scim/v2/ResourceTypes/User", status: 200, summary: "read ResourceType User", created_at: expect.stringMatching(ISO) });
+    expect(first.body.items[0]).toEqual({
+      id: expect.stringMatching(/^scl_/),
+      method: "GET",
+      path: "/scim/v2/ResourceTypes/User",
+      status: 200,
+      summary: "read ResourceType User",
+      created_at: expect.stringMatching(ISO),
+    });
     expect(first.body.items.map((i: { status: number }) => i.status)).toEqual([200, 403, 404]);
     // No query string in the log (filters and parameters may carry personal data).
     expect(JSON.stringify(first.body)).not.toContain("secret=abc");
@@ -129,7 +142,13 @@ describe("happy", () => {
 
   it("filters on status: `status = 404`, also quoted; each page is one query reading about page_size rows", async () => {
     const { admin, org, idp } = await directory();
-    await insertLogs(idp.id, org.id, [...Array.from({ length: 30 }, () => ({ status: 200 })), { status: 404 }, { status: 409 }, { status: 404 }, { status: 201 }]);
+    await insertLogs(idp.id, org.id, [
+      ...Array.from({ length: 30 }, () => ({ status: 200 })),
+      { status: 404 },
+      { status: 409 },
+      { status: 404 },
+      { status: 201 },
+    ]);
     const list = async (filter: string, extra = "") => {
       const res = await get(logsPath(org.id, idp.id, `?filter=${encodeURIComponent(filter)}${extra}`), { token: admin.accessToken });
       expect(res.status, res.text).toBe(200);
@@ -143,19 +162,29 @@ describe("happy", () => {
     expect(paged.cost.queries).toBe(1);
     // The config row, the page (page_size + 1) and the seam's membership: not the 30 rows of 200s.
     expect(paged.cost.rowsRead).toBeLessThan(12);
-    const next = await get(logsPath(org.id, idp.id, `?filter=${encodeURIComponent("status = 404")}&page_size=1&page_token=${encodeURIComponent(paged.body.next_page_token)}`), {
-      token: admin.accessToken,
-    });
+    const next = await get(
+      logsPath(org.id, idp.id, `?filter=${encodeURIComponent("status = 404")}&page_size=1&page_token=${encodeURIComponent(paged.body.next_page_token)}`),
+      {
+        token: admin.accessToken,
+      },
+    );
     expect(next.body.items).toHaveLength(1);
     expect(next.body.next_page_token).toBe("");
     // A token issued for one filter is refused with another.
-    const other = await get(logsPath(org.id, idp.id, `?filter=${encodeURIComponent("status = 200")}&page_token=${encodeURIComponent(paged.body.next_page_token)}`), { token: admin.accessToken });
+    const other = await get(
+      logsPath(org.id, idp.id, `?filter=${encodeURIComponent("status = 200")}&page_token=${encodeURIComponent(paged.body.next_page_token)}`),
+      { token: admin.accessToken },
+    );
     expectProblem(other, 400, "invalid_page_token");
   });
 
   it("a page's rows read do not grow with the log", async () => {
     const { admin, org, idp } = await directory();
-    await insertLogs(idp.id, org.id, Array.from({ length: 1500 }, () => ({ status: 200 })));
+    await insertLogs(
+      idp.id,
+      org.id,
+      Array.from({ length: 1500 }, () => ({ status: 200 })),
+    );
     const res = await get(logsPath(org.id, idp.id, "?page_size=10"), { token: admin.accessToken });
     expect(res.status).toBe(200);
     expect(res.body.items).toHaveLength(10);
@@ -166,7 +195,10 @@ describe("happy", () => {
   it(`the cron deletes log entries older than 30 days, at most ${SCIM_LOG_PRUNE_BATCH} a run, and keeps the rest`, async () => {
     const { org, idp } = await directory();
     const now = Date.now();
-    const [old1, old2] = await insertLogs(idp.id, org.id, [{ status: 200, createdAt: now - SCIM_LOG_RETENTION_MS - 60_000 }, { status: 500, createdAt: now - SCIM_LOG_RETENTION_MS - 1000 }]);
+    const [old1, old2] = await insertLogs(idp.id, org.id, [
+      { status: 200, createdAt: now - SCIM_LOG_RETENTION_MS - 60_000 },
+      { status: 500, createdAt: now - SCIM_LOG_RETENTION_MS - 1000 },
+    ]);
     const [fresh] = await insertLogs(idp.id, org.id, [{ status: 200, createdAt: now - SCIM_LOG_RETENTION_MS + 3_600_000 }]);
     await cron();
     const left = await env.DB.prepare("select id from scim_logs where id in (?, ?, ?)").bind(old1, old2, fresh).all<{ id: string }>();
@@ -188,7 +220,16 @@ describe("errors", () => {
 
   it("invalid filters are 400 invalid_filter", async () => {
     const { admin, org, idp } = await directory();
-    for (const f of ['method = "GET"', "status = 4040", 'status = "abc"', 'status:"4"', "status != 200", "status > 400", "status = 404 AND status = 409", "status = 404 OR status = 409"]) {
+    for (const f of [
+      'method = "GET"',
+      "status = 4040",
+      'status = "abc"',
+      'status:"4"',
+      "status != 200",
+      "status > 400",
+      "status = 404 AND status = 409",
+      "status = 404 OR status = 409",
+    ]) {
       expectProblem(await get(logsPath(org.id, idp.id, `?filter=${encodeURIComponent(f)}`), { token: admin.accessToken }), 400, "invalid_filter");
     }
   });
@@ -254,7 +295,11 @@ describe("security", () => {
   it("a refused request's cost does not depend on the other organization's log", async () => {
     const { admin } = await adminAndOrg();
     const b = await directory();
-    await insertLogs(b.idp.id, b.org.id, Array.from({ length: 50 }, () => ({ status: 200 })));
+    await insertLogs(
+      b.idp.id,
+      b.org.id,
+      Array.from({ length: 50 }, () => ({ status: 200 })),
+    );
     const res = await get(logsPath(b.org.id, b.idp.id), { token: admin.accessToken });
     expect(res.status).toBe(404);
     expect(res.cost.rowsRead).toBeLessThan(5);

@@ -15,7 +15,16 @@ import {
   seedScimUsers,
   type ScimSetup,
 } from "../helpers/scim";
-import { ENTERPRISE, entraAddManagerAndDepartment, entraAddWorkEmail, entraCreateUser, entraPatchEmailAndName, entraPathless, entraUserNameFilter, PATCH_OP } from "../fixtures/scim/entra";
+import {
+  ENTERPRISE,
+  entraAddManagerAndDepartment,
+  entraAddWorkEmail,
+  entraCreateUser,
+  entraPatchEmailAndName,
+  entraPathless,
+  entraUserNameFilter,
+  PATCH_OP,
+} from "../fixtures/scim/entra";
 import { oktaCreateUser, oktaPasswordChange, oktaPutUser } from "../fixtures/scim/okta";
 
 const USER = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -50,7 +59,9 @@ describe("happy", () => {
     expect(res.status, res.text).toBe(201);
     expect(res.headers.get("content-type")).toContain("application/scim+json");
     expect(res.headers.get("etag")).toBe('W/"1"');
-    expect(res.headers.get("location")).toBe(`http://127.0.0.1:8787/scim/v2/Users/${res.body.id}`.replace("http://127.0.0.1:8787", new URL(res.body.meta.location).origin));
+    expect(res.headers.get("location")).toBe(
+      `http://127.0.0.1:8787/scim/v2/Users/${res.body.id}`.replace("http://127.0.0.1:8787", new URL(res.body.meta.location).origin),
+    );
     const u = res.body;
     expect(u.id).toMatch(/^scu_/);
     expect(u.schemas).toEqual([USER]);
@@ -194,18 +205,33 @@ describe("happy", () => {
     res = await scim("PATCH", `/Users/${id}`, s.token, entraPathless("Path Less", "Boss"));
     expect(res.status, res.text).toBe(200);
     expect(res.body).toMatchObject({ displayName: "Path Less", title: "Boss", active: true, name: { givenName: "Pathless" } });
-    res = await scim("PATCH", `/Users/${id}`, s.token, patchOp({ op: "Remove", path: `${ENTERPRISE}:manager` }, { op: "remove", path: 'emails[type eq "work"]' }));
+    res = await scim(
+      "PATCH",
+      `/Users/${id}`,
+      s.token,
+      patchOp({ op: "Remove", path: `${ENTERPRISE}:manager` }, { op: "remove", path: 'emails[type eq "work"]' }),
+    );
     expect(res.status, res.text).toBe(200);
     expect(res.body[ENTERPRISE].manager).toBeUndefined();
     expect(res.body.emails).toBeUndefined();
     res = await scim("PATCH", `/Users/${id}`, s.token, entraAddWorkEmail(newEmail));
     expect(res.body.emails).toEqual([{ type: "work", value: newEmail }]);
-    res = await scim("PATCH", `/Users/${id}`, s.token, patchOp({ op: "add", path: "emails", value: [{ value: `home-${newEmail}`, type: "home", primary: "True" }] }));
+    res = await scim(
+      "PATCH",
+      `/Users/${id}`,
+      s.token,
+      patchOp({ op: "add", path: "emails", value: [{ value: `home-${newEmail}`, type: "home", primary: "True" }] }),
+    );
     expect(res.body.emails).toEqual([
       { type: "work", value: newEmail },
       { value: `home-${newEmail}`, type: "home", primary: true },
     ]);
-    res = await scim("PATCH", `/Users/${id}`, s.token, patchOp({ op: "replace", path: "urn:ietf:params:scim:schemas:core:2.0:User:userName", value: `Renamed_${unique("")}` }));
+    res = await scim(
+      "PATCH",
+      `/Users/${id}`,
+      s.token,
+      patchOp({ op: "replace", path: "urn:ietf:params:scim:schemas:core:2.0:User:userName", value: `Renamed_${unique("")}` }),
+    );
     expect(res.status, res.text).toBe(200);
     expect(res.body.userName).toMatch(/^Renamed_/);
     // Okta's password push is accepted and ignored.
@@ -330,7 +356,11 @@ describe("errors", () => {
     expectScimError(await p({ op: "replace", value: "not an object" }), 400, "invalidValue");
     expectScimError(await scim("PATCH", `/Users/${user.id}`, s.token, { schemas: [PATCH_OP] }), 400, "invalidSyntax");
     expectScimError(await scim("PATCH", `/Users/${user.id}`, s.token, { Operations: "x" }), 400, "invalidSyntax");
-    expectScimError(await scim("PATCH", `/Users/${user.id}`, s.token, patchOp(...Array.from({ length: 101 }, () => ({ op: "add", path: "title", value: "x" })))), 400, "tooMany");
+    expectScimError(
+      await scim("PATCH", `/Users/${user.id}`, s.token, patchOp(...Array.from({ length: 101 }, () => ({ op: "add", path: "title", value: "x" })))),
+      400,
+      "tooMany",
+    );
     // Nothing of the above changed the user.
     expect((await scim("GET", `/Users/${user.id}`, s.token)).body.meta.version).toBe('W/"1"');
   });
@@ -339,7 +369,11 @@ describe("errors", () => {
     const s = await scimSetup();
     const a = await createScimUser(s);
     const b = await createScimUser(s);
-    expectScimError(await scim("PATCH", `/Users/${b.user.id}`, s.token, patchOp({ op: "replace", path: "userName", value: a.email.toUpperCase() })), 409, "uniqueness");
+    expectScimError(
+      await scim("PATCH", `/Users/${b.user.id}`, s.token, patchOp({ op: "replace", path: "userName", value: a.email.toUpperCase() })),
+      409,
+      "uniqueness",
+    );
   });
 
   it("If-Match mismatch → 412 on PUT, PATCH and DELETE; '*' and the current version pass", async () => {
@@ -358,7 +392,9 @@ describe("errors", () => {
     const s = await scimSetup();
     const { user } = await createScimUser(s);
     const results = await Promise.all(
-      Array.from({ length: 4 }, (_, i) => scim("PATCH", `/Users/${user.id}`, s.token, patchOp({ op: "add", path: "phoneNumbers", value: [{ value: `+1-555-000${i}`, type: "work" }] }))),
+      Array.from({ length: 4 }, (_, i) =>
+        scim("PATCH", `/Users/${user.id}`, s.token, patchOp({ op: "add", path: "phoneNumbers", value: [{ value: `+1-555-000${i}`, type: "work" }] })),
+      ),
     );
     for (const r of results) expect([200, 409]).toContain(r.status);
     const final = await scim("GET", `/Users/${user.id}`, s.token);
@@ -462,7 +498,9 @@ describe("security", () => {
     const s = await scimSetup();
     const { email } = await createScimUser(s);
     await scim("GET", filterPath(`userName eq "${email}"`), s.token);
-    const rows = await env.DB.prepare("select method, path, status, summary from scim_logs where config_id = ? order by id").bind(s.configId).all<Record<string, any>>();
+    const rows = await env.DB.prepare("select method, path, status, summary from scim_logs where config_id = ? order by id")
+      .bind(s.configId)
+      .all<Record<string, any>>();
     expect(rows.results.map((r) => [r.method, r.path, r.status])).toEqual([
       ["POST", "/scim/v2/Users", 201],
       ["GET", "/scim/v2/Users", 200],

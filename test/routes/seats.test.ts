@@ -27,11 +27,17 @@ async function organization(seats: number | null): Promise<Org & { licenseId: st
   return { admin, owner, orgId: org.id, as: { token: owner.accessToken, env: cfg }, licenseId };
 }
 
-const addMember = async (o: Org, user?: TestUser) => post(`/v1/organizations/${o.orgId}/members`, { email: (user ?? (await createVerifiedUser())).email, role: "user" }, o.as);
+const addMember = async (o: Org, user?: TestUser) =>
+  post(`/v1/organizations/${o.orgId}/members`, { email: (user ?? (await createVerifiedUser())).email, role: "user" }, o.as);
 const invite = (o: Org, email = uniqueEmail("invitee")) => post(`/v1/organizations/${o.orgId}/invitations`, { email, send_email: false }, o.as);
 const inviteBatch = (o: Org, n: number) =>
-  post(`/v1/organizations/${o.orgId}/invitations/batch`, { invitations: Array.from({ length: n }, () => ({ email: uniqueEmail("batch"), send_email: false })) }, o.as);
-const outcomes = (res: { body: { results: { status: string; error?: { code: string } }[] } }) => res.body.results.map((r) => (r.status === "error" ? r.error!.code : r.status));
+  post(
+    `/v1/organizations/${o.orgId}/invitations/batch`,
+    { invitations: Array.from({ length: n }, () => ({ email: uniqueEmail("batch"), send_email: false })) },
+    o.as,
+  );
+const outcomes = (res: { body: { results: { status: string; error?: { code: string } }[] } }) =>
+  res.body.results.map((r) => (r.status === "error" ? r.error!.code : r.status));
 
 /** A signed-in user holding a pending invitation to the organization, with its accept token. */
 async function invited(o: Org) {
@@ -40,7 +46,8 @@ async function invited(o: Org) {
   expect(res.status, res.text).toBe(201);
   return { user, token: new URL(res.body.accept_url).searchParams.get("token")! };
 }
-const accept = (inv: { user: TestUser; token: string }) => post(`/v1/invitations/${encodeURIComponent(inv.token)}/accept`, undefined, { token: inv.user.accessToken, env: cfg });
+const accept = (inv: { user: TestUser; token: string }) =>
+  post(`/v1/invitations/${encodeURIComponent(inv.token)}/accept`, undefined, { token: inv.user.accessToken, env: cfg });
 
 function expectSeatLimit(res: Awaited<ReturnType<typeof post>>, seats: number) {
   expect(expectProblem(res, 409, "seat_limit_reached").seats).toBe(seats);
@@ -209,7 +216,10 @@ describe("races", () => {
     const o = await organization(10);
     const small = await createLicense(o.admin, { seats: 3 });
     const users = await Promise.all(Array.from({ length: 6 }, () => createVerifiedUser()));
-    const [assign, ...adds] = await Promise.all([put(`/v1/organizations/${o.orgId}/license`, { license_id: small.id }, o.as), ...users.map((u) => addMember(o, u))]);
+    const [assign, ...adds] = await Promise.all([
+      put(`/v1/organizations/${o.orgId}/license`, { license_id: small.id }, o.as),
+      ...users.map((u) => addMember(o, u)),
+    ]);
     expect(assign!.status, assign!.text).toBe(200);
     const added = adds.filter((r) => r.status === 201).length;
     // Each add was checked against the license in force when its statement ran: the counters

@@ -32,7 +32,18 @@ async function adminAndOrg() {
   return { admin, org };
 }
 
-type ServiceAccount = { id: string; organization_id: string; name: string; role: string; scopes: string[]; key_prefix: string; created_by: string; last_used_at: string | null; created_at: string; updated_at: string };
+type ServiceAccount = {
+  id: string;
+  organization_id: string;
+  name: string;
+  role: string;
+  scopes: string[];
+  key_prefix: string;
+  created_by: string;
+  last_used_at: string | null;
+  created_at: string;
+  updated_at: string;
+};
 
 async function createSa(caller: { accessToken: string }, orgId: string, body: Record<string, unknown> = {}) {
   const res = await post(saPath(orgId), { name: `bot ${unique()}`, ...body }, { token: caller.accessToken });
@@ -60,7 +71,10 @@ const memberCount = async (orgId: string, token: string) => {
 };
 
 const keyRows = (saId: string) =>
-  env.DB.prepare("select * from service_account_keys where service_account_id = ? order by created_at").bind(saId).all<Record<string, unknown>>().then((r) => r.results);
+  env.DB.prepare("select * from service_account_keys where service_account_id = ? order by created_at")
+    .bind(saId)
+    .all<Record<string, unknown>>()
+    .then((r) => r.results);
 
 describe("happy", () => {
   it("POST creates a service account with the default role and every scope, and its key once", async () => {
@@ -92,7 +106,11 @@ describe("happy", () => {
 
   it("POST takes an explicit role and narrower scopes", async () => {
     const { admin, org } = await adminAndOrg();
-    const res = await post(saPath(org.id), { name: "Admin bot", role: "admin", scopes: ["organization:read", "organization_member:write"] }, { token: admin.accessToken });
+    const res = await post(
+      saPath(org.id),
+      { name: "Admin bot", role: "admin", scopes: ["organization:read", "organization_member:write"] },
+      { token: admin.accessToken },
+    );
     expect(res.status, res.text).toBe(201);
     expect(res.body.service_account).toMatchObject({ name: "Admin bot", role: "admin", scopes: ["organization:read", "organization_member:write"] });
   });
@@ -139,7 +157,12 @@ describe("happy", () => {
     const list = await get(`/v1/organizations/${org.id}/members`, { token: admin.accessToken });
     expect(list.status, list.text).toBe(200);
     const row = list.body.items.find((m: any) => m.user.id === sa.id);
-    expect(row).toEqual({ user: { id: sa.id, display_name: "Member bot", email: null }, role: "service_account", type: "service_account", joined_at: expect.stringMatching(ISO) });
+    expect(row).toEqual({
+      user: { id: sa.id, display_name: "Member bot", email: null },
+      role: "service_account",
+      type: "service_account",
+      joined_at: expect.stringMatching(ISO),
+    });
     const filtered = await get(`/v1/organizations/${org.id}/members?filter=${encodeURIComponent('type = "service_account"')}`, { token: admin.accessToken });
     expect(filtered.body.items.map((m: any) => m.user.id)).toEqual([sa.id]);
     const one = await get(`/v1/organizations/${org.id}/members/${sa.id}`, { token: admin.accessToken });
@@ -175,10 +198,16 @@ describe("happy", () => {
     const full = { FREE_PLAN_SEATS: "1" };
     const res = await post(saPath(org.id), { name: "seatless" }, { token: admin.accessToken, env: full });
     expect(res.status, res.text).toBe(201);
-    const counts = await env.DB.prepare("select member_count, user_member_count from organizations where id = ?").bind(org.id).first<{ member_count: number; user_member_count: number }>();
+    const counts = await env.DB.prepare("select member_count, user_member_count from organizations where id = ?")
+      .bind(org.id)
+      .first<{ member_count: number; user_member_count: number }>();
     expect(counts).toEqual({ member_count: 2, user_member_count: 1 });
     const human = await createVerifiedUser();
-    expectProblem(await post(`/v1/organizations/${org.id}/members`, { email: human.email, role: "user" }, { token: admin.accessToken, env: full }), 409, "seat_limit_reached");
+    expectProblem(
+      await post(`/v1/organizations/${org.id}/members`, { email: human.email, role: "user" }, { token: admin.accessToken, env: full }),
+      409,
+      "seat_limit_reached",
+    );
   });
 
   it("last_used_at is written on first use and not again on every request", async () => {
@@ -232,7 +261,10 @@ describe("happy", () => {
     expect((await get(`/v1/organizations/${org.id}`, { token: oldKey })).status).toBe(200);
     const res = await post(`${saPath(org.id)}/${sa.id}/rotate-key`, {}, { token: admin.accessToken });
     expect(res.status, res.text).toBe(200);
-    expect(res.body).toEqual({ service_account: expect.objectContaining({ id: sa.id, name: sa.name, role: sa.role, scopes: sa.scopes }), key: expect.stringMatching(KEY) });
+    expect(res.body).toEqual({
+      service_account: expect.objectContaining({ id: sa.id, name: sa.name, role: sa.role, scopes: sa.scopes }),
+      key: expect.stringMatching(KEY),
+    });
     const newKey = res.body.key as string;
     expect(newKey).not.toBe(oldKey);
     expect(res.body.service_account.key_prefix).toBe(newKey.slice(0, res.body.service_account.key_prefix.length));
@@ -274,7 +306,9 @@ describe("happy", () => {
     const row = await env.DB.prepare("select expires_at from service_account_keys where key_hash = ?").bind(oldHash).first<{ expires_at: number }>();
     expect(row!.expires_at).toBeGreaterThan(Date.now() + 3500_000);
     expect(row!.expires_at).toBeLessThanOrEqual(Date.now() + 3600_000);
-    await env.DB.prepare("update service_account_keys set expires_at = ? where key_hash = ?").bind(Date.now() - 1000, oldHash).run();
+    await env.DB.prepare("update service_account_keys set expires_at = ? where key_hash = ?")
+      .bind(Date.now() - 1000, oldHash)
+      .run();
     expectProblem(await get(`/v1/organizations/${org.id}`, { token: oldKey }), 401, "unauthenticated");
     expect((await get(`/v1/organizations/${org.id}`, { token: newKey })).status).toBe(200);
   });
@@ -300,7 +334,11 @@ describe("happy", () => {
     expectProblem(await get(`/v1/organizations/${org.id}`, { token: key }), 401, "unauthenticated");
     expectProblem(await get(`/v1/organizations/${org.id}/members/${sa.id}`, { token: admin.accessToken }), 404, "not_found");
     expect(await memberCount(org.id, admin.accessToken)).toBe(1);
-    const left = await env.DB.prepare("select (select count(*) from members where member_id = ?1) + (select count(*) from service_account_keys where service_account_id = ?1) as n").bind(sa.id).first<{ n: number }>();
+    const left = await env.DB.prepare(
+      "select (select count(*) from members where member_id = ?1) + (select count(*) from service_account_keys where service_account_id = ?1) as n",
+    )
+      .bind(sa.id)
+      .first<{ n: number }>();
     expect(left!.n).toBe(0);
     expectProblem(await get(`${saPath(org.id)}/${sa.id}`, { token: admin.accessToken }), 404, "not_found");
     expectProblem(await del(`${saPath(org.id)}/${sa.id}`, { token: admin.accessToken }), 404, "not_found");
@@ -324,7 +362,10 @@ describe("errors", () => {
     for (const scopes of [["organization:admin"], ["roles:write"], ["organization:read", "organization:read"], [], "organization:read"]) {
       const res = await post(saPath(org.id), { name: "bot", scopes }, { token: admin.accessToken });
       expectProblem(res, 400, "validation_failed");
-      expect(errorPaths(res).some((p) => p.startsWith("scopes")), res.text).toBe(true);
+      expect(
+        errorPaths(res).some((p) => p.startsWith("scopes")),
+        res.text,
+      ).toBe(true);
     }
   });
 
@@ -400,7 +441,11 @@ describe("errors", () => {
   it("rotate-key with malformed JSON → 400, not 500", async () => {
     const { admin, org } = await adminAndOrg();
     const { service_account: sa } = await createSa(admin, org.id);
-    const res = await api("POST", `${saPath(org.id)}/${sa.id}/rotate-key`, { token: admin.accessToken, raw: "{nope", headers: { "Content-Type": "application/json" } });
+    const res = await api("POST", `${saPath(org.id)}/${sa.id}/rotate-key`, {
+      token: admin.accessToken,
+      raw: "{nope",
+      headers: { "Content-Type": "application/json" },
+    });
     expect(res.status, res.text).toBe(400);
   });
 
@@ -430,7 +475,11 @@ describe("errors", () => {
     await createSa(admin, other.id);
     const first = await get(`${saPath(other.id)}?page_size=1`, { token: admin.accessToken });
     expect(first.body.next_page_token).not.toBe("");
-    expectProblem(await get(`${saPath(org.id)}?page_token=${encodeURIComponent(first.body.next_page_token)}`, { token: admin.accessToken }), 400, "invalid_page_token");
+    expectProblem(
+      await get(`${saPath(org.id)}?page_token=${encodeURIComponent(first.body.next_page_token)}`, { token: admin.accessToken }),
+      400,
+      "invalid_page_token",
+    );
   });
 });
 
@@ -447,7 +496,8 @@ describe("security", () => {
       ["DELETE", `${saPath(org.id)}/${sa.id}`],
     ];
     for (const [method, path] of calls) {
-      const send = (token?: string) => (method === "GET" ? get(path, { token }) : method === "DELETE" ? del(path, { token }) : post(path, { name: "x" }, { token }));
+      const send = (token?: string) =>
+        method === "GET" ? get(path, { token }) : method === "DELETE" ? del(path, { token }) : post(path, { name: "x" }, { token });
       expectProblem(await send(), 401, "unauthenticated");
       expectProblem(await send(outsider.accessToken), 404, "not_found");
     }

@@ -16,8 +16,11 @@ async function adminWithOrg() {
 }
 
 const storedSecrets = async (orgId: string) =>
-  (await env.DB.prepare("select name, ciphertext from organization_secrets where organization_id = ? order by name").bind(orgId).all<{ name: string; ciphertext: string }>())
-    .results;
+  (
+    await env.DB.prepare("select name, ciphertext from organization_secrets where organization_id = ? order by name")
+      .bind(orgId)
+      .all<{ name: string; ciphertext: string }>()
+  ).results;
 
 /** `n` secrets named prefix0…prefixN-1. */
 const secretsOf = (n: number, prefix = "s", value = "v") => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}${i}`, `${value}${i}`]));

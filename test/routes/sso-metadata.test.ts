@@ -42,7 +42,8 @@ function parseXml(xml: string): El {
     }
     return out;
   };
-  const isNameChar = (c: string) => (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || c === ":" || c === "_" || c === "-" || c === ".";
+  const isNameChar = (c: string) =>
+    (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || c === ":" || c === "_" || c === "-" || c === ".";
   const readName = () => {
     const start = i;
     while (i < xml.length && isNameChar(xml[i]!)) i++;
@@ -118,7 +119,11 @@ const metadataPath = (id: string) => `/v1/sso/saml/${id}/metadata`;
 async function createConfig() {
   const admin = await createUser();
   const org = await createOrg(admin);
-  const res = await post(`/v1/organizations/${org.id}/identity-provider-configs`, { name: `Okta ${unique()}`, saml_entity_id: "http://www.okta.com/exk1" }, { token: admin.accessToken });
+  const res = await post(
+    `/v1/organizations/${org.id}/identity-provider-configs`,
+    { name: `Okta ${unique()}`, saml_entity_id: "http://www.okta.com/exk1" },
+    { token: admin.accessToken },
+  );
   expect(res.status, res.text).toBe(201);
   return { admin, org, idp: res.body };
 }
@@ -137,7 +142,11 @@ describe("happy", () => {
     expect(root.attrs).toEqual({ "xmlns:md": "urn:oasis:names:tc:SAML:2.0:metadata", entityID: idp.sp_entity_id });
     expect(root.children.map((c) => c.name)).toEqual(["md:SPSSODescriptor"]);
     const sp = root.children[0]!;
-    expect(sp.attrs).toEqual({ AuthnRequestsSigned: "false", WantAssertionsSigned: "true", protocolSupportEnumeration: "urn:oasis:names:tc:SAML:2.0:protocol" });
+    expect(sp.attrs).toEqual({
+      AuthnRequestsSigned: "false",
+      WantAssertionsSigned: "true",
+      protocolSupportEnumeration: "urn:oasis:names:tc:SAML:2.0:protocol",
+    });
     expect(sp.children.map((c) => c.name)).toEqual(["md:NameIDFormat", "md:AssertionConsumerService"]);
     expect(sp.children[0]!.text).toBe("urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress");
     expect(sp.children[1]!.attrs).toEqual({ Binding: "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST", Location: idp.acs_url, index: "0", isDefault: "true" });
@@ -226,7 +235,11 @@ describe("security", () => {
     const admin = await createUser();
     const org = await createOrg(admin);
     const secretish = `urn:idp:${unique()}`;
-    const res = await post(`/v1/organizations/${org.id}/identity-provider-configs`, { name: "Private name", saml_entity_id: secretish, saml_sso_url: "https://idp.example.com/sso" }, { token: admin.accessToken });
+    const res = await post(
+      `/v1/organizations/${org.id}/identity-provider-configs`,
+      { name: "Private name", saml_entity_id: secretish, saml_sso_url: "https://idp.example.com/sso" },
+      { token: admin.accessToken },
+    );
     const md = await get(metadataPath(res.body.id));
     expect(md.status).toBe(200);
     for (const leaked of [secretish, "Private name", "idp.example.com", org.id]) expect(md.text).not.toContain(leaked);

@@ -138,10 +138,21 @@ describe("happy", () => {
     const sp = await setupSp();
     const { requestId } = await startLogin(sp);
     const XS = `xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"`;
-    const assertion = assertionXml({ issuer: sp.idpEntityId, audience: sp.spEntityId, recipient: sp.acsUrl, inResponseTo: requestId, nameId: `okta@${sp.domain}` })
-      .replace("</saml:Assertion>", `<saml:AttributeStatement><saml:Attribute Name="groups"><saml:AttributeValue xsi:type="xs:string">Everyone</saml:AttributeValue></saml:Attribute></saml:AttributeStatement></saml:Assertion>`)
+    const assertion = assertionXml({
+      issuer: sp.idpEntityId,
+      audience: sp.spEntityId,
+      recipient: sp.acsUrl,
+      inResponseTo: requestId,
+      nameId: `okta@${sp.domain}`,
+    })
+      .replace(
+        "</saml:Assertion>",
+        `<saml:AttributeStatement><saml:Attribute Name="groups"><saml:AttributeValue xsi:type="xs:string">Everyone</saml:AttributeValue></saml:Attribute></saml:AttributeStatement></saml:Assertion>`,
+      )
       .replace(/></g, ">\n  <");
-    const xml = `<?xml version="1.0" encoding="UTF-8"?>\n` + responseXml({ issuer: sp.idpEntityId, destination: sp.acsUrl, inResponseTo: requestId }, assertion).replace(`<samlp:Response `, `<samlp:Response ${XS} `);
+    const xml =
+      `<?xml version="1.0" encoding="UTF-8"?>\n` +
+      responseXml({ issuer: sp.idpEntityId, destination: sp.acsUrl, inResponseTo: requestId }, assertion).replace(`<samlp:Response `, `<samlp:Response ${XS} `);
     const signed = signAssertion(xml, { inclusivePrefixes: ["xs"] });
     expect(signed).toContain("InclusiveNamespaces");
     const acs = await postAcs(sp, signed);
@@ -162,7 +173,14 @@ describe("happy", () => {
     const sp = await setupSp({ cert: EC_IDP_CERT });
     const { requestId } = await startLogin(sp);
     const id = randomId();
-    const assertion = assertionXml({ id, issuer: sp.idpEntityId, audience: sp.spEntityId, recipient: sp.acsUrl, inResponseTo: requestId, nameId: `ec@${sp.domain}` });
+    const assertion = assertionXml({
+      id,
+      issuer: sp.idpEntityId,
+      audience: sp.spEntityId,
+      recipient: sp.acsUrl,
+      inResponseTo: requestId,
+      nameId: `ec@${sp.domain}`,
+    });
     const signed = await signCanonical(assertion, id, { pkcs8: EC_IDP_KEY, kind: "EC" });
     const acs = await postAcs(sp, responseXml({ issuer: sp.idpEntityId, destination: sp.acsUrl, inResponseTo: requestId }, signed));
     expect((await exchange(callbackOf(acs).code)).status).toBe(200);
@@ -172,7 +190,14 @@ describe("happy", () => {
     const sp = await setupSp();
     const { requestId } = await startLogin(sp);
     const id = randomId();
-    const assertion = assertionXml({ id, issuer: sp.idpEntityId, audience: sp.spEntityId, recipient: sp.acsUrl, inResponseTo: requestId, nameId: `rsa@${sp.domain}` });
+    const assertion = assertionXml({
+      id,
+      issuer: sp.idpEntityId,
+      audience: sp.spEntityId,
+      recipient: sp.acsUrl,
+      inResponseTo: requestId,
+      nameId: `rsa@${sp.domain}`,
+    });
     const signed = await signCanonical(assertion, id, { pkcs8: IDP_KEY, kind: "RSA" });
     const acs = await postAcs(sp, responseXml({ issuer: sp.idpEntityId, destination: sp.acsUrl, inResponseTo: requestId }, signed));
     expect((await exchange(callbackOf(acs).code)).status).toBe(200);
@@ -276,7 +301,15 @@ describe("errors", () => {
     expectProblem(r2, 409, "conflict");
     expect(r2.body.detail).toMatch(/certificate/);
     const sp = await setupSp();
-    for (const bad of ["https://evil.example/", "//evil.example/x", "/\\evil.example", "http://app.test.evil.example/", "javascript:alert(1)", "http://user@app.test/", "relative/path"]) {
+    for (const bad of [
+      "https://evil.example/",
+      "//evil.example/x",
+      "/\\evil.example",
+      "http://app.test.evil.example/",
+      "javascript:alert(1)",
+      "http://user@app.test/",
+      "relative/path",
+    ]) {
       const res = await get(`${sp.loginPath}?relay_state=${encodeURIComponent(bad)}`);
       expectProblem(res, 400, "validation_failed");
     }
@@ -306,7 +339,10 @@ describe("errors", () => {
 
   it("wrong certificate, even with its certificate in KeyInfo", async () => {
     const sp = await setupSp();
-    refused(await attempt(sp, (id) => issue(sp, id, { email: `x@${sp.domain}`, signing: { keys: IDP2, keyInfo: true } })), /does not verify with the configured certificate/);
+    refused(
+      await attempt(sp, (id) => issue(sp, id, { email: `x@${sp.domain}`, signing: { keys: IDP2, keyInfo: true } })),
+      /does not verify with the configured certificate/,
+    );
   });
 
   it("unsigned assertion", async () => {
@@ -336,7 +372,10 @@ describe("errors", () => {
 
   it("a non-Success status", async () => {
     const sp = await setupSp();
-    refused(await attempt(sp, (id) => issue(sp, id, { email: `x@${sp.domain}`, response: { status: "urn:oasis:names:tc:SAML:2.0:status:Requester" } })), /status Requester/);
+    refused(
+      await attempt(sp, (id) => issue(sp, id, { email: `x@${sp.domain}`, response: { status: "urn:oasis:names:tc:SAML:2.0:status:Requester" } })),
+      /status Requester/,
+    );
   });
 
   it("InResponseTo: unknown, reused, another config's, and none while IdP-initiated is off", async () => {
@@ -371,10 +410,7 @@ describe("errors", () => {
 
   it("a DOCTYPE is refused before parsing", async () => {
     const sp = await setupSp();
-    refused(
-      await attempt(sp, (id) => `<?xml version="1.0"?><!DOCTYPE r [<!ENTITY e "x">]>` + issue(sp, id, { email: `x@${sp.domain}` })),
-      /DOCTYPE/,
-    );
+    refused(await attempt(sp, (id) => `<?xml version="1.0"?><!DOCTYPE r [<!ENTITY e "x">]>` + issue(sp, id, { email: `x@${sp.domain}` })), /DOCTYPE/);
   });
 
   it("an email outside the organization's verified domains", async () => {
@@ -387,7 +423,10 @@ describe("errors", () => {
     const unverified = await setupSp({ domainVerified: false });
     refused(await attempt(unverified, (id) => issue(unverified, id, { email: `x@${unverified.domain}` })), /verified domain of this organization/);
     // No address at all.
-    refused(await attempt(sp, (id) => issue(sp, id, { nameId: "opaque-id", nameIdFormat: "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent" })), /no email address/);
+    refused(
+      await attempt(sp, (id) => issue(sp, id, { nameId: "opaque-id", nameIdFormat: "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent" })),
+      /no email address/,
+    );
   });
 
   it("a domain bound to another IdP config of the organization", async () => {

@@ -8,21 +8,7 @@ import { DOMParser } from "@xmldom/xmldom/lib/dom-parser";
 import { SignedXml } from "xml-crypto";
 import { describe, expect, it } from "vitest";
 import { addMemberDirect, createVerifiedUser } from "../helpers/factories";
-import {
-  ALGS,
-  ASSERTION_XPATH,
-  assertionXml,
-  DS,
-  IDP,
-  issue,
-  postAcs,
-  randomId,
-  responseXml,
-  setupSp,
-  signAt,
-  startLogin,
-  type Sp,
-} from "../helpers/saml-idp";
+import { ALGS, ASSERTION_XPATH, assertionXml, DS, IDP, issue, postAcs, randomId, responseXml, setupSp, signAt, startLogin, type Sp } from "../helpers/saml-idp";
 
 const ASSERTION = /<saml:Assertion[\s\S]*?<\/saml:Assertion>/;
 const assertionOf = (xml: string) => ASSERTION.exec(xml)![0];
@@ -99,7 +85,10 @@ describe("security", () => {
     const { sp, requestId, attacker } = await scene();
     const xml = honest(sp, requestId, attacker);
     const signed = assertionOf(xml);
-    refused(await postAcs(sp, xml.replace(signed, "").replace("<samlp:Status>", `<samlp:Extensions>${signed}</samlp:Extensions><samlp:Status>`)), /not a direct child/);
+    refused(
+      await postAcs(sp, xml.replace(signed, "").replace("<samlp:Status>", `<samlp:Extensions>${signed}</samlp:Extensions><samlp:Status>`)),
+      /not a direct child/,
+    );
   });
 
   it("XSW: the signed Assertion hidden in a ds:Object of the evil Assertion's signature", async () => {
@@ -124,7 +113,10 @@ describe("security", () => {
     const { sp, requestId, attacker, evilTwin } = await scene();
     const xml = honest(sp, requestId, attacker, "response");
     const signed = assertionOf(xml);
-    refused(await postAcs(sp, xml.replace(signed, evilTwin()).replace("<samlp:Status>", `<samlp:Extensions>${signed}</samlp:Extensions><samlp:Status>`)), /more than one Assertion/);
+    refused(
+      await postAcs(sp, xml.replace(signed, evilTwin()).replace("<samlp:Status>", `<samlp:Extensions>${signed}</samlp:Extensions><samlp:Status>`)),
+      /more than one Assertion/,
+    );
     // Swapped outright: the Response's digest no longer matches.
     refused(await postAcs(sp, xml.replace(signed, evilTwin(idOf(signed)))), /digest does not match/);
   });
@@ -132,7 +124,10 @@ describe("security", () => {
   it("XSW: the whole signed Response wrapped inside an evil one", async () => {
     const { sp, requestId, attacker, evilTwin } = await scene();
     const inner = honest(sp, requestId, attacker, "response");
-    const outer = responseXml({ issuer: sp.idpEntityId, destination: sp.acsUrl, inResponseTo: requestId, afterIssuer: `<samlp:Extensions>${inner}</samlp:Extensions>` }, evilTwin());
+    const outer = responseXml(
+      { issuer: sp.idpEntityId, destination: sp.acsUrl, inResponseTo: requestId, afterIssuer: `<samlp:Extensions>${inner}</samlp:Extensions>` },
+      evilTwin(),
+    );
     refused(await postAcs(sp, outer), /more than one Assertion|Signature sits outside/);
   });
 
@@ -140,8 +135,17 @@ describe("security", () => {
     const { sp, requestId, attacker } = await scene();
     const xml = honest(sp, requestId, attacker);
     const id = idOf(assertionOf(xml));
-    refused(await postAcs(sp, xml.replace("<samlp:Status>", `<samlp:Extensions><x:Thing xmlns:x="urn:x" ID="${id}"/></samlp:Extensions><samlp:Status>`)), /share an ID/);
-    refused(await postAcs(sp, xml.replace("<samlp:Status>", `<samlp:Extensions><x:Thing xmlns:x="urn:x" wsu:Id="${id}" xmlns:wsu="urn:wsu"/></samlp:Extensions><samlp:Status>`)), /share an ID/);
+    refused(
+      await postAcs(sp, xml.replace("<samlp:Status>", `<samlp:Extensions><x:Thing xmlns:x="urn:x" ID="${id}"/></samlp:Extensions><samlp:Status>`)),
+      /share an ID/,
+    );
+    refused(
+      await postAcs(
+        sp,
+        xml.replace("<samlp:Status>", `<samlp:Extensions><x:Thing xmlns:x="urn:x" wsu:Id="${id}" xmlns:wsu="urn:wsu"/></samlp:Extensions><samlp:Status>`),
+      ),
+      /share an ID/,
+    );
   });
 
   it("a Reference URI pointing to another element than the one holding the signature", async () => {
@@ -211,7 +215,10 @@ describe("security", () => {
     const { sp, requestId, attacker } = await scene();
     const lol = `<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>`;
     refused(await postAcs(sp, lol + honest(sp, requestId, attacker)), /DOCTYPE/);
-    const big = honest(sp, requestId, attacker).replace("<samlp:Status>", `<samlp:Extensions><x:p xmlns:x="urn:x">${"a".repeat(600 * 1024)}</x:p></samlp:Extensions><samlp:Status>`);
+    const big = honest(sp, requestId, attacker).replace(
+      "<samlp:Status>",
+      `<samlp:Extensions><x:p xmlns:x="urn:x">${"a".repeat(600 * 1024)}</x:p></samlp:Extensions><samlp:Status>`,
+    );
     refused(await postAcs(sp, big), /larger than/);
   });
 });

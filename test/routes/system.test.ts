@@ -26,7 +26,9 @@ describe("happy", () => {
     const res = await get("/openapi.json");
     expect(res.status).toBe(200);
     expect(res.body.openapi).toBe("3.1.0");
-    const ops = Object.entries(res.body.paths as Record<string, Record<string, any>>).flatMap(([p, item]) => Object.entries(item).map(([m, op]) => ({ p, m, op })));
+    const ops = Object.entries(res.body.paths as Record<string, Record<string, any>>).flatMap(([p, item]) =>
+      Object.entries(item).map(([m, op]) => ({ p, m, op })),
+    );
     expect(ops.length).toBeGreaterThan(20);
     for (const { p, m, op } of ops) {
       expect(op["x-authorization"], `${m} ${p}`).toBeTruthy();

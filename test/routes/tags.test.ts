@@ -23,7 +23,12 @@ describe("happy", () => {
     const { items, costs, pages } = await walk((pt) => get(`${tagsPath(org.id)}?page_size=2${pt ? `&page_token=${pt}` : ""}`, { token: admin.accessToken }));
     expect(items.map((t) => t.name)).toEqual(["Alpha", "alpha", "beta", "delta", "gamma"]);
     expect(pages).toBe(3);
-    expect(items[0]).toEqual({ id: expect.stringMatching(/^tag_[0-9A-Z]{26}$/), name: "Alpha", created_at: expect.stringMatching(ISO), updated_at: expect.stringMatching(ISO) });
+    expect(items[0]).toEqual({
+      id: expect.stringMatching(/^tag_[0-9A-Z]{26}$/),
+      name: "Alpha",
+      created_at: expect.stringMatching(ISO),
+      updated_at: expect.stringMatching(ISO),
+    });
     for (const c of costs) {
       expect(c.queries).toBe(1);
       expect(c.rowsRead).toBeLessThanOrEqual(2 * 3 + 10);
@@ -33,7 +38,8 @@ describe("happy", () => {
   it("filters by name: exact (case-sensitive) and prefix (case-insensitive)", async () => {
     const { admin, org } = await adminAndOrg();
     await createProject(admin.accessToken, org.id, { tags: ["Smoke", "smoke-fast", "slow", "e2e"] });
-    const names = async (filter: string) => (await get(`${tagsPath(org.id)}?filter=${encodeURIComponent(filter)}`, { token: admin.accessToken })).body.items.map((t: any) => t.name);
+    const names = async (filter: string) =>
+      (await get(`${tagsPath(org.id)}?filter=${encodeURIComponent(filter)}`, { token: admin.accessToken })).body.items.map((t: any) => t.name);
     expect(await names('name:"SMO"')).toEqual(["Smoke", "smoke-fast"]);
     expect(await names('name = "smoke"')).toEqual([]);
     expect(await names('name = "Smoke"')).toEqual(["Smoke"]);
@@ -47,7 +53,9 @@ describe("happy", () => {
     await createProject(admin.accessToken, org.id, { tags: ["c"] });
     const plain = await get(tagInfoPath(org.id), { token: admin.accessToken });
     expect(plain.body.items.map((i: any) => Object.keys(i))).toEqual([["tag"], ["tag"], ["tag"]]);
-    const { items, costs } = await walk((pt) => get(`${tagInfoPath(org.id)}?include_counts=true&page_size=2${pt ? `&page_token=${pt}` : ""}`, { token: admin.accessToken }));
+    const { items, costs } = await walk((pt) =>
+      get(`${tagInfoPath(org.id)}?include_counts=true&page_size=2${pt ? `&page_token=${pt}` : ""}`, { token: admin.accessToken }),
+    );
     expect(items.map((i) => [i.tag.name, i.counts.projects])).toEqual([
       ["a", 2],
       ["b", 1],
@@ -142,12 +150,17 @@ describe("happy", () => {
   it("a page of tags costs the page, not the organization's tags", async () => {
     const { admin, org } = await adminAndOrg();
     const tags = Array.from({ length: 2000 }, (_, i) => `tag-${String(i).padStart(4, "0")}`);
-    await seedProjects(org.id, Array.from({ length: 100 }, (_, i) => ({ name: `P${i}`, tags: tags.slice(i * 20, i * 20 + 20) })));
+    await seedProjects(
+      org.id,
+      Array.from({ length: 100 }, (_, i) => ({ name: `P${i}`, tags: tags.slice(i * 20, i * 20 + 20) })),
+    );
     const first = await get(`${tagInfoPath(org.id)}?include_counts=true&page_size=50`, { token: admin.accessToken });
     expect(first.body.items).toHaveLength(50);
     const deep = await get(`${tagsPath(org.id)}?page_size=50&filter=${encodeURIComponent('name:"TAG-15"')}`, { token: admin.accessToken });
     expect(deep.body.items).toHaveLength(50);
-    const second = await get(`${tagsPath(org.id)}?page_size=50&filter=${encodeURIComponent('name:"TAG-15"')}&page_token=${deep.body.next_page_token}`, { token: admin.accessToken });
+    const second = await get(`${tagsPath(org.id)}?page_size=50&filter=${encodeURIComponent('name:"TAG-15"')}&page_token=${deep.body.next_page_token}`, {
+      token: admin.accessToken,
+    });
     expect(second.body.items[0].name).toBe("tag-1550");
     for (const res of [first, deep, second]) {
       expect(res.cost.queries).toBe(1);
@@ -163,7 +176,11 @@ describe("errors", () => {
     const t = { token: admin.accessToken };
     expectProblem(await post(batchPath(org.id), {}, t), 400, "validation_failed");
     expectProblem(await post(batchPath(org.id), { ids: [], names: [] }, t), 400, "validation_failed");
-    const many = await post(batchPath(org.id), { ids: Array.from({ length: 60 }, (_, i) => `tag_${i}`), names: Array.from({ length: 41 }, (_, i) => `n${i}`) }, t);
+    const many = await post(
+      batchPath(org.id),
+      { ids: Array.from({ length: 60 }, (_, i) => `tag_${i}`), names: Array.from({ length: 41 }, (_, i) => `n${i}`) },
+      t,
+    );
     expectProblem(many, 400, "validation_failed");
     const bad = await post(batchPath(org.id), { names: ["", "x".repeat(65), "a\nb", "dup", "dup"] }, t);
     expectProblem(bad, 400, "validation_failed");
@@ -180,14 +197,19 @@ describe("errors", () => {
     const first = await get(`${tagsPath(org.id)}?page_size=1`, t);
     // A token of /tags is not one of /tag-info, nor of another filter.
     expectProblem(await get(`${tagInfoPath(org.id)}?page_size=1&page_token=${first.body.next_page_token}`, t), 400, "invalid_page_token");
-    expectProblem(await get(`${tagsPath(org.id)}?page_size=1&filter=${encodeURIComponent('name:"a"')}&page_token=${first.body.next_page_token}`, t), 400, "invalid_page_token");
+    expectProblem(
+      await get(`${tagsPath(org.id)}?page_size=1&filter=${encodeURIComponent('name:"a"')}&page_token=${first.body.next_page_token}`, t),
+      400,
+      "invalid_page_token",
+    );
   });
 
   it("401 without a credential; 404 for malformed and unknown ids", async () => {
     const { admin, org } = await adminAndOrg();
     expectProblem(await get(tagsPath(org.id)), 401, "unauthenticated");
     expectProblem(await del(tagPath(org.id, "tag_00000000000000000000000000")), 401, "unauthenticated");
-    for (const bad of ["nope", "tag_00000000000000000000000000"]) expectProblem(await del(tagPath(org.id, bad), { token: admin.accessToken }), 404, "not_found");
+    for (const bad of ["nope", "tag_00000000000000000000000000"])
+      expectProblem(await del(tagPath(org.id, bad), { token: admin.accessToken }), 404, "not_found");
   });
 });
 

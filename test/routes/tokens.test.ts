@@ -7,7 +7,6 @@ import { expectProblem, sortedErrorPaths as errorPaths } from "../helpers/proble
 // ---------------------------------------------------------------------------------------------
 // Local helpers
 
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
@@ -28,7 +27,11 @@ async function createTokens(user: { accessToken: string }, n: number) {
 describe("happy", () => {
   it("POST /v1/me/tokens → 201 with the record and the secret, once", async () => {
     const user = await createUser();
-    const res = await post("/v1/me/tokens", { name: "  CI deploys  ", scopes: ["organization:read", "organization_member:write"], expires_in_days: 30 }, { token: user.accessToken });
+    const res = await post(
+      "/v1/me/tokens",
+      { name: "  CI deploys  ", scopes: ["organization:read", "organization_member:write"], expires_in_days: 30 },
+      { token: user.accessToken },
+    );
     expect(res.status, res.text).toBe(201);
     const body = res.body;
     expect(Object.keys(body).sort()).toEqual(["created_at", "expires_at", "id", "last_used_at", "name", "scopes", "token", "token_prefix"]);
@@ -169,7 +172,7 @@ describe("errors", () => {
     ["scopes not an array", { scopes: "organization:read" }, /^scopes$/],
     ["expires_in_days 0", { expires_in_days: 0 }, /^expires_in_days$/],
     ["expires_in_days 366", { expires_in_days: 366 }, /^expires_in_days$/],
-    ["expires_in_days \"x\"", { expires_in_days: "x" }, /^expires_in_days$/],
+    ['expires_in_days "x"', { expires_in_days: "x" }, /^expires_in_days$/],
     ["expires_in_days 1.5", { expires_in_days: 1.5 }, /^expires_in_days$/],
   ])("%s → 400 naming that field", async (_label, override, path) => {
     const user = await createUser();
@@ -238,7 +241,9 @@ describe("errors", () => {
     const user = await createUser();
     const pat = await createPat(user, ["organization:read"], { expires_in_days: 1 });
     expect((await get("/v1/me", { token: pat.token })).status).toBe(200);
-    await env.DB.prepare("update personal_access_tokens set expires_at = ? where id = ?").bind(Date.now() - 1_000, pat.id).run();
+    await env.DB.prepare("update personal_access_tokens set expires_at = ? where id = ?")
+      .bind(Date.now() - 1_000, pat.id)
+      .run();
     expectProblem(await get("/v1/me", { token: pat.token }), 401, "unauthenticated");
     expectProblem(await get("/v1/me/organizations", { token: pat.token }), 401, "unauthenticated");
   });
@@ -249,7 +254,13 @@ describe("errors", () => {
     const stmts = Array.from({ length: 100 }, (_, i) =>
       env.DB.prepare(
         "insert into personal_access_tokens (id, user_id, name, token_hash, token_prefix, scopes, expires_at, last_used_at, created_at) values (?, ?, ?, ?, 'pat_seed', '[\"organization:read\"]', null, null, ?)",
-      ).bind(`tok_${(now - 100 + i).toString(32).toUpperCase().padStart(10, "0")}${user.id.slice(-16)}`, user.id, `seeded ${i}`, `${user.id}-${i}`, now - 100 + i),
+      ).bind(
+        `tok_${(now - 100 + i).toString(32).toUpperCase().padStart(10, "0")}${user.id.slice(-16)}`,
+        user.id,
+        `seeded ${i}`,
+        `${user.id}-${i}`,
+        now - 100 + i,
+      ),
     );
     await env.DB.batch(stmts);
     expectProblem(await post("/v1/me/tokens", { name: "one too many", scopes: ["organization:read"] }, { token: user.accessToken }), 409, "conflict");

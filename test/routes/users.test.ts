@@ -7,7 +7,6 @@ import { expectProblem, sortedErrorPaths as errorPaths } from "../helpers/proble
 // ---------------------------------------------------------------------------------------------
 // Local helpers
 
-
 const login = (email: string, password: string) => post("/v1/auth/login", { email, password });
 
 const UNKNOWN_USER = "usr_01JD6Q5W8ZK3H0V8N6C2Y4T1RB";
@@ -26,7 +25,9 @@ async function createAdmin(opts: { verified?: boolean; listed?: string } = {}): 
 }
 
 async function countRows(sql: string, ...binds: unknown[]): Promise<number> {
-  return (await env.DB.prepare(sql).bind(...binds).first<{ n: number }>())!.n;
+  return (await env.DB.prepare(sql)
+    .bind(...binds)
+    .first<{ n: number }>())!.n;
 }
 
 // ---------------------------------------------------------------------------------------------

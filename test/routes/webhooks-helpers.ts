@@ -60,7 +60,11 @@ export async function adminAndOrg() {
 }
 
 export async function createWebhook(caller: { accessToken: string } | TestUser, orgId: string, body: Record<string, unknown> = {}) {
-  const res = await post(webhooksPath(orgId), { url: "https://hooks.example.com/tenancy", events: ["member.role_changed"], ...body }, { token: caller.accessToken });
+  const res = await post(
+    webhooksPath(orgId),
+    { url: "https://hooks.example.com/tenancy", events: ["member.role_changed"], ...body },
+    { token: caller.accessToken },
+  );
   expect(res.status, res.text).toBe(201);
   return res.body as Webhook & { secret: string };
 }
@@ -72,13 +76,22 @@ export const deliveriesOf = async (webhookId: string) =>
 export const attemptsOf = async (deliveryId: string) =>
   (await env.DB.prepare("select * from webhook_attempts where delivery_id = ? order by attempt").bind(deliveryId).all<Record<string, any>>()).results;
 export const auditOf = async (orgId: string, action: string) =>
-  (await env.DB.prepare("select * from audit_logs where organization_id = ? and action = ? order by created_at, id").bind(orgId, action).all<Record<string, any>>()).results;
+  (
+    await env.DB.prepare("select * from audit_logs where organization_id = ? and action = ? order by created_at, id")
+      .bind(orgId, action)
+      .all<Record<string, any>>()
+  ).results;
 
 /**
  * Writes `count` deliveries straight into the outbox for one endpoint, as the fan-out statement
  * does, for tests about the consumer alone (events from real routes are tested apart).
  */
-export async function seedDeliveries(webhookId: string, orgId: string, count: number, opts: { status?: string; createdAt?: number; nextAttemptAt?: number | null; updatedAt?: number } = {}) {
+export async function seedDeliveries(
+  webhookId: string,
+  orgId: string,
+  count: number,
+  opts: { status?: string; createdAt?: number; nextAttemptAt?: number | null; updatedAt?: number } = {},
+) {
   const now = opts.createdAt ?? Date.now();
   const ids: string[] = [];
   const stmts: D1PreparedStatement[] = [];
@@ -90,7 +103,17 @@ export async function seedDeliveries(webhookId: string, orgId: string, count: nu
     stmts.push(
       env.DB.prepare(
         "insert into webhook_deliveries (id, webhook_id, organization_id, event_id, event_type, payload, status, attempts, next_attempt_at, created_at, updated_at) values (?, ?, ?, ?, 'member.role_changed', ?, ?, 0, ?, ?, ?)",
-      ).bind(id, webhookId, orgId, eventId, payload, opts.status ?? "queued", opts.nextAttemptAt === undefined ? now : opts.nextAttemptAt, now + i, opts.updatedAt ?? now),
+      ).bind(
+        id,
+        webhookId,
+        orgId,
+        eventId,
+        payload,
+        opts.status ?? "queued",
+        opts.nextAttemptAt === undefined ? now : opts.nextAttemptAt,
+        now + i,
+        opts.updatedAt ?? now,
+      ),
     );
   }
   for (let i = 0; i < stmts.length; i += 200) await env.DB.batch(stmts.slice(i, i + 200));
@@ -124,7 +147,10 @@ export function stubReceiver(answer: (req: Received, n: number) => Response | Pr
 let seq = 0;
 
 /** Runs the worker's real queue() handler on a webhook batch, as the Queues runtime would, and reports each message's fate. */
-export async function runWebhookQueue(deliveryIds: string[], opts: { queue?: string; attempts?: number | ((id: string) => number); env?: Partial<Bindings> } = {}) {
+export async function runWebhookQueue(
+  deliveryIds: string[],
+  opts: { queue?: string; attempts?: number | ((id: string) => number); env?: Partial<Bindings> } = {},
+) {
   const messages = deliveryIds.map((id) => ({
     id: `whmsg-${++seq}`,
     timestamp: new Date(),
@@ -136,7 +162,9 @@ export async function runWebhookQueue(deliveryIds: string[], opts: { queue?: str
   const retries = new Map<string, number | undefined>();
   for (const m of batch.messages) {
     const retry = m.retry.bind(m);
-    Object.defineProperty(m, "retry", { value: (o?: QueueRetryOptions) => (retries.set((m.body as { delivery_id: string }).delivery_id, o?.delaySeconds), retry(o)) });
+    Object.defineProperty(m, "retry", {
+      value: (o?: QueueRetryOptions) => (retries.set((m.body as { delivery_id: string }).delivery_id, o?.delaySeconds), retry(o)),
+    });
   }
   const ctx = createExecutionContext();
   await worker.queue(batch, testEnv(opts.env), ctx);

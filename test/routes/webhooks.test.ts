@@ -82,7 +82,13 @@ describe("happy", () => {
 
     const [entry, ...more] = await auditOf(org.id, "webhook.created");
     expect(more).toEqual([]);
-    expect(entry).toMatchObject({ actor_id: admin.id, credential: "session", target_type: "webhook", target_id: res.body.id, changes: JSON.stringify(["url", "events", "description"]) });
+    expect(entry).toMatchObject({
+      actor_id: admin.id,
+      credential: "session",
+      target_type: "webhook",
+      target_id: res.body.id,
+      changes: JSON.stringify(["url", "events", "description"]),
+    });
     expect(entry!.changes).not.toContain(secret);
   });
 
@@ -90,7 +96,11 @@ describe("happy", () => {
     const { admin, org } = await adminAndOrg();
     const w = await createWebhook(admin, org.id);
     const t = { token: admin.accessToken };
-    const res = await patch(webhookPath(org.id, w.id), { url: "https://other.example.org/hook", events: ["invitation.created", "member.added"], description: "x" }, t);
+    const res = await patch(
+      webhookPath(org.id, w.id),
+      { url: "https://other.example.org/hook", events: ["invitation.created", "member.added"], description: "x" },
+      t,
+    );
     expect(res.status, res.text).toBe(200);
     expect(res.body).toMatchObject({ url: "https://other.example.org/hook", events: ["invitation.created", "member.added"], description: "x", enabled: true });
     expect(res.body.secret).toBeUndefined();
@@ -111,7 +121,9 @@ describe("happy", () => {
     const off = await patch(webhookPath(org.id, w.id), { enabled: false }, t);
     expect(off.body).toMatchObject({ enabled: false, disabled_reason: "manual" });
     // As the consumer leaves it after days of failures.
-    await env.DB.prepare("update webhooks set disabled_reason = 'consecutive_failures', failing_since = ? where id = ?").bind(Date.now() - 6 * 86_400_000, w.id).run();
+    await env.DB.prepare("update webhooks set disabled_reason = 'consecutive_failures', failing_since = ? where id = ?")
+      .bind(Date.now() - 6 * 86_400_000, w.id)
+      .run();
     const before = await get(webhookPath(org.id, w.id), t);
     expect(before.body).toMatchObject({ enabled: false, disabled_reason: "consecutive_failures", failing_since: expect.stringMatching(ISO) });
     const on = await patch(webhookPath(org.id, w.id), { enabled: true }, t);
@@ -124,7 +136,11 @@ describe("happy", () => {
     const { admin, org } = await adminAndOrg();
     const w = await createWebhook(admin, org.id);
     const [d] = await seedDeliveries(w.id, org.id, 1, { status: "failed" });
-    await env.DB.prepare("insert into webhook_attempts (id, delivery_id, attempt, response_code, duration_ms, error, created_at) values ('wha_x1', ?, 1, 500, 3, 'HTTP 500', ?)").bind(d, Date.now()).run();
+    await env.DB.prepare(
+      "insert into webhook_attempts (id, delivery_id, attempt, response_code, duration_ms, error, created_at) values ('wha_x1', ?, 1, 500, 3, 'HTTP 500', ?)",
+    )
+      .bind(d, Date.now())
+      .run();
     const t = { token: admin.accessToken };
     const res = await del(webhookPath(org.id, w.id), t);
     expect(res.status, res.text).toBe(204);
@@ -190,12 +206,9 @@ describe("happy", () => {
     const stmts = [];
     for (let i = 0; i < 20; i++) {
       stmts.push(
-        env.DB.prepare("insert into webhooks (id, organization_id, url, events, secret_ciphertext, created_at, updated_at) values (?, ?, 'https://h.example.com', '[\"member.added\"]', 'x', ?, ?)").bind(
-          `whk_seed${i}_${org.id}`,
-          org.id,
-          now,
-          now,
-        ),
+        env.DB.prepare(
+          "insert into webhooks (id, organization_id, url, events, secret_ciphertext, created_at, updated_at) values (?, ?, 'https://h.example.com', '[\"member.added\"]', 'x', ?, ?)",
+        ).bind(`whk_seed${i}_${org.id}`, org.id, now, now),
       );
     }
     await env.DB.batch(stmts);
@@ -235,9 +248,18 @@ describe("events from real routes", () => {
     expect(more).toEqual([]);
     expect(await deliveriesOf(other.id)).toEqual([]);
     expect(queue.take()).toEqual([d!.id]);
-    expect(await deliveryRow(d!.id)).toMatchObject({ status: "queued", event_type: "member.role_changed", organization_id: org.id, event_id: expect.stringMatching(/^evt_/) });
+    expect(await deliveryRow(d!.id)).toMatchObject({
+      status: "queued",
+      event_type: "member.role_changed",
+      organization_id: org.id,
+      event_id: expect.stringMatching(/^evt_/),
+    });
     const payload = JSON.parse(d!.payload);
-    expect(payload).toEqual({ type: "member.role_changed", timestamp: expect.stringMatching(ISO), data: expect.objectContaining({ previous_role: "user", role: "admin" }) });
+    expect(payload).toEqual({
+      type: "member.role_changed",
+      timestamp: expect.stringMatching(ISO),
+      data: expect.objectContaining({ previous_role: "user", role: "admin" }),
+    });
 
     // A disabled endpoint gets nothing.
     await patch(webhookPath(org.id, w.id), { enabled: false }, { token: admin.accessToken });
@@ -276,7 +298,14 @@ describe("deliveries", () => {
     } while (token);
     expect(seen.map((d) => d.id)).toEqual([...ids].reverse());
     for (const d of seen) {
-      expect(d).toMatchObject({ event_type: "member.role_changed", status: "succeeded", response_code: 200, error: null, delivered_at: expect.stringMatching(ISO), next_attempt_at: null });
+      expect(d).toMatchObject({
+        event_type: "member.role_changed",
+        status: "succeeded",
+        response_code: 200,
+        error: null,
+        delivered_at: expect.stringMatching(ISO),
+        next_attempt_at: null,
+      });
       expect(d.attempts_log).toHaveLength(d.attempts);
     }
     const retried = seen.find((d) => d.attempts === 2)!;
@@ -400,7 +429,11 @@ describe("errors", () => {
     const dev = await post(webhooksPath(org.id), { url, events: ["member.added"] }, { token: admin.accessToken });
     expect(dev.status, dev.text).toBe(201);
     for (const environment of ["test", "production"]) {
-      const res = await post(webhooksPath(org.id), { url, events: ["member.added"] }, { token: admin.accessToken, env: { ENVIRONMENT: environment, EMAIL_PROVIDER: "resend", RESEND_API_KEY: "re_x" } });
+      const res = await post(
+        webhooksPath(org.id),
+        { url, events: ["member.added"] },
+        { token: admin.accessToken, env: { ENVIRONMENT: environment, EMAIL_PROVIDER: "resend", RESEND_API_KEY: "re_x" } },
+      );
       expectProblem(res, 400, "validation_failed");
       expect(errorPaths(res)).toEqual(["url"]);
     }
@@ -432,7 +465,11 @@ describe("security", () => {
 
   it("subscribing is reading: an event needs what reading its data needs (role and token scopes)", async () => {
     const { admin, org, w } = await setup();
-    const role = await post(`/v1/organizations/${org.id}/roles`, { name: `hookwriter${Date.now() % 100000}`, permissions: ["webhooks:read", "webhooks:write", "organization:read"] }, { token: admin.accessToken });
+    const role = await post(
+      `/v1/organizations/${org.id}/roles`,
+      { name: `hookwriter${Date.now() % 100000}`, permissions: ["webhooks:read", "webhooks:write", "organization:read"] },
+      { token: admin.accessToken },
+    );
     expect(role.status, role.text).toBe(201);
     const writer = await createUser();
     await addMemberDirect(org.id, writer, role.body.name);
@@ -468,7 +505,11 @@ describe("security", () => {
 
   it("a custom role with webhooks:read may read but not write, and never sees the secret", async () => {
     const { admin, org, w, d } = await setup();
-    const role = await post(`/v1/organizations/${org.id}/roles`, { name: `hookviewer${Date.now() % 100000}`, permissions: ["webhooks:read"] }, { token: admin.accessToken });
+    const role = await post(
+      `/v1/organizations/${org.id}/roles`,
+      { name: `hookviewer${Date.now() % 100000}`, permissions: ["webhooks:read"] },
+      { token: admin.accessToken },
+    );
     expect(role.status, role.text).toBe(201);
     const viewer = await createUser();
     await addMemberDirect(org.id, viewer, role.body.name);

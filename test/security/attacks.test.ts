@@ -15,7 +15,11 @@ import { runOne, undeliveredInvitation } from "../queue/queue-helpers";
 let ipSeq = 0;
 const freshIp = () => `198.51.${(Date.now() >> 8) & 255}.${++ipSeq % 250}`;
 const fromIp = (ip: string) => ({ "CF-Connecting-IP": ip });
-const bogus = (prefix: string) => `${prefix}_${"A".repeat(10)}${unique("").replace(/[^A-Za-z0-9]/g, "x").padEnd(33, "x").slice(0, 33)}`;
+const bogus = (prefix: string) =>
+  `${prefix}_${"A".repeat(10)}${unique("")
+    .replace(/[^A-Za-z0-9]/g, "x")
+    .padEnd(33, "x")
+    .slice(0, 33)}`;
 
 /** What a refused caller can observe of a request, timing aside. */
 const observed = (res: ApiResponse) => ({
@@ -96,7 +100,15 @@ describe("security", () => {
     const org = await createOrg(admin);
     const inviter = await createUser();
     // Everything a `user` holds, and inviting: it may invite users, never admins.
-    const role = await createRole(admin, org.id, ["organization:read", "members:read", "roles:read", "projects:read", "projects:write", "invitations:read", "invitations:write"]);
+    const role = await createRole(admin, org.id, [
+      "organization:read",
+      "members:read",
+      "roles:read",
+      "projects:read",
+      "projects:write",
+      "invitations:read",
+      "invitations:write",
+    ]);
     await addMemberDirect(org.id, inviter, role.name);
     const email = uniqueEmail("target");
     const { invitation } = await inviteWithToken(admin.accessToken, org.id, { email, role: "admin" });
@@ -177,10 +189,16 @@ describe("security", () => {
       const victim = await createUser();
       const limits = { LOGIN_RATE_LIMIT_PER_EMAIL: "3" };
       const attackerIp = freshIp();
-      for (let i = 0; i < 4; i++) await post("/v1/auth/login", { email: victim.email, password: `guess number ${i}!` }, { headers: fromIp(attackerIp), env: limits });
-      for (let i = 0; i < 3; i++) await post("/v1/auth/login", { email: victim.email, password: `guess number ${i}!` }, { headers: fromIp(freshIp()), env: limits });
+      for (let i = 0; i < 4; i++)
+        await post("/v1/auth/login", { email: victim.email, password: `guess number ${i}!` }, { headers: fromIp(attackerIp), env: limits });
+      for (let i = 0; i < 3; i++)
+        await post("/v1/auth/login", { email: victim.email, password: `guess number ${i}!` }, { headers: fromIp(freshIp()), env: limits });
       // The attacker's own client is stopped, even with the right password.
-      expectProblem(await post("/v1/auth/login", { email: victim.email, password: victim.password }, { headers: fromIp(attackerIp), env: limits }), 429, "rate_limited");
+      expectProblem(
+        await post("/v1/auth/login", { email: victim.email, password: victim.password }, { headers: fromIp(attackerIp), env: limits }),
+        429,
+        "rate_limited",
+      );
       // The owner, from a client that has not failed, still gets in.
       const owner = await post("/v1/auth/login", { email: victim.email, password: victim.password }, { headers: fromIp(freshIp()), env: limits });
       expect(owner.status, owner.text).toBe(200);
@@ -205,16 +223,26 @@ describe("security", () => {
       const days = (Date.parse(pat.expires_at as string) - Date.now()) / 86_400_000;
       expect(days).toBeGreaterThan(89);
       expect(days).toBeLessThanOrEqual(90);
-      expectProblem(await post("/v1/me/tokens", { name: "forever", scopes: ["organization:read"], expires_in_days: 366 }, { token: user.accessToken }), 400, "validation_failed");
+      expectProblem(
+        await post("/v1/me/tokens", { name: "forever", scopes: ["organization:read"], expires_in_days: 366 }, { token: user.accessToken }),
+        400,
+        "validation_failed",
+      );
     });
 
     it("an access token whose sign-in is not recent cannot mint a PAT", async () => {
       const user = await createUser();
       // The session signed in an hour ago; a refresh keeps that sign-in time.
-      await env.DB.prepare("update sessions set created_at = ? where user_id = ?").bind(Date.now() - 3_600_000, user.id).run();
+      await env.DB.prepare("update sessions set created_at = ? where user_id = ?")
+        .bind(Date.now() - 3_600_000, user.id)
+        .run();
       const refreshed = await post("/v1/auth/refresh", { refresh_token: user.refreshToken });
       expect(refreshed.status, refreshed.text).toBe(200);
-      expectProblem(await post("/v1/me/tokens", { name: "stolen", scopes: ["organization:read"] }, { token: refreshed.body.access_token }), 403, "reauthentication_required");
+      expectProblem(
+        await post("/v1/me/tokens", { name: "stolen", scopes: ["organization:read"] }, { token: refreshed.body.access_token }),
+        403,
+        "reauthentication_required",
+      );
     });
 
     it("members routes need service_accounts:write to change or remove a service account", async () => {
@@ -245,7 +273,11 @@ describe("security", () => {
     it("a body that is not valid UTF-8 is 400, and names refuse control characters", async () => {
       const user = await createUser();
       const bytes = new Uint8Array([...new TextEncoder().encode('{"name":"Acme '), 0xff, 0xfe, ...new TextEncoder().encode('"}')]);
-      const request = new Request("http://api.test/v1/organizations", { method: "POST", headers: { Authorization: `Bearer ${user.accessToken}`, "Content-Type": "application/json" }, body: bytes });
+      const request = new Request("http://api.test/v1/organizations", {
+        method: "POST",
+        headers: { Authorization: `Bearer ${user.accessToken}`, "Content-Type": "application/json" },
+        body: bytes,
+      });
       const { default: worker } = await import("../../src/index");
       const { createExecutionContext, waitOnExecutionContext } = await import("cloudflare:test");
       const ctx = createExecutionContext();
@@ -266,9 +298,16 @@ describe("security", () => {
     const [mallory, victimAdmin, member] = await Promise.all([createUser(), createUser(), createUser()]);
     const malloryOrg = await createOrg(mallory);
     const victimOrg = await createOrg(victimAdmin);
-    const name = unique("dev").toLowerCase().replace(/[^a-z0-9]/g, "").slice(0, 30);
+    const name = unique("dev")
+      .toLowerCase()
+      .replace(/[^a-z0-9]/g, "")
+      .slice(0, 30);
     // The attacker's organization defines the name first, with every permission it wants to lend.
-    const lent = await post(`/v1/organizations/${malloryOrg.id}/roles`, { name, permissions: ["invitations:read", "members:write", "organization:write"] }, { token: mallory.accessToken });
+    const lent = await post(
+      `/v1/organizations/${malloryOrg.id}/roles`,
+      { name, permissions: ["invitations:read", "members:write", "organization:write"] },
+      { token: mallory.accessToken },
+    );
     expect(lent.status, lent.text).toBe(201);
     const own = await post(`/v1/organizations/${victimOrg.id}/roles`, { name, permissions: ["organization:read"] }, { token: victimAdmin.accessToken });
     expect(own.status, own.text).toBe(201);
@@ -283,7 +322,15 @@ describe("security", () => {
     const admin = await createUser();
     const org = await createOrg(admin);
     const inviter = await createUser();
-    const role = await createRole(admin, org.id, ["organization:read", "members:read", "roles:read", "projects:read", "projects:write", "invitations:read", "invitations:write"]);
+    const role = await createRole(admin, org.id, [
+      "organization:read",
+      "members:read",
+      "roles:read",
+      "projects:read",
+      "projects:write",
+      "invitations:read",
+      "invitations:write",
+    ]);
     await addMemberDirect(org.id, inviter, role.name);
     const secret = await post(`/v1/organizations/${org.id}/projects`, { name: "Secret", private: true }, { token: admin.accessToken });
     expect(secret.status, secret.text).toBe(201);

@@ -37,7 +37,9 @@ function testApp(build: (router: ReturnType<typeof createRouter>) => void) {
 }
 
 const entriesOf = (orgId: string) =>
-  env.DB.prepare("select action, target_type, target_id, actor_type, actor_id, credential, changes from audit_logs where organization_id = ? order by created_at, id")
+  env.DB.prepare(
+    "select action, target_type, target_id, actor_type, actor_id, credential, changes from audit_logs where organization_id = ? order by created_at, id",
+  )
     .bind(orgId)
     .all()
     .then((r) => r.results);
@@ -55,11 +57,21 @@ describe("every mutating route records", () => {
   });
 
   it("the docs' catalogue lists every action as the code has it, and the README every event", () => {
-    const events = Object.entries(AUDIT_ACTIONS).filter(([, v]) => v.event).map(([k]) => k);
+    const events = Object.entries(AUDIT_ACTIONS)
+      .filter(([, v]) => v.event)
+      .map(([k]) => k);
     const listed = /Events: (.*?)\. Each needs/s.exec(readme)?.[1] ?? "";
     expect([...listed.matchAll(/`([a-z_.]+)`/g)].map((m) => m[1])).toEqual(events);
     const rows = [...catalogueDoc.matchAll(/^\| `([a-z_.]+)` \| (yes|—) \| ([^|]*) \|/gm)].map((m) => [m[1], m[2], m[3]!.trim()]);
-    const expected = Object.entries(AUDIT_ACTIONS).map(([k, v]) => [k, v.event ? "yes" : "—", v.event ? eventReadPermissions(k as EventType).map((p) => `\`${p}\``).join(", ") : ""]);
+    const expected = Object.entries(AUDIT_ACTIONS).map(([k, v]) => [
+      k,
+      v.event ? "yes" : "—",
+      v.event
+        ? eventReadPermissions(k as EventType)
+            .map((p) => `\`${p}\``)
+            .join(", ")
+        : "",
+    ]);
     expect(rows).toEqual(expected);
   });
 
@@ -143,7 +155,8 @@ describe("the entry lives or dies with the change", () => {
       credential: "session",
       changes: '["description"]',
     });
-    const [row] = (await env.DB.prepare("select request_id from audit_logs where organization_id = ? and action = 'organization.updated'").bind(org.id).all()).results;
+    const [row] = (await env.DB.prepare("select request_id from audit_logs where organization_id = ? and action = 'organization.updated'").bind(org.id).all())
+      .results;
     expect(row!.request_id).toBe(requestId);
   });
 

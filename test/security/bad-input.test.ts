@@ -5,7 +5,7 @@ import { fillPath, operations, type Operation } from "../helpers/openapi";
 
 const HOSTILE_STRINGS = [
   "' OR '1'='1' --",
-  "\"; DROP TABLE users; --",
+  '"; DROP TABLE users; --',
   "<script>alert(1)</script>",
   "\u0000\u0001\u0002",
   "🙂".repeat(300),

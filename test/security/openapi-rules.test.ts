@@ -126,7 +126,12 @@ function queryOf(op: Operation, full: boolean): string {
  */
 const RULES_OUTSIDE_SCHEMA: { operation: string; path: string; message: string; documented: string }[] = [
   { operation: "PATCH /v1/me", path: "old_password", message: "is incorrect", documented: "refused as `is incorrect`" },
-  { operation: "POST /v1/organizations/{org_id}/tags/batch-delete", path: "ids", message: "name at least one tag in ids or names", documented: "Name at least one tag" },
+  {
+    operation: "POST /v1/organizations/{org_id}/tags/batch-delete",
+    path: "ids",
+    message: "name at least one tag in ids or names",
+    documented: "Name at least one tag",
+  },
   {
     operation: "POST /v1/organizations/{org_id}/identity-provider-configs",
     path: "saml_x509_cert_secondary",
@@ -195,7 +200,11 @@ describe("security", async () => {
         continue;
       }
       const res = await api(o.method, `${path}${query}`, { token: user.accessToken, body });
-      if (res.status === 400 && res.body?.code === "validation_failed" && !(res.body.errors as { path: string; message: string }[]).every((e) => outsideSchema(o, e))) {
+      if (
+        res.status === 400 &&
+        res.body?.code === "validation_failed" &&
+        !(res.body.errors as { path: string; message: string }[]).every((e) => outsideSchema(o, e))
+      ) {
         failures.push(`${full ? "all fields" : "required fields"}: ${JSON.stringify(res.body.errors)} for ${query} ${JSON.stringify(body)?.slice(0, 400)}`);
       }
       if (res.status >= 500) failures.push(`${res.status}: ${res.text.slice(0, 200)}`);

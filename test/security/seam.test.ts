@@ -153,7 +153,14 @@ describe("security", () => {
 
     it("a non-member with bad input gets 404, not the validation error", async () => {
       const { outsider, org } = await setup();
-      for (const path of [`members${badFilter}`, "members?page_size=0", "members/usr_not-an-id", "invitations?status=bogus", "invitations/inv_bogus", "members?page_token=forged"]) {
+      for (const path of [
+        `members${badFilter}`,
+        "members?page_size=0",
+        "members/usr_not-an-id",
+        "invitations?status=bogus",
+        "invitations/inv_bogus",
+        "members?page_token=forged",
+      ]) {
         const res = await get(`/v1/organizations/${org.id}/${path}`, { token: outsider.accessToken });
         expect(res.status, `${path}: ${res.text}`).toBe(404);
         expect(res.body.detail, path).toMatch(/organization/i);

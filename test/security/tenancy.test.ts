@@ -31,7 +31,15 @@ const PUBLIC_ROUTES = [
 ].sort();
 
 /** Routes outside the OpenAPI document: those that describe the API, and the hosted pages behind its emailed links (src/pages). */
-const DOCUMENT_ROUTES = ["GET /openapi.json", "GET /docs", "GET /docs/assets/{file}", "GET /docs/problems", "GET /invitations/accept", "GET /verify-email", "GET /sso/callback"];
+const DOCUMENT_ROUTES = [
+  "GET /openapi.json",
+  "GET /docs",
+  "GET /docs/assets/{file}",
+  "GET /docs/problems",
+  "GET /invitations/accept",
+  "GET /verify-email",
+  "GET /sso/callback",
+];
 
 const key = (o: { method: string; path: string }) => `${o.method} ${o.path}`;
 
@@ -39,9 +47,7 @@ describe("security", () => {
   it("every registered route is documented with an authorization rule", async () => {
     const app = createApp();
     const registered = [
-      ...new Set(
-        app.routes.filter((r) => r.method !== "ALL").map((r) => `${r.method} ${r.path.replace(/:([A-Za-z0-9_]+)/g, "{$1}")}`),
-      ),
+      ...new Set(app.routes.filter((r) => r.method !== "ALL").map((r) => `${r.method} ${r.path.replace(/:([A-Za-z0-9_]+)/g, "{$1}")}`)),
     ].filter((r) => !DOCUMENT_ROUTES.includes(r));
     const documented = new Map((await operations()).map((o) => [key(o), o]));
     const undocumented = registered.filter((r) => !documented.has(r));
@@ -53,7 +59,10 @@ describe("security", () => {
   });
 
   it("only the listed routes are public", async () => {
-    const publicOps = (await operations()).filter((o) => o.auth.kind === "public").map(key).sort();
+    const publicOps = (await operations())
+      .filter((o) => o.auth.kind === "public")
+      .map(key)
+      .sort();
     expect(publicOps).toEqual(PUBLIC_ROUTES);
   });
 
@@ -73,7 +82,10 @@ describe("security", () => {
       const outsiderOrg = await createOrg(outsider);
       await addMemberDirect(orgId, lowest, "user");
       // An all-powerful service account, of another organization.
-      const sa = await api("POST", `/v1/organizations/${outsiderOrg.id}/service-accounts`, { token: outsider.accessToken, body: { name: "robot", role: "admin" } });
+      const sa = await api("POST", `/v1/organizations/${outsiderOrg.id}/service-accounts`, {
+        token: outsider.accessToken,
+        body: { name: "robot", role: "admin" },
+      });
       expect(sa.status, sa.text).toBe(201);
       foreignKey = sa.body.key;
       for (const scope of SCOPES) patsByScope.set(scope, (await createPat(admin, [scope])).token);
@@ -185,33 +197,66 @@ describe("security", () => {
       const token = { token: owner.accessToken };
       await addMemberDirect(full, member, "user");
       for (let i = 0; i < 15; i++) {
-        const u = { id: `usr_${unique("").toUpperCase().replace(/[^0-9A-Z]/g, "0").padEnd(26, "0").slice(0, 26)}`, email: `carol${i}${unique("c")}@example.com`, displayName: `Carol ${i}` };
+        const u = {
+          id: `usr_${unique("")
+            .toUpperCase()
+            .replace(/[^0-9A-Z]/g, "0")
+            .padEnd(26, "0")
+            .slice(0, 26)}`,
+          email: `carol${i}${unique("c")}@example.com`,
+          displayName: `Carol ${i}`,
+        };
         await addMemberDirect(full, u);
       }
-      const role = await api("POST", `/v1/organizations/${full}/roles`, { ...token, body: { name: unique("r").slice(0, 30), permissions: ["organization:read"] } });
+      const role = await api("POST", `/v1/organizations/${full}/roles`, {
+        ...token,
+        body: { name: unique("r").slice(0, 30), permissions: ["organization:read"] },
+      });
       const sa = await api("POST", `/v1/organizations/${full}/service-accounts`, { ...token, body: { name: "robot" } });
       const invEmail = uniqueEmail("pending");
-      const inv = await api("POST", `/v1/organizations/${full}/invitations`, { ...token, body: { email: invEmail, send_email: false }, env: { FREE_PLAN_SEATS: "1000" } });
+      const inv = await api("POST", `/v1/organizations/${full}/invitations`, {
+        ...token,
+        body: { email: invEmail, send_email: false },
+        env: { FREE_PLAN_SEATS: "1000" },
+      });
       await api("PUT", `/v1/organizations/${full}/settings`, { ...token, body: { settings: { a: 1 }, secrets: { s: "v" } } });
       // Issue 9's resources: a private, tagged project the member may see, a default proxy with a
       // password, an integration with a secret and a mapping, a license with a deployment.
-      const project = await api("POST", `/v1/organizations/${full}/projects`, { ...token, body: { name: "Secret plans", private: true, tags: ["alpha", "beta"] } });
-      const proxy = await api("POST", `/v1/organizations/${full}/proxies`, { ...token, body: { name: "egress", url: "http://proxy.example.com:3128", username: "u", password: "p4ss" } });
-      const integration = await api("POST", `/v1/organizations/${full}/integrations`, { ...token, body: { kind: "vercel", display_name: "Vercel", config: { team: "t" }, secrets: { token: "s3cret" } } });
+      const project = await api("POST", `/v1/organizations/${full}/projects`, {
+        ...token,
+        body: { name: "Secret plans", private: true, tags: ["alpha", "beta"] },
+      });
+      const proxy = await api("POST", `/v1/organizations/${full}/proxies`, {
+        ...token,
+        body: { name: "egress", url: "http://proxy.example.com:3128", username: "u", password: "p4ss" },
+      });
+      const integration = await api("POST", `/v1/organizations/${full}/integrations`, {
+        ...token,
+        body: { kind: "vercel", display_name: "Vercel", config: { team: "t" }, secrets: { token: "s3cret" } },
+      });
       for (const r of [role, sa, inv, project, proxy, integration]) expect(r.status, r.text).toBe(201);
       const tagList = await api("GET", `/v1/organizations/${full}/tags`, token);
       const grant = await api("PUT", `/v1/organizations/${full}/projects/${project.body.id}/members/${member.id}`, token);
       const setDefault = await api("PUT", `/v1/organizations/${full}/proxies/default`, { ...token, body: { proxy_id: proxy.body.id } });
-      const mapping = await api("PATCH", `/v1/organizations/${full}/integrations/${integration.body.id}/environment-mapping`, { ...token, body: { mapping: { production: project.body.id } } });
+      const mapping = await api("PATCH", `/v1/organizations/${full}/integrations/${integration.body.id}/environment-mapping`, {
+        ...token,
+        body: { mapping: { production: project.body.id } },
+      });
       for (const r of [tagList, grant, setDefault, mapping]) expect(r.status, r.text).toBe(200);
       // Issue 10's: a claimed domain and an identity provider config (the default one).
       const domain = await api("POST", `/v1/organizations/${full}/domains`, { ...token, body: { domain: `${unique("d").toLowerCase()}.example` } });
-      const idp = await api("POST", `/v1/organizations/${full}/saml-sso`, { ...token, body: { entity_id: "https://idp.example.com/metadata", sso_url: "https://idp.example.com/sso" } });
+      const idp = await api("POST", `/v1/organizations/${full}/saml-sso`, {
+        ...token,
+        body: { entity_id: "https://idp.example.com/metadata", sso_url: "https://idp.example.com/sso" },
+      });
       expect(domain.status, domain.text).toBe(201);
       expect(idp.status, idp.text).toBe(201);
       // Issue 12's: a webhook endpoint with a delivery (the role change below emits one); every
       // change above wrote audit entries.
-      const hook = await api("POST", `/v1/organizations/${full}/webhooks`, { ...token, body: { url: "https://hooks.example.com/in", events: ["member.role_changed", "member.added"] } });
+      const hook = await api("POST", `/v1/organizations/${full}/webhooks`, {
+        ...token,
+        body: { url: "https://hooks.example.com/in", events: ["member.role_changed", "member.added"] },
+      });
       expect(hook.status, hook.text).toBe(201);
       expect((await api("PATCH", `/v1/organizations/${full}/members/${member.id}`, { ...token, body: { role: role.body.name } })).status).toBe(200);
       const delivery = await env.DB.prepare("select id from webhook_deliveries where webhook_id = ?").bind(hook.body.id).first<{ id: string }>();
@@ -219,17 +264,17 @@ describe("security", () => {
       const licenseId = newId("license");
       const now = Date.now();
       await env.DB.batch([
-        env.DB.prepare("insert into licenses (id, plan, seats, features, expires_at, key_hash, key_prefix, organization_id, revoked_at, created_by, created_at, updated_at) values (?, 'team', 50, '[]', null, ?, 'lk_x', ?, null, null, ?, ?)").bind(
-          licenseId,
-          unique("hash"),
-          full,
-          now,
-          now,
-        ),
-        env.DB.prepare("insert into deployments (id, license_id, name, region, version, last_seen_at, created_at, updated_at) values (?, ?, 'eu-1', 'eu', '1.0', ?, ?, ?)").bind(newId("deployment"), licenseId, now, now, now),
+        env.DB.prepare(
+          "insert into licenses (id, plan, seats, features, expires_at, key_hash, key_prefix, organization_id, revoked_at, created_by, created_at, updated_at) values (?, 'team', 50, '[]', null, ?, 'lk_x', ?, null, null, ?, ?)",
+        ).bind(licenseId, unique("hash"), full, now, now),
+        env.DB.prepare(
+          "insert into deployments (id, license_id, name, region, version, last_seen_at, created_at, updated_at) values (?, ?, 'eu-1', 'eu', '1.0', ?, ?, ?)",
+        ).bind(newId("deployment"), licenseId, now, now, now),
       ]);
       const spare = newId("license");
-      await env.DB.prepare("insert into licenses (id, plan, seats, features, expires_at, key_hash, key_prefix, organization_id, revoked_at, created_by, created_at, updated_at) values (?, 'team', 5, '[]', null, ?, 'lk_y', null, null, null, ?, ?)")
+      await env.DB.prepare(
+        "insert into licenses (id, plan, seats, features, expires_at, key_hash, key_prefix, organization_id, revoked_at, created_by, created_at, updated_at) values (?, 'team', 5, '[]', null, ?, 'lk_y', null, null, null, ?, ?)",
+      )
         .bind(spare, unique("hash"), now, now)
         .run();
       Object.assign(ids, {
@@ -251,7 +296,9 @@ describe("security", () => {
         "POST /v1/organizations/{org_id}/members": { email: member.email, role: "user" },
         "PATCH /v1/organizations/{org_id}/members/{user_id}": { role: "user" },
         "POST /v1/organizations/{org_id}/invitations": { email: invEmail, combine_pending: true, send_email: false },
-        "POST /v1/organizations/{org_id}/invitations/batch": { invitations: [{ email: invEmail, combine_pending: true, send_email: false }, { email: member.email }] },
+        "POST /v1/organizations/{org_id}/invitations/batch": {
+          invitations: [{ email: invEmail, combine_pending: true, send_email: false }, { email: member.email }],
+        },
         "POST /v1/organizations/{org_id}/roles": { name: "another", permissions: ["organization:read"] },
         "PATCH /v1/organizations/{org_id}/roles/{role_id}": { description: "x" },
         "POST /v1/organizations/{org_id}/service-accounts": { name: "bot", role: role.body.name },
@@ -287,8 +334,13 @@ describe("security", () => {
           : o.method === "GET" && !o.path.endsWith("}")
             ? "?page_size=1000"
             : "";
-    const pathIn = (o: Operation, orgId: string) => o.path.replace(/\{([a-z_]+)\}/g, (_, name: string) => (name === "org_id" ? orgId : (ids[name] ?? "x"))) + query(o);
-    const bogus = (prefix: string) => `${prefix}_${unique("b").replace(/[^A-Za-z0-9]/g, "x").padEnd(43, "x").slice(0, 43)}`;
+    const pathIn = (o: Operation, orgId: string) =>
+      o.path.replace(/\{([a-z_]+)\}/g, (_, name: string) => (name === "org_id" ? orgId : (ids[name] ?? "x"))) + query(o);
+    const bogus = (prefix: string) =>
+      `${prefix}_${unique("b")
+        .replace(/[^A-Za-z0-9]/g, "x")
+        .padEnd(43, "x")
+        .slice(0, 43)}`;
 
     it.each(orgOps.map((o) => [key(o), o] as const))("%s: a bogus PAT, a bogus key and an outsider see no difference", async (_, o) => {
       const callers = { pat: bogus("pat"), key: bogus("sak"), outsider: outsider.accessToken };

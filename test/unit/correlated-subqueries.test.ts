@@ -11,7 +11,11 @@ import { isTable } from "drizzle-orm";
  * bare `${table.column}` is allowed only for the subquery's own table (`from ${table}`).
  */
 const sources = import.meta.glob("../../src/**/*.ts", { query: "?raw", import: "default", eager: true }) as Record<string, string>;
-const tableNames = new Set(Object.entries(schema).filter(([, v]) => isTable(v)).map(([k]) => k));
+const tableNames = new Set(
+  Object.entries(schema)
+    .filter(([, v]) => isTable(v))
+    .map(([k]) => k),
+);
 
 /** Every `sql` template literal's text, with its line. */
 function templates(source: string): { body: string; line: number }[] {

@@ -15,9 +15,25 @@ describe("happy", () => {
   });
 
   it("uses a row-value comparison when all keys share a direction, an OR chain otherwise", () => {
-    const same = dialect.sqlToQuery(keysetAfter([{ column: t.a, desc: true }, { column: t.id, desc: true }], ["x", "id1"]));
+    const same = dialect.sqlToQuery(
+      keysetAfter(
+        [
+          { column: t.a, desc: true },
+          { column: t.id, desc: true },
+        ],
+        ["x", "id1"],
+      ),
+    );
     expect(same.sql).toBe(`("t"."a", "t"."id") < (?, ?)`);
-    const mixed = dialect.sqlToQuery(keysetAfter([{ column: t.a, desc: false }, { column: t.id, desc: true }], ["x", "id1"]));
+    const mixed = dialect.sqlToQuery(
+      keysetAfter(
+        [
+          { column: t.a, desc: false },
+          { column: t.id, desc: true },
+        ],
+        ["x", "id1"],
+      ),
+    );
     expect(mixed.sql).toBe(`("t"."a" > ? or ("t"."a" = ? and "t"."id" < ?))`);
   });
 

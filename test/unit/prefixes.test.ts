@@ -55,7 +55,11 @@ describe("id and secret prefixes", () => {
         const registered = /^SECRET_PREFIXES\.(\w+)$/.exec(arg)?.[1];
         const local = /^\w+$/.test(arg) ? new RegExp(`const ${arg}\\s*=\\s*"([^"]*)"`).exec(source)?.[1] : undefined;
         const imported = /^\w+$/.test(arg) ? exported[arg] : undefined;
-        const prefix = literal ?? (registered ? (SECRET_PREFIXES as Record<string, string>)[registered] : undefined) ?? local ?? (typeof imported === "string" ? imported : undefined);
+        const prefix =
+          literal ??
+          (registered ? (SECRET_PREFIXES as Record<string, string>)[registered] : undefined) ??
+          local ??
+          (typeof imported === "string" ? imported : undefined);
         expect(prefix, `${where}: pass a SECRET_PREFIXES entry`).toBeDefined();
         expect(secretPrefixes, where).toContain(prefix);
         calls.push(where);
@@ -82,7 +86,8 @@ describe("telling an id from a secret by its text", () => {
   it("names the kind of every id and of nothing else", () => {
     for (const kind of Object.keys(ID_PREFIXES) as IdKind[]) expect(idKindOf(newId(kind))).toBe(kind);
     for (const kind of Object.keys(SECRET_PREFIXES) as SecretKind[]) expect(idKindOf(newSecret(SECRET_PREFIXES[kind]))).toBeUndefined();
-    for (const value of ["", "inv_", "inv_nope", "xyz_01JD6Q5W8ZK3H0V8N6C2Y4T1RB", `${newId("user")}x`, newId("user").toLowerCase()]) expect(idKindOf(value)).toBeUndefined();
+    for (const value of ["", "inv_", "inv_nope", "xyz_01JD6Q5W8ZK3H0V8N6C2Y4T1RB", `${newId("user")}x`, newId("user").toLowerCase()])
+      expect(idKindOf(value)).toBeUndefined();
   });
 
   it("a secret's prefix is recognized, and only a legacy prefix can take an id for a secret", () => {

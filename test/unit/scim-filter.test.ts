@@ -155,7 +155,7 @@ describe("happy", () => {
     expect(scimDateTime("2024-01-31T12:00:00.123456Z")).toBe(Date.parse("2024-01-31T12:00:00.123Z"));
   });
 
-  it("booleans: true/false literals, also as strings in any case (Entra sends \"False\")", async () => {
+  it('booleans: true/false literals, also as strings in any case (Entra sends "False")', async () => {
     expect(await ids("active eq true")).toEqual(["u1", "u3", "u4"]);
     expect(await ids('active eq "False"')).toEqual(["u2"]);
     expect(await ids("active ne true")).toEqual(["u2"]);
@@ -188,7 +188,7 @@ describe("happy", () => {
     expect(await ids('userName sw "alice" or userName sw "bob" and active eq true')).toEqual(["u1"]);
     expect(await ids('(userName sw "alice" or userName sw "bob") and active eq false')).toEqual(["u2"]);
     expect(await ids('not (userName sw "alice" or userName sw "bob")')).toEqual(["u3", "u4"]);
-    expect(await ids('not (active eq true and title pr)')).toEqual(["u2", "u3"]);
+    expect(await ids("not (active eq true and title pr)")).toEqual(["u2", "u3"]);
     expect(await ids('not (not (userName sw "alice"))')).toEqual(["u1"]);
     expect(await ids('((userName sw "carol"))')).toEqual(["u3"]);
   });
@@ -223,7 +223,7 @@ describe("errors", () => {
     for (const f of [
       "",
       "userName",
-      'userName eq',
+      "userName eq",
       'userName xx "a"',
       'userName eq "a" extra',
       'userName eq "unterminated',
@@ -308,8 +308,18 @@ describe("resource helpers", () => {
 
   it("projectAttributes: attributes, sub-attributes, URNs, case-insensitive; id and schemas always", () => {
     expect(projectAttributes(user, "USERNAME")).toEqual({ schemas: user.schemas, id: "scu_1", userName: "a@b.c" });
-    expect(projectAttributes(user, "name.familyName,emails.value")).toEqual({ schemas: user.schemas, id: "scu_1", name: { familyName: "B" }, emails: [{ value: "a@b.c" }] });
-    expect(projectAttributes(user, ["urn:ietf:params:scim:schemas:core:2.0:User:userName", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value"])).toEqual({
+    expect(projectAttributes(user, "name.familyName,emails.value")).toEqual({
+      schemas: user.schemas,
+      id: "scu_1",
+      name: { familyName: "B" },
+      emails: [{ value: "a@b.c" }],
+    });
+    expect(
+      projectAttributes(user, [
+        "urn:ietf:params:scim:schemas:core:2.0:User:userName",
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value",
+      ]),
+    ).toEqual({
       schemas: user.schemas,
       id: "scu_1",
       userName: "a@b.c",

@@ -68,7 +68,9 @@ export async function startBetterAuth(opts: { tmp: string; sizes: number[]; mini
 
     const started = Date.now();
     const orgs = await seed(db, admin.id, opts.sizes);
-    opts.log(`better-auth: seeded ${formatCount(Math.max(...opts.sizes))} users and ${opts.sizes.length} organizations in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    opts.log(
+      `better-auth: seeded ${formatCount(Math.max(...opts.sizes))} users and ${opts.sizes.length} organizations in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
 
     const auth = { ...origin, Cookie: cookie };
     const jsonHeaders = { ...origin, "Content-Type": "application/json" };
@@ -163,8 +165,12 @@ async function seed(db: D1, adminId: string, sizes: number[]): Promise<Map<numbe
     const orgId = `borg${size}`;
     orgs.set(size, orgId);
     await db.batch([
-      db.prepare(`insert into organization (id, name, slug, logo, createdAt, metadata) values (?1, ?2, ?3, null, ${isoAt("?4")}, null)`).bind(orgId, `Bench ${formatCount(size)}`, `bench-${size}`, base - 1),
-      db.prepare(`insert into member (id, organizationId, userId, role, createdAt) values (?1, ?2, ?3, 'owner', ${isoAt("?4")})`).bind(`bm${size}_admin`, orgId, adminId, base - 1),
+      db
+        .prepare(`insert into organization (id, name, slug, logo, createdAt, metadata) values (?1, ?2, ?3, null, ${isoAt("?4")}, null)`)
+        .bind(orgId, `Bench ${formatCount(size)}`, `bench-${size}`, base - 1),
+      db
+        .prepare(`insert into member (id, organizationId, userId, role, createdAt) values (?1, ?2, ?3, 'owner', ${isoAt("?4")})`)
+        .bind(`bm${size}_admin`, orgId, adminId, base - 1),
       db
         .prepare(
           `insert into member (id, organizationId, userId, role, createdAt)

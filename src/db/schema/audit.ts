@@ -88,10 +88,7 @@ export const webhookDeliveries = sqliteTable(
     deliveredAt: ms("delivered_at"),
     ...timestamps,
   },
-  (t) => [
-    index("webhook_deliveries_webhook_idx").on(t.webhookId, t.createdAt, t.id),
-    index("webhook_deliveries_status_idx").on(t.status, t.nextAttemptAt),
-  ],
+  (t) => [index("webhook_deliveries_webhook_idx").on(t.webhookId, t.createdAt, t.id), index("webhook_deliveries_status_idx").on(t.status, t.nextAttemptAt)],
 );
 
 /** One row per attempt to deliver, for `GET …/webhooks/{id}/deliveries`. */

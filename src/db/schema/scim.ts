@@ -105,5 +105,9 @@ export const scimLogs = sqliteTable(
     summary: text("summary").notNull(),
     createdAt: ms("created_at").notNull(),
   },
-  (t) => [index("scim_logs_config_id_idx").on(t.configId, t.id), index("scim_logs_config_status_idx").on(t.configId, t.status, t.id), index("scim_logs_created_idx").on(t.createdAt)],
+  (t) => [
+    index("scim_logs_config_id_idx").on(t.configId, t.id),
+    index("scim_logs_config_status_idx").on(t.configId, t.status, t.id),
+    index("scim_logs_created_idx").on(t.createdAt),
+  ],
 );

@@ -87,7 +87,12 @@ export const AUDIT_LOG_PRUNE_BATCH = 5000;
  */
 export async function pruneAuditLogs(ctx: ServiceCtx, now = Date.now()): Promise<number> {
   const cutoff = now - ctx.config.auditLogRetentionDays * DAY_MS;
-  const oldest = ctx.db.select({ id: auditLogs.id }).from(auditLogs).where(lt(auditLogs.createdAt, cutoff)).orderBy(auditLogs.createdAt).limit(AUDIT_LOG_PRUNE_BATCH);
+  const oldest = ctx.db
+    .select({ id: auditLogs.id })
+    .from(auditLogs)
+    .where(lt(auditLogs.createdAt, cutoff))
+    .orderBy(auditLogs.createdAt)
+    .limit(AUDIT_LOG_PRUNE_BATCH);
   const res = await ctx.db.delete(auditLogs).where(inArray(auditLogs.id, oldest)).run();
   return (res as unknown as D1Result).meta?.changes ?? 0;
 }

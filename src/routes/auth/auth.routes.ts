@@ -37,7 +37,12 @@ publicRoute(authRoutes, {
     const email = input.json.email;
     const { readings } = await readCounters(c, [
       { bucket: "login-fail-email", subject: email, limit: ctx.config.loginRateLimitPerEmail, windowSeconds: LOGIN_WINDOW_SECONDS },
-      { bucket: "login-fail-client", subject: `${email} ${clientSubject(clientIp(c))}`, limit: ctx.config.loginFailuresPerClient, windowSeconds: LOGIN_WINDOW_SECONDS },
+      {
+        bucket: "login-fail-client",
+        subject: `${email} ${clientSubject(clientIp(c))}`,
+        limit: ctx.config.loginFailuresPerClient,
+        windowSeconds: LOGIN_WINDOW_SECONDS,
+      },
     ]);
     const [perEmail, perClient] = readings as [(typeof readings)[0], (typeof readings)[0]];
     // A guessing client is stopped; a client with no failure of its own is heard even when the

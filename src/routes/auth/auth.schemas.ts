@@ -3,9 +3,7 @@ import { DisplayNameInput, EmailInput, PasswordInput, UserSchema } from "../user
 
 export const SignupInput = z.object({ email: EmailInput, password: PasswordInput, display_name: DisplayNameInput }).openapi("SignupInput");
 
-export const LoginInput = z
-  .object({ email: EmailInput, password: z.string().min(1, "is required").max(256) })
-  .openapi("LoginInput");
+export const LoginInput = z.object({ email: EmailInput, password: z.string().min(1, "is required").max(256) }).openapi("LoginInput");
 
 export const RefreshInput = z.object({ refresh_token: z.string().min(1, "is required").max(256) }).openapi("RefreshInput");
 

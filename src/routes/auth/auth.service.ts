@@ -65,7 +65,13 @@ export async function openSession(ctx: ServiceCtx, userId: string, when?: SQL): 
 
 /** The access token carries the account as it is now, for GET /v1/me. */
 export async function tokenPair(ctx: ServiceCtx, user: UserRow, session: OpenedSession): Promise<TokenPair> {
-  const profile = { email: user.email, name: user.displayName, emailVerified: user.emailVerifiedAt !== null, createdAt: user.createdAt, updatedAt: user.updatedAt };
+  const profile = {
+    email: user.email,
+    name: user.displayName,
+    emailVerified: user.emailVerifiedAt !== null,
+    createdAt: user.createdAt,
+    updatedAt: user.updatedAt,
+  };
   const access = await signAccessToken(ctx.config, { sub: user.id, sid: session.sessionId, authTime: Math.floor(session.signedInAt / 1000), profile });
   return { user: serializeUser(user), access_token: access.token, refresh_token: session.refreshToken, token_type: "Bearer", expires_in: access.expiresIn };
 }
@@ -83,7 +89,9 @@ export async function publishProfile(ctx: ServiceCtx, user: UserJson): Promise<v
   try {
     await ctx.kv.put(key, JSON.stringify(user), { expirationTtl: ttl });
   } catch (err) {
-    console.error(JSON.stringify({ level: "error", request_id: ctx.request?.id ?? null, msg: "publishing the user profile failed", user_id: user.id, error: String(err) }));
+    console.error(
+      JSON.stringify({ level: "error", request_id: ctx.request?.id ?? null, msg: "publishing the user profile failed", user_id: user.id, error: String(err) }),
+    );
   }
 }
 
@@ -96,7 +104,14 @@ export async function publishProfile(ctx: ServiceCtx, user: UserJson): Promise<v
 export function republishProfile(ctx: ServiceCtx, userId: string): void {
   ctx.waitUntil(
     backgroundDb(ctx.env)
-      .select({ id: users.id, email: users.email, displayName: users.displayName, emailVerifiedAt: users.emailVerifiedAt, createdAt: users.createdAt, updatedAt: users.updatedAt })
+      .select({
+        id: users.id,
+        email: users.email,
+        displayName: users.displayName,
+        emailVerifiedAt: users.emailVerifiedAt,
+        createdAt: users.createdAt,
+        updatedAt: users.updatedAt,
+      })
       .from(users)
       .where(eq(users.id, userId))
       .limit(1)
@@ -172,9 +187,15 @@ async function loginCandidate(ctx: ServiceCtx, email: string): Promise<{ user: U
 
 const ssoRequired = (ctx: ServiceCtx, domain: VerifiedDomain) => {
   const loginUrl = domain.configId ? samlLoginUrl(ctx.config, domain.configId) : null;
-  return new ApiError("sso_required", loginUrl ? "This address's organization requires single sign-on: sign in at `login_url`." : "This address's organization requires single sign-on, and has no identity provider configured yet: ask its admins.", {
-    extra: { login_url: loginUrl },
-  });
+  return new ApiError(
+    "sso_required",
+    loginUrl
+      ? "This address's organization requires single sign-on: sign in at `login_url`."
+      : "This address's organization requires single sign-on, and has no identity provider configured yet: ask its admins.",
+    {
+      extra: { login_url: loginUrl },
+    },
+  );
 };
 
 export async function login(ctx: ServiceCtx, input: { email: string; password: string }): Promise<TokenPair> {
@@ -193,7 +214,12 @@ export async function login(ctx: ServiceCtx, input: { email: string; password: s
   const session = await openSession(ctx, user.id, enforced ? ssoBypassSql(enforced.organizationId, user.id) : undefined);
   const statements = [...session.statements];
   if (needsRehash(user.passwordHash, ctx.config.passwordHashIterations)) {
-    statements.push(ctx.db.update(users).set({ passwordHash: await hashPassword(input.password, ctx.config.passwordHashIterations) }).where(eq(users.id, user.id)));
+    statements.push(
+      ctx.db
+        .update(users)
+        .set({ passwordHash: await hashPassword(input.password, ctx.config.passwordHashIterations) })
+        .where(eq(users.id, user.id)),
+    );
   }
   const [opened] = await ctx.db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
   if (enforced && (opened as D1Result).meta.changes !== 1) throw ssoRequired(ctx, enforced);
@@ -230,11 +256,12 @@ export async function refresh(ctx: ServiceCtx, presented: string): Promise<Token
   // Mark-used and mint-next in one transaction; the insert only happens if this request is the
   // one that flipped used_at, so two concurrent refreshes cannot both succeed.
   const [, inserted] = await ctx.db.batch([
-    ctx.db.update(refreshTokens).set({ usedAt: now }).where(and(eq(refreshTokens.tokenHash, hash), isNull(refreshTokens.usedAt))),
-    // Columns in table order: token_hash, session_id, created_at, expires_at, used_at.
     ctx.db
-      .insert(refreshTokens)
-      .select(sql`select ${await sha256Hex(next)}, ${row.sessionId}, ${now}, ${row.sessionExpiresAt}, null where changes() = 1`),
+      .update(refreshTokens)
+      .set({ usedAt: now })
+      .where(and(eq(refreshTokens.tokenHash, hash), isNull(refreshTokens.usedAt))),
+    // Columns in table order: token_hash, session_id, created_at, expires_at, used_at.
+    ctx.db.insert(refreshTokens).select(sql`select ${await sha256Hex(next)}, ${row.sessionId}, ${now}, ${row.sessionExpiresAt}, null where changes() = 1`),
   ]);
   if ((inserted as D1Result).meta.changes !== 1) {
     await revokeSessions(ctx, [row.sessionId]);
@@ -252,7 +279,10 @@ export async function revokeSessions(ctx: ServiceCtx, sessionIds: string[]): Pro
   if (sessionIds.length === 0) return;
   const now = Date.now();
   for (let i = 0; i < sessionIds.length; i += 90) {
-    await ctx.db.update(sessions).set({ revokedAt: now }).where(and(inArray(sessions.id, sessionIds.slice(i, i + 90)), isNull(sessions.revokedAt)));
+    await ctx.db
+      .update(sessions)
+      .set({ revokedAt: now })
+      .where(and(inArray(sessions.id, sessionIds.slice(i, i + 90)), isNull(sessions.revokedAt)));
   }
   await revokeAccessTokens(ctx, sessionIds);
 }

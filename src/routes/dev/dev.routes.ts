@@ -21,7 +21,11 @@ publicRoute(devRoutes, {
   description: "Newest first. Exists only when `ENVIRONMENT=development`; 404 everywhere else.",
   request: {
     query: PageQuery.extend({
-      to: z.string().max(254).optional().openapi({ param: { name: "to", in: "query" }, description: "Only emails to this address." }),
+      to: z
+        .string()
+        .max(254)
+        .optional()
+        .openapi({ param: { name: "to", in: "query" }, description: "Only emails to this address." }),
       filter: noFilterParam(),
       order_by: orderByParam({ fields: ["created_at"], default: "created_at desc", only: true }),
     }),
@@ -37,7 +41,12 @@ publicRoute(devRoutes, {
       const [after] = await decodePageToken(ctx.config.hmacSecret, fingerprint, q.page_token, 1);
       conds.push(lt(mailbox.id, String(after)));
     }
-    const rows = await ctx.db.select().from(mailbox).where(and(...conds)).orderBy(desc(mailbox.id)).limit(q.page_size + 1);
+    const rows = await ctx.db
+      .select()
+      .from(mailbox)
+      .where(and(...conds))
+      .orderBy(desc(mailbox.id))
+      .limit(q.page_size + 1);
     const page = await finishPage(ctx.config.hmacSecret, fingerprint, rows, q.page_size, (r) => [r.id]);
     const items = await Promise.all(
       page.rows.map(async (r) => ({ id: r.id, to: r.recipient, ...(await openMailboxEmail(ctx.config, r)), created_at: iso(r.createdAt) })),

@@ -65,14 +65,18 @@ export const DomainCreateInput = z.object({ domain: DomainName }).openapi("Domai
 
 export const DomainUpdateInput = z
   .object({
-    jit_provisioning_enabled: z.boolean().optional().openapi({ description: "A person who verifies an address at this domain becomes a `user` member. Needs a verified domain to switch on." }),
-    sso_enforcement: z.enum(SSO_ENFORCEMENT).optional().openapi({ description: "`required` refuses password login for this domain's addresses (admins excepted while `sso_admin_bypass`). Needs a verified domain." }),
-    scim_enabled: z.boolean().optional().openapi({ description: "Needs a verified domain to switch on." }),
-    identity_provider_config_id: z
-      .string()
-      .nullable()
+    jit_provisioning_enabled: z
+      .boolean()
       .optional()
-      .openapi({ description: "An identity provider config of this organization (404 otherwise) used for this domain's SSO logins; null: the organization's default config." }),
+      .openapi({ description: "A person who verifies an address at this domain becomes a `user` member. Needs a verified domain to switch on." }),
+    sso_enforcement: z.enum(SSO_ENFORCEMENT).optional().openapi({
+      description: "`required` refuses password login for this domain's addresses (admins excepted while `sso_admin_bypass`). Needs a verified domain.",
+    }),
+    scim_enabled: z.boolean().optional().openapi({ description: "Needs a verified domain to switch on." }),
+    identity_provider_config_id: z.string().nullable().optional().openapi({
+      description:
+        "An identity provider config of this organization (404 otherwise) used for this domain's SSO logins; null: the organization's default config.",
+    }),
   })
   .openapi("DomainUpdate");
 

@@ -83,7 +83,10 @@ const newVerificationToken = () => toBase64Url(crypto.getRandomValues(new Uint8A
 
 export async function createDomain(ctx: OrgCtx, input: { domain: string }) {
   if (isPublicEmailDomain(input.domain)) {
-    throw new ApiError("public_email_domain", `\`${input.domain}\` is a public email domain: anyone can have an address there, so no organization can claim it.`);
+    throw new ApiError(
+      "public_email_domain",
+      `\`${input.domain}\` is a public email domain: anyone can have an address there, so no organization can claim it.`,
+    );
   }
   const now = Date.now();
   const row: DomainRow = {
@@ -104,7 +107,8 @@ export async function createDomain(ctx: OrgCtx, input: { domain: string }) {
       entries: [{ action: "domain.created", target: { type: "domain", id: row.id }, event: { type: "domain.created", data: domain } }],
     });
   } catch (err) {
-    if (isUniqueViolation(err, "domains.organization_id, domains.domain")) throw new ApiError("conflict", `This organization already has the domain \`${input.domain}\`.`);
+    if (isUniqueViolation(err, "domains.organization_id, domains.domain"))
+      throw new ApiError("conflict", `This organization already has the domain \`${input.domain}\`.`);
     throw err;
   }
   return domain;
@@ -137,7 +141,10 @@ export async function updateDomain(ctx: OrgCtx, rows: DomainRow[] | undefined, c
   if (typeof configId === "string" && !config?.[0]) throw notFound("identity provider config");
   const switchingOn = input.jit_provisioning_enabled === true || input.sso_enforcement === "required" || input.scim_enabled === true;
   if (switchingOn && current.verifiedAt === null) {
-    throw new ApiError("domain_not_verified", "Verify the domain first (publish its TXT record, then `POST …/verify`): JIT provisioning, SSO enforcement and SCIM apply only to a verified domain.");
+    throw new ApiError(
+      "domain_not_verified",
+      "Verify the domain first (publish its TXT record, then `POST …/verify`): JIT provisioning, SSO enforcement and SCIM apply only to a verified domain.",
+    );
   }
   const set: Partial<Pick<DomainRow, keyof typeof UPDATE_FIELDS>> = {};
   if (input.jit_provisioning_enabled !== undefined) set.jitProvisioningEnabled = input.jit_provisioning_enabled;
@@ -158,10 +165,27 @@ export async function updateDomain(ctx: OrgCtx, rows: DomainRow[] | undefined, c
   }
   // The event carries the row as this request leaves it; it is built before the batch runs.
   const after = serializeDomain({ ...current, ...set, updatedAt: now });
-  const [written] = await commit(ctx, [ctx.db.update(domains).set({ ...set, updatedAt: now }).where(and(...conditions)).returning(columns)], {
-    onlyIf: sql`changes() = 1`,
-    entries: [{ action: "domain.updated", target: { type: "domain", id: current.id }, changes: changed.map((k) => UPDATE_FIELDS[k]), event: { type: "domain.updated", data: after } }],
-  });
+  const [written] = await commit(
+    ctx,
+    [
+      ctx.db
+        .update(domains)
+        .set({ ...set, updatedAt: now })
+        .where(and(...conditions))
+        .returning(columns),
+    ],
+    {
+      onlyIf: sql`changes() = 1`,
+      entries: [
+        {
+          action: "domain.updated",
+          target: { type: "domain", id: current.id },
+          changes: changed.map((k) => UPDATE_FIELDS[k]),
+          event: { type: "domain.updated", data: after },
+        },
+      ],
+    },
+  );
   const updated = written[0];
   if (!updated) throw notFound(typeof configId === "string" ? "domain or identity provider config" : "domain");
   return serializeDomain(updated);
@@ -240,16 +264,17 @@ export async function lookupTxt(config: Config, name: string): Promise<string[]>
     throw dnsFailed("The DNS resolver's answer was not the DNS JSON format.");
   }
   const answer = parsed as { Status?: unknown; Answer?: unknown };
-  if (typeof parsed !== "object" || parsed === null || typeof answer.Status !== "number") throw dnsFailed("The DNS resolver's answer was not the DNS JSON format.");
+  if (typeof parsed !== "object" || parsed === null || typeof answer.Status !== "number")
+    throw dnsFailed("The DNS resolver's answer was not the DNS JSON format.");
   // RCODE 3 (NXDOMAIN): the name does not exist, so neither does the record.
   if (answer.Status === 3) return [];
   if (answer.Status !== 0) throw dnsFailed(`The DNS resolver answered with DNS status ${answer.Status}.`);
   if (answer.Answer === undefined) return [];
   if (!Array.isArray(answer.Answer)) throw dnsFailed("The DNS resolver's answer was not the DNS JSON format.");
   const TXT = 16;
-  return answer.Answer.filter((a): a is { type: number; data: string } => typeof a === "object" && a !== null && a.type === TXT && typeof a.data === "string").map((a) =>
-    txtValue(a.data),
-  );
+  return answer.Answer.filter(
+    (a): a is { type: number; data: string } => typeof a === "object" && a !== null && a.type === TXT && typeof a.data === "string",
+  ).map((a) => txtValue(a.data));
 }
 
 /**
@@ -272,7 +297,10 @@ export async function verifyDomain(ctx: OrgCtx, rows: DomainRow[] | undefined) {
   const db = ctx.db;
   const update = db
     .update(domains)
-    .set({ verifiedAt: sql`coalesce(${domains.verifiedAt}, ${now})`, updatedAt: sql`case when ${domains.verifiedAt} is null then ${now} else ${domains.updatedAt} end` })
+    .set({
+      verifiedAt: sql`coalesce(${domains.verifiedAt}, ${now})`,
+      updatedAt: sql`case when ${domains.verifiedAt} is null then ${now} else ${domains.updatedAt} end`,
+    })
     .where(and(eq(domains.id, current.id), eq(domains.organizationId, ctx.org.id)))
     .returning(columns);
   let updated: DomainRow | undefined;
@@ -286,7 +314,14 @@ export async function verifyDomain(ctx: OrgCtx, rows: DomainRow[] | undefined) {
       [[updated]] = await commit(ctx, [update], {
         // Only the request that verified it records it: a concurrent one that got there first kept its own time.
         onlyIf: sql`(select d.verified_at from domains d where d.id = ${current.id}) = ${now}`,
-        entries: [{ action: "domain.verified", target: { type: "domain", id: current.id }, changes: ["verified_at"], event: { type: "domain.verified", data: verified } }],
+        entries: [
+          {
+            action: "domain.verified",
+            target: { type: "domain", id: current.id },
+            changes: ["verified_at"],
+            event: { type: "domain.verified", data: verified },
+          },
+        ],
       });
     }
   } catch (err) {
@@ -315,7 +350,9 @@ export function verifiedDomainQuery(db: ReadDb, email: string) {
     .select({
       organizationId: domains.organizationId,
       ssoEnforcement: domains.ssoEnforcement,
-      configId: sql<string | null>`coalesce(${outer(domains.identityProviderConfigId)}, (select c.id from identity_provider_configs c where c.organization_id = ${outer(domains.organizationId)} and c.is_default = 1))`,
+      configId: sql<
+        string | null
+      >`coalesce(${outer(domains.identityProviderConfigId)}, (select c.id from identity_provider_configs c where c.organization_id = ${outer(domains.organizationId)} and c.is_default = 1))`,
       adminBypass: sql<number>`(select o.sso_admin_bypass from organizations o where o.id = ${outer(domains.organizationId)})`,
     })
     .from(domains)

@@ -28,7 +28,9 @@ function jitOrgSql(email: string, orgId?: string): SQL {
  */
 export function jitOrganizationOf(email: SQL): SQL<string | null> {
   const domain = sql`substr(${email}, length(rtrim(${email}, replace(${email}, '@', ''))) + 1)`;
-  return sql<string | null>`(select d.organization_id from domains d where d.domain = ${domain} and d.verified_at is not null and d.jit_provisioning_enabled = 1)`;
+  return sql<
+    string | null
+  >`(select d.organization_id from domains d where d.domain = ${domain} and d.verified_at is not null and d.jit_provisioning_enabled = 1)`;
 }
 
 /**

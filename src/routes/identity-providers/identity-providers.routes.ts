@@ -145,7 +145,7 @@ publicRoute(identityProviderRoutes, {
   tags: ["SSO"],
   summary: "SP metadata of an identity provider config",
   description:
-    "SAML 2.0 metadata (`application/samlmetadata+xml`) for the IdP to import: our entity id (this URL), the assertion consumer service (HTTP-POST, index 0), NameID format emailAddress, `AuthnRequestsSigned=\"false\"`, `WantAssertionsSigned=\"true\"`. No authentication; limited per client. Unknown or malformed id: 404.",
+    'SAML 2.0 metadata (`application/samlmetadata+xml`) for the IdP to import: our entity id (this URL), the assertion consumer service (HTTP-POST, index 0), NameID format emailAddress, `AuthnRequestsSigned="false"`, `WantAssertionsSigned="true"`. No authentication; limited per client. Unknown or malformed id: 404.',
   request: { params: z.object({ idp_id: pathParam("idp_id") }) },
   responses: { 200: { description: "The metadata document.", content: { [SAML_METADATA_TYPE]: { schema: z.string() } } } },
   errors: ["not_found"],

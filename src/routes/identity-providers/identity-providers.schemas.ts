@@ -63,7 +63,8 @@ export const CertificateInput = z
 
 const EntityId = singleLine(1024).openapi({
   example: "http://www.okta.com/exk1a2b3c4d5E6f7g8h9",
-  description: "The IdP's entity id (the Issuer of its responses): Okta's “Identity Provider Issuer”, Entra ID's “Microsoft Entra Identifier”. ≤ 1024 characters.",
+  description:
+    "The IdP's entity id (the Issuer of its responses): Okta's “Identity Provider Issuer”, Entra ID's “Microsoft Entra Identifier”. ≤ 1024 characters.",
 });
 const Name = singleLine(100).openapi({ example: "Okta" });
 
@@ -73,10 +74,14 @@ export const IdpCreateInput = z
     saml_entity_id: EntityId,
     saml_sso_url: SsoUrl.nullable().optional(),
     saml_x509_cert: CertificateInput.nullable().optional(),
-    saml_x509_cert_secondary: CertificateInput.nullable()
-      .optional()
-      .openapi({ description: "A second certificate that also verifies, for a signing-certificate rollover. Same rules as `saml_x509_cert`, and not the same certificate as the primary one." }),
-    allow_idp_initiated: z.boolean().default(false).openapi({ description: "Accept responses the IdP sends unasked (IdP-initiated login, no InResponseTo). Default false." }),
+    saml_x509_cert_secondary: CertificateInput.nullable().optional().openapi({
+      description:
+        "A second certificate that also verifies, for a signing-certificate rollover. Same rules as `saml_x509_cert`, and not the same certificate as the primary one.",
+    }),
+    allow_idp_initiated: z
+      .boolean()
+      .default(false)
+      .openapi({ description: "Accept responses the IdP sends unasked (IdP-initiated login, no InResponseTo). Default false." }),
     allow_sha1: z.boolean().default(false).openapi({ description: "Accept SHA-1 digests and signatures from a legacy IdP. Default false." }),
     scim_enabled: z.boolean().default(false),
   })
@@ -87,12 +92,16 @@ export const IdpUpdateInput = z
     name: Name.optional(),
     saml_entity_id: EntityId.optional(),
     saml_sso_url: SsoUrl.nullable().optional().openapi({ description: "`null` removes it (SP-initiated login then stops)." }),
-    saml_x509_cert: CertificateInput.nullable().optional().openapi({ description: "Replaces the primary certificate; `null` removes it (no login verifies then)." }),
-    saml_x509_cert_secondary: CertificateInput.nullable().optional().openapi({ description: "Sets or replaces the rollover certificate; `null` removes it. Not the same certificate as the primary one." }),
-    promote_secondary_cert: z
-      .literal(true)
+    saml_x509_cert: CertificateInput.nullable()
       .optional()
-      .openapi({ description: "`true`: the secondary certificate becomes the primary and the secondary is cleared (409 `conflict` when there is none). Not combined with either certificate field." }),
+      .openapi({ description: "Replaces the primary certificate; `null` removes it (no login verifies then)." }),
+    saml_x509_cert_secondary: CertificateInput.nullable()
+      .optional()
+      .openapi({ description: "Sets or replaces the rollover certificate; `null` removes it. Not the same certificate as the primary one." }),
+    promote_secondary_cert: z.literal(true).optional().openapi({
+      description:
+        "`true`: the secondary certificate becomes the primary and the secondary is cleared (409 `conflict` when there is none). Not combined with either certificate field.",
+    }),
     allow_idp_initiated: z.boolean().optional(),
     allow_sha1: z.boolean().optional(),
     scim_enabled: z.boolean().optional(),
@@ -108,7 +117,9 @@ export const SamlSsoInput = z
   .object({
     entity_id: EntityId,
     sso_url: SsoUrl.nullable().optional().openapi({ description: "Omitted: unchanged (none on creation); `null` removes it." }),
-    x509_cert: CertificateInput.nullable().optional().openapi({ description: "Omitted: unchanged (none on creation); `null` removes it. Same rules as `saml_x509_cert`." }),
+    x509_cert: CertificateInput.nullable()
+      .optional()
+      .openapi({ description: "Omitted: unchanged (none on creation); `null` removes it. Same rules as `saml_x509_cert`." }),
   })
   .openapi("SamlSsoUpsert");
 

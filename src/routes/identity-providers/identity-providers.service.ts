@@ -215,7 +215,9 @@ export async function updateIdp(ctx: OrgCtx, rows: IdpRow[] | undefined, input: 
       ctx.db
         .update(t)
         .set(set as Partial<typeof t.$inferInsert>)
-        .where(and(eq(t.id, current.id), eq(t.organizationId, ctx.org.id), input.promote_secondary_cert ? sql`${t.samlX509CertSecondary} is not null` : undefined))
+        .where(
+          and(eq(t.id, current.id), eq(t.organizationId, ctx.org.id), input.promote_secondary_cert ? sql`${t.samlX509CertSecondary} is not null` : undefined),
+        )
         .returning(idpColumns),
     ],
     { onlyIf: sql`changes() = 1`, entries: [idpEntry("identity_provider.updated", view(ctx.config, next), fields)] },
@@ -330,19 +332,21 @@ export async function upsertSamlSso(ctx: OrgCtx, input: SamlSsoUpsert, loaded: I
   }
   const [rows] = await commit(
     ctx,
-    [
-      ctx.db
-        .insert(t)
-        .values(fresh)
-        .onConflictDoUpdate({ target: t.organizationId, targetWhere: sql`is_default = 1`, set })
-        .returning(idpColumns),
-    ],
+    [ctx.db.insert(t).values(fresh).onConflictDoUpdate({ target: t.organizationId, targetWhere: sql`is_default = 1`, set }).returning(idpColumns)],
     { entries, onlyIf },
   );
   const row = rows[0]!;
   const config = view(ctx.config, row);
   if (!current && row.id !== fresh.id) {
-    const prepared = auditStatements(ctx, { entries: [idpEntry("identity_provider.updated", config, given.map((f) => f.field))] });
+    const prepared = auditStatements(ctx, {
+      entries: [
+        idpEntry(
+          "identity_provider.updated",
+          config,
+          given.map((f) => f.field),
+        ),
+      ],
+    });
     afterCommit(ctx, prepared, await ctx.db.batch(prepared.statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]));
   }
   return { created: row.id === fresh.id, config };

@@ -105,7 +105,14 @@ export async function scimLogListQuery(db: ReadDb, org: OrgScope, config: Config
     .where(and(eq(t.id, org.guard(idpId)), eq(t.organizationId, org.id)))
     .limit(1);
   const page = db
-    .select({ id: scimLogs.id, method: scimLogs.method, path: scimLogs.path, status: scimLogs.status, summary: scimLogs.summary, createdAt: scimLogs.createdAt })
+    .select({
+      id: scimLogs.id,
+      method: scimLogs.method,
+      path: scimLogs.path,
+      status: scimLogs.status,
+      summary: scimLogs.summary,
+      createdAt: scimLogs.createdAt,
+    })
     .from(scimLogs)
     .where(and(eq(scimLogs.configId, org.guard(idpId)), eq(scimLogs.organizationId, org.id), where, before ? lt(scimLogs.id, before) : undefined))
     .orderBy(desc(scimLogs.id))
@@ -131,8 +138,12 @@ export async function scimLogPage(ctx: OrgCtx, idpId: string, q: LogQuery, loade
  */
 export async function pruneScimLogs(ctx: ServiceCtx, now = Date.now()): Promise<number> {
   const cutoff = now - SCIM_LOG_RETENTION_MS;
-  const oldest = ctx.db.select({ id: scimLogs.id }).from(scimLogs).where(lt(scimLogs.createdAt, cutoff)).orderBy(scimLogs.createdAt).limit(SCIM_LOG_PRUNE_BATCH);
+  const oldest = ctx.db
+    .select({ id: scimLogs.id })
+    .from(scimLogs)
+    .where(lt(scimLogs.createdAt, cutoff))
+    .orderBy(scimLogs.createdAt)
+    .limit(SCIM_LOG_PRUNE_BATCH);
   const res = await ctx.db.delete(scimLogs).where(inArray(scimLogs.id, oldest)).run();
   return (res as unknown as D1Result).meta?.changes ?? 0;
 }
-

@@ -39,7 +39,8 @@ orgRoute(integrationRoutes, {
   path: "/v1/organizations/{org_id}/integrations",
   tags: TAGS,
   summary: "List integrations",
-  description: 'In creation order. `filter=kind = "vercel"` lists one kind. Each page reads about page_size rows plus their environment mappings (at most 100 each).',
+  description:
+    'In creation order. `filter=kind = "vercel"` lists one kind. Each page reads about page_size rows plus their environment mappings (at most 100 each).',
   request: { params: OrgParams, query: IntegrationListQuery },
   responses: { 200: jsonResponse(pageOf(IntegrationSchema), "A page of integrations.") },
   errors: ["invalid_filter", "invalid_page_token"],
@@ -95,5 +96,8 @@ orgRoute(integrationRoutes, {
     return integration ? { integration, projects: mappedProjectsQuery(db, org, input.json.mapping) } : undefined;
   },
   handle: async ({ ctx, input, loaded }, c) =>
-    c.json(await patchEnvironmentMapping(ctx, loaded ? { integration: loaded.integration, projects: loaded.projects ?? [] } : undefined, input.json.mapping), 200),
+    c.json(
+      await patchEnvironmentMapping(ctx, loaded ? { integration: loaded.integration, projects: loaded.projects ?? [] } : undefined, input.json.mapping),
+      200,
+    ),
 });

@@ -16,15 +16,17 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 
 export const IntegrationCreateInput = z
   .object({
-    kind: z
-      .string()
-      .regex(KIND_PATTERN, "must be a lower-case slug: ^[a-z][a-z0-9_]{1,39}$")
-      .openapi({ example: "vercel", description: "What is integrated: `vercel`, `aws_marketplace`, `github`, `slack`, `lambdatest`, … (`^[a-z][a-z0-9_]{1,39}$`)." }),
+    kind: z.string().regex(KIND_PATTERN, "must be a lower-case slug: ^[a-z][a-z0-9_]{1,39}$").openapi({
+      example: "vercel",
+      description: "What is integrated: `vercel`, `aws_marketplace`, `github`, `slack`, `lambdatest`, … (`^[a-z][a-z0-9_]{1,39}$`).",
+    }),
     display_name: singleLine(100),
     config: z
       .record(z.string(), z.unknown())
       .refine((c) => new TextEncoder().encode(JSON.stringify(c)).length <= MAX_CONFIG_BYTES, `must be at most ${MAX_CONFIG_BYTES} bytes as JSON`)
-      .openapi({ description: "Non-secret settings, a JSON object of at most 16 KiB serialized (larger: 400); returned as stored. Put credentials in `secrets`." }),
+      .openapi({
+        description: "Non-secret settings, a JSON object of at most 16 KiB serialized (larger: 400); returned as stored. Put credentials in `secrets`.",
+      }),
     secrets: namedRecord(z.string().min(1, "must not be empty").max(MAX_SECRET_LENGTH, `must be at most ${MAX_SECRET_LENGTH} characters`), {
       pattern: SECRET_NAME,
       message: "secret names are 1–64 letters, digits, `_`, `.` or `-`",
@@ -32,7 +34,9 @@ export const IntegrationCreateInput = z
       noun: "secrets",
     })
       .optional()
-      .openapi({ description: `Write-only credentials (≤ ${MAX_SECRETS}, each ≤ ${MAX_SECRET_LENGTH} characters), encrypted at rest (AES-GCM); read back only as \`{set, updated_at}\`.` }),
+      .openapi({
+        description: `Write-only credentials (≤ ${MAX_SECRETS}, each ≤ ${MAX_SECRET_LENGTH} characters), encrypted at rest (AES-GCM); read back only as \`{set, updated_at}\`.`,
+      }),
   })
   .openapi("IntegrationCreate");
 
@@ -63,7 +67,14 @@ export const EnvironmentMappingInput = z
         minProperties: 1,
         maxProperties: MAX_ENVIRONMENTS,
         // The checks above as one pattern: no surrounding whitespace, no control characters.
-        ...({ propertyNames: { type: "string", pattern: "^(?!\\s)(?!.*\\s$)[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]+$", minLength: 1, maxLength: MAX_ENVIRONMENT_NAME } } as object),
+        ...({
+          propertyNames: {
+            type: "string",
+            pattern: "^(?!\\s)(?!.*\\s$)[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]+$",
+            minLength: 1,
+            maxLength: MAX_ENVIRONMENT_NAME,
+          },
+        } as object),
       }),
   })
   .openapi("EnvironmentMappingPatch");
@@ -83,7 +94,9 @@ export const IntegrationSchema = z
     kind: z.string(),
     display_name: z.string(),
     config: z.record(z.string(), z.unknown()),
-    secrets: z.record(z.string(), z.object({ set: z.literal(true), updated_at: z.string() })).openapi({ description: "Names of stored secrets; values are never returned." }),
+    secrets: z
+      .record(z.string(), z.object({ set: z.literal(true), updated_at: z.string() }))
+      .openapi({ description: "Names of stored secrets; values are never returned." }),
     environment_mapping: z.record(z.string(), z.string()).openapi({ description: "External environment → project id." }),
     created_at: z.string(),
     updated_at: z.string(),

@@ -28,7 +28,11 @@ function selectView(db: ReadDb) {
       displayName: integrations.displayName,
       config: integrations.config,
       secretNames: integrations.secretNames,
-      mapping: sql<string | null>`(select json_group_object(e.environment, e.project_id) from integration_environments e where e.integration_id = ${outer(integrations.id)})`.as("mapping"),
+      mapping: sql<
+        string | null
+      >`(select json_group_object(e.environment, e.project_id) from integration_environments e where e.integration_id = ${outer(integrations.id)})`.as(
+        "mapping",
+      ),
       createdAt: integrations.createdAt,
       updatedAt: integrations.updatedAt,
     })
@@ -76,16 +80,29 @@ function found(rows: IntegrationRow[] | undefined): IntegrationRow {
 
 export const getIntegrationFrom = (rows: IntegrationRow[] | undefined) => serializeIntegration(found(rows));
 
-export async function createIntegration(ctx: OrgCtx, input: { kind: string; display_name: string; config: Record<string, unknown>; secrets?: Record<string, string> }) {
+export async function createIntegration(
+  ctx: OrgCtx,
+  input: { kind: string; display_name: string; config: Record<string, unknown>; secrets?: Record<string, string> },
+) {
   const orgId = ctx.org.id;
   const id = newId("integration");
   const now = Date.now();
   const secrets = input.secrets ?? {};
   const names = Object.keys(secrets);
   // One sealed blob: the secrets are only ever used together, by the integration itself.
-  const secretsCiphertext = names.length === 0 ? null : await encryptString(ctx.config.encryptionKey, JSON.stringify(secrets), integrationSecretsAad(orgId, id));
+  const secretsCiphertext =
+    names.length === 0 ? null : await encryptString(ctx.config.encryptionKey, JSON.stringify(secrets), integrationSecretsAad(orgId, id));
   const secretNames = Object.fromEntries(names.map((n) => [n, now]));
-  const integration = serializeIntegration({ id, kind: input.kind, displayName: input.display_name, config: input.config, secretNames, mapping: null, createdAt: now, updatedAt: now });
+  const integration = serializeIntegration({
+    id,
+    kind: input.kind,
+    displayName: input.display_name,
+    config: input.config,
+    secretNames,
+    mapping: null,
+    createdAt: now,
+    updatedAt: now,
+  });
   await commit(
     ctx,
     [
@@ -129,7 +146,13 @@ export async function deleteIntegration(ctx: OrgCtx, rows: IntegrationRow[] | un
     ],
     {
       onlyIf: sql`changes() = 1`,
-      entries: [{ action: "integration.deleted", target: { type: "integration", id: integration.id }, event: { type: "integration.deleted", data: serializeIntegration(integration) } }],
+      entries: [
+        {
+          action: "integration.deleted",
+          target: { type: "integration", id: integration.id },
+          event: { type: "integration.deleted", data: serializeIntegration(integration) },
+        },
+      ],
     },
   );
   if (removed.length === 0) throw notFound("integration");
@@ -197,7 +220,12 @@ export async function patchEnvironmentMapping(
     writes.push(
       db
         .delete(integrationEnvironments)
-        .where(and(eq(integrationEnvironments.integrationId, current.id), sql`${integrationEnvironments.environment} in (select value from json_each(${JSON.stringify(toRemove)}))`)),
+        .where(
+          and(
+            eq(integrationEnvironments.integrationId, current.id),
+            sql`${integrationEnvironments.environment} in (select value from json_each(${JSON.stringify(toRemove)}))`,
+          ),
+        ),
     );
   }
   if (setCount > 0) {
@@ -222,7 +250,9 @@ export async function patchEnvironmentMapping(
         .from(organizations)
         .where(eq(organizations.id, orgId)),
       db
-        .select({ failed: failWhen(sql`(select count(*) from integration_environments e where e.integration_id = ${current.id}) > ${MAX_ENVIRONMENTS}`, TOO_MANY) })
+        .select({
+          failed: failWhen(sql`(select count(*) from integration_environments e where e.integration_id = ${current.id}) > ${MAX_ENVIRONMENTS}`, TOO_MANY),
+        })
         .from(organizations)
         .where(eq(organizations.id, orgId)),
     );
@@ -238,19 +268,26 @@ export async function patchEnvironmentMapping(
   const data = serializeIntegration({ ...current, mapping: JSON.stringify(mappingAfter), updatedAt: now });
   let results: unknown[];
   try {
-    results = await commit(ctx, [...writes, selectView(db).where(and(eq(integrations.id, current.id), eq(integrations.organizationId, orgId)))] as unknown as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
-      // Right after the integration's own update, which finds nothing if it was deleted meanwhile.
-      after: writes.length - 1,
-      onlyIf: sql`changes() = 1`,
-      entries: [
-        {
-          action: "integration.updated",
-          target: { type: "integration", id: current.id },
-          changes: changed.map((env) => `environment_mapping.${env}`),
-          event: { type: "integration.updated", data },
-        },
+    results = await commit(
+      ctx,
+      [...writes, selectView(db).where(and(eq(integrations.id, current.id), eq(integrations.organizationId, orgId)))] as unknown as [
+        BatchItem<"sqlite">,
+        ...BatchItem<"sqlite">[],
       ],
-    });
+      {
+        // Right after the integration's own update, which finds nothing if it was deleted meanwhile.
+        after: writes.length - 1,
+        onlyIf: sql`changes() = 1`,
+        entries: [
+          {
+            action: "integration.updated",
+            target: { type: "integration", id: current.id },
+            changes: changed.map((env) => `environment_mapping.${env}`),
+            event: { type: "integration.updated", data },
+          },
+        ],
+      },
+    );
   } catch (err) {
     const message = rootMessage(err);
     if (message.includes(TOO_MANY)) {

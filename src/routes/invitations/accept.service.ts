@@ -53,13 +53,7 @@ const wasEmailed = (inv: { outboxId: string | null; emailStatus: string | null }
  * user at now" cannot tell the winner, as two requests of one user can share `now`; and a user
  * who already was a member is not added again, so gets no `member.added`.
  */
-function acceptStatements(
-  ctx: ServiceCtx,
-  inv: InvitationRow,
-  user: { id: string; displayName: string; email: string },
-  now: number,
-  actor: AuditActor,
-) {
+function acceptStatements(ctx: ServiceCtx, inv: InvitationRow, user: { id: string; displayName: string; email: string }, now: number, actor: AuditActor) {
   const db = ctx.db;
   const m = memberValues(inv.organizationId, user, inv.role, now);
   const member = serializeMember({ memberId: user.id, type: "user", role: inv.role, displayName: user.displayName, email: user.email, joinedAt: now });
@@ -84,7 +78,9 @@ function acceptStatements(
     db
       .update(invitations)
       .set({ status: "accepted", acceptedAt: now, acceptedBy: user.id, updatedAt: now })
-      .where(and(eq(invitations.id, inv.id), eq(invitations.status, "pending"), sql`${invitations.expiresAt} > ${now}`, withinSeats(ctx, inv.organizationId, now)))
+      .where(
+        and(eq(invitations.id, inv.id), eq(invitations.status, "pending"), sql`${invitations.expiresAt} > ${now}`, withinSeats(ctx, inv.organizationId, now)),
+      )
       .returning({ id: invitations.id }),
     db
       .update(organizations)
@@ -93,7 +89,9 @@ function acceptStatements(
     ...acceptedEntry.statements,
     db
       .insert(members)
-      .select(sql`select ${m.organizationId}, ${m.memberId}, ${m.type}, ${m.role}, ${m.displayName}, ${m.nameKey}, ${m.email}, ${m.joinedAt}, null where ${accepted}`)
+      .select(
+        sql`select ${m.organizationId}, ${m.memberId}, ${m.type}, ${m.role}, ${m.displayName}, ${m.nameKey}, ${m.email}, ${m.joinedAt}, null where ${accepted}`,
+      )
       .onConflictDoNothing(),
     db
       .update(organizations)
@@ -114,7 +112,10 @@ function acceptStatements(
     db
       .update(users)
       // Verifying moves updated_at, like every change GET /v1/me reports (republished below).
-      .set({ emailVerifiedAt: sql`coalesce(${users.emailVerifiedAt}, ${now})`, updatedAt: sql`case when ${users.emailVerifiedAt} is null then ${now} else ${users.updatedAt} end` })
+      .set({
+        emailVerifiedAt: sql`coalesce(${users.emailVerifiedAt}, ${now})`,
+        updatedAt: sql`case when ${users.emailVerifiedAt} is null then ${now} else ${users.updatedAt} end`,
+      })
       .where(and(eq(users.id, user.id), accepted, sql`exists (select 1 from invitations where id = ${inv.id} and ${emailedLink})`)),
   ];
   const acceptedAt = 2;
@@ -168,7 +169,10 @@ export async function acceptInvitation(ctx: ServiceCtx, caller: Caller | null, t
     const accept = acceptStatements(ctx, inv, user, now, { type: "user", id: user.id, credential: "session" });
     const statements: BatchItem<"sqlite">[] = [
       ...accept.statements,
-      db.select().from(members).where(and(eq(members.organizationId, inv.organizationId), eq(members.memberId, user.id))),
+      db
+        .select()
+        .from(members)
+        .where(and(eq(members.organizationId, inv.organizationId), eq(members.memberId, user.id))),
     ];
     const results = await db.batch(statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
     accept.recorded(results);
@@ -178,7 +182,14 @@ export async function acceptInvitation(ctx: ServiceCtx, caller: Caller | null, t
     const member = (results[results.length - 1] as (typeof members.$inferSelect)[])[0];
     const verifiedAt = user.emailVerifiedAt ?? (emailed ? now : null);
     if (user.emailVerifiedAt === null && emailed) republishProfile(ctx, user.id);
-    return { status: 200 as const, body: { organization, member: serializeMember(member!), user: serializeUser({ ...user, emailVerifiedAt: verifiedAt, updatedAt: user.emailVerifiedAt === null && emailed ? now : user.updatedAt }) } };
+    return {
+      status: 200 as const,
+      body: {
+        organization,
+        member: serializeMember(member!),
+        user: serializeUser({ ...user, emailVerifiedAt: verifiedAt, updatedAt: user.emailVerifiedAt === null && emailed ? now : user.updatedAt }),
+      },
+    };
   }
 
   // Not signed in: the invitation creates the account and joins. The address counts as verified
@@ -203,12 +214,10 @@ export async function acceptInvitation(ctx: ServiceCtx, caller: Caller | null, t
   // user insert is skipped and the session insert fails its foreign key, rolling everything back.
   const accept = acceptStatements(ctx, inv, user, now, { type: "user", id: user.id, credential: "invitation" });
   const statements: BatchItem<"sqlite">[] = [
-    db
-      .insert(users)
-      .select(
-        sql`select ${user.id}, ${user.email}, ${user.displayName}, ${user.passwordHash}, ${user.emailVerifiedAt}, ${now}, ${now}
+    db.insert(users).select(
+      sql`select ${user.id}, ${user.email}, ${user.displayName}, ${user.passwordHash}, ${user.emailVerifiedAt}, ${now}, ${now}
             where exists (select 1 from invitations where id = ${inv.id} and status = 'pending' and expires_at > ${now}) and ${withinSeats(ctx, inv.organizationId, now)}`,
-      ),
+    ),
     ...accept.statements,
     ...session.statements,
     ...(verify?.statements ?? []),

@@ -128,7 +128,8 @@ publicRoute(invitationRoutes, {
   path: "/v1/invitations/{token}",
   tags: ["Invitations"],
   summary: "Preview an invitation by its token",
-  description: "No authentication: the token (`ivt_…`, from the email or `accept_url`; not the invitation id `inv_…`) is the credential. Unknown, used, canceled or expired tokens: 404; an invitation id: 404 saying so. Limited per client.",
+  description:
+    "No authentication: the token (`ivt_…`, from the email or `accept_url`; not the invitation id `inv_…`) is the credential. Unknown, used, canceled or expired tokens: 404; an invitation id: 404 saying so. Limited per client.",
   request: { params: TokenParams },
   responses: { 200: jsonResponse(PreviewSchema, "What the invitation is for.") },
   errors: ["not_found"],
@@ -149,7 +150,16 @@ publicRoute(invitationRoutes, {
     200: jsonResponse(AcceptResultSchema, "Joined as the signed-in user."),
     201: jsonResponse(AcceptResultSchema, "Account created and joined, with a token pair."),
   },
-  errors: ["not_found", "invitation_not_pending", "invitation_email_mismatch", "email_taken", "unauthenticated", "forbidden", "organization_inactive", "seat_limit_reached"],
+  errors: [
+    "not_found",
+    "invitation_not_pending",
+    "invitation_email_mismatch",
+    "email_taken",
+    "unauthenticated",
+    "forbidden",
+    "organization_inactive",
+    "seat_limit_reached",
+  ],
   handle: async ({ ctx, actor, input }, c) => {
     const result = await acceptInvitation(ctx, actor, input.param.token, input.json);
     return result.status === 201 ? c.json(result.body, 201) : c.json(result.body, 200);

@@ -16,12 +16,10 @@ export const InvitationCreateInput = z
     email: EmailInput,
     role: RoleNameInput.default("user"),
     message: multiLine(2000).optional(),
-    project_ids: refuseRepeats(z.array(ProjectId).max(100), "must not repeat a project")
-      .default([])
-      .openapi({
-        description:
-          "Projects the new member is granted access to on acceptance (those still in the organization then). Each must be a project of this organization that the inviter can see: 422 `unprocessable` naming the others.",
-      }),
+    project_ids: refuseRepeats(z.array(ProjectId).max(100), "must not repeat a project").default([]).openapi({
+      description:
+        "Projects the new member is granted access to on acceptance (those still in the organization then). Each must be a project of this organization that the inviter can see: 422 `unprocessable` naming the others.",
+    }),
     send_email: z.boolean().default(true),
     combine_pending: z.boolean().default(false).openapi({ description: "Refresh an existing pending invitation for this email instead of refusing (200)." }),
     expires_in_days: z.number().int().min(1).max(30).default(7),
@@ -53,7 +51,10 @@ export const InvitationSchema = z
     expires_at: z.string(),
     created_at: z.string(),
     accepted_at: z.string().nullable(),
-    accept_url: z.string().optional().openapi({ description: "Only when created or resent with send_email=false: the link to hand over yourself, shown once." }),
+    accept_url: z
+      .string()
+      .optional()
+      .openapi({ description: "Only when created or resent with send_email=false: the link to hand over yourself, shown once." }),
   })
   .openapi("Invitation");
 
@@ -145,4 +146,3 @@ export const AcceptResultSchema = z
     expires_in: z.number().int().optional(),
   })
   .openapi("InvitationAcceptResult");
-

@@ -30,7 +30,9 @@ const rowError = (code: ErrorCode, detail: string, errors: FieldError[] = []) =>
 
 export function serializeBatchResults(results: BatchResult[]) {
   return results.map((r) =>
-    r.status === "error" ? { email: r.email, status: r.status, error: { ...r.error.extra, code: r.error.code, detail: r.error.message, errors: r.error.errors } } : r,
+    r.status === "error"
+      ? { email: r.email, status: r.status, error: { ...r.error.extra, code: r.error.code, detail: r.error.message, errors: r.error.errors } }
+      : r,
   );
 }
 
@@ -51,8 +53,15 @@ export function createContextQueries(db: ReadDb, org: OrgScope, rawRows: unknown
   const rows = roughRows(rawRows);
   const combining = [...new Set(rows.filter((r) => r.combine_pending).map((r) => r.email))];
   return {
-    org: db.select({ name: organizations.name }).from(organizations).where(eq(organizations.id, org.guard(org.id))),
-    roles: customRolesQuery(db, org, rows.map((r) => r.role)),
+    org: db
+      .select({ name: organizations.name })
+      .from(organizations)
+      .where(eq(organizations.id, org.guard(org.id))),
+    roles: customRolesQuery(
+      db,
+      org,
+      rows.map((r) => r.role),
+    ),
     projects: visibleProjectIdsQuery(db, org, [...new Set(rows.flatMap((r) => r.project_ids))]),
     // One probe of the (organization_id, email) pending index per email (the cross join keeps
     // SQLite on the email list): a filter on the organization's pending invitations would read all of them.
@@ -71,7 +80,9 @@ export function createContextQueries(db: ReadDb, org: OrgScope, rawRows: unknown
             rolePermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${org.id} and r.name = i.role)`,
             hiddenProjects: hiddenProjectsSql(org, sql`i.project_ids`),
           })
-          .from(sql`json_each(${JSON.stringify(combining)}) j cross join invitations i on i.organization_id = ${org.guard(org.id)} and i.email = j.value and i.status = 'pending'`)
+          .from(
+            sql`json_each(${JSON.stringify(combining)}) j cross join invitations i on i.organization_id = ${org.guard(org.id)} and i.email = j.value and i.status = 'pending'`,
+          )
       : undefined,
   };
 }
@@ -88,8 +99,7 @@ const hiddenProjectsSql = (org: OrgScope, idsJson: SQL) =>
     where p.organization_id = ${org.guard(org.id)} and not (${org.holds("projects:read")} and (p.private = 0 or ${org.holds("projects:admin")}
       or exists (select 1 from project_members v where v.project_id = p.id and v.member_id = ${org.callerId}))))`;
 
-const hiddenProjectsError = (what: string) =>
-  new ApiError("forbidden", `You cannot ${what}: it grants access to projects you cannot see.`);
+const hiddenProjectsError = (what: string) => new ApiError("forbidden", `You cannot ${what}: it grants access to projects you cannot see.`);
 
 /**
  * Which of `ids` are projects of this organization the caller can see (holding `projects:read`,
@@ -116,7 +126,9 @@ function unknownProjects(row: InvitationCreate, visible: Set<string>): ApiError 
   const bad = row.project_ids.filter((id) => !visible.has(id));
   if (bad.length === 0) return null;
   return new ApiError("unprocessable", `Not a project of this organization that you can see: ${bad.join(", ")}.`, {
-    errors: row.project_ids.flatMap((id, i) => (visible.has(id) ? [] : [{ path: `project_ids.${i}`, message: "not a project of this organization that you can see" }])),
+    errors: row.project_ids.flatMap((id, i) =>
+      visible.has(id) ? [] : [{ path: `project_ids.${i}`, message: "not a project of this organization that you can see" }],
+    ),
     extra: { project_ids: bad },
   });
 }
@@ -205,12 +217,16 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
     if (r.success && seen.has(r.data.email)) {
       // A second row for one email would refresh (or be refused by) the first row's invitation
       // inside the same batch, leaving the first row's result and link wrong.
-      results[index] = { email: r.data.email, status: "error", error: rowError("validation_failed", "This email appears earlier in the batch.", [{ path: "email", message: "appears earlier in this batch" }]) };
+      results[index] = {
+        email: r.data.email,
+        status: "error",
+        error: rowError("validation_failed", "This email appears earlier in the batch.", [{ path: "email", message: "appears earlier in this batch" }]),
+      };
     } else if (r.success) {
       seen.add(r.data.email);
       parsed.push({ index, row: r.data });
     } else {
-      const email = typeof (raw as { email?: unknown })?.email === "string" ? ((raw as { email: string }).email.trim().toLowerCase() || null) : null;
+      const email = typeof (raw as { email?: unknown })?.email === "string" ? (raw as { email: string }).email.trim().toLowerCase() || null : null;
       results[index] = { email, status: "error", error: rowError("validation_failed", "The invitation is not valid.", zodIssues(r.error)) };
     }
   });
@@ -221,7 +237,11 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
   for (const { index, row } of parsed) {
     const perms = rolePerms.get(row.role);
     if (!perms) {
-      results[index] = { email: row.email, status: "error", error: rowError("validation_failed", `The organization has no role \`${row.role}\`.`, [{ path: "role", message: "no such role in this organization" }]) };
+      results[index] = {
+        email: row.email,
+        status: "error",
+        error: rowError("validation_failed", `The organization has no role \`${row.role}\`.`, [{ path: "role", message: "no such role in this organization" }]),
+      };
       continue;
     }
     const existing = row.combine_pending ? pendingByEmail.get(row.email) : undefined;
@@ -229,7 +249,12 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
       assertWithinCaller(ctx.org.permissions, perms, `invite into the role \`${row.role}\``);
       const badProjects = unknownProjects(row, visibleProjects);
       if (badProjects) throw badProjects;
-      if (existing) assertWithinCaller(ctx.org.permissions, permissionsOfRole(existing.role, existing.rolePermissions), `replace a pending invitation whose role is \`${existing.role}\``);
+      if (existing)
+        assertWithinCaller(
+          ctx.org.permissions,
+          permissionsOfRole(existing.role, existing.rolePermissions),
+          `replace a pending invitation whose role is \`${existing.role}\``,
+        );
       if (existing && existing.hiddenProjects > 0) throw hiddenProjectsError("combine with this pending invitation");
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
@@ -277,7 +302,12 @@ export async function createInvitations(ctx: OrgCtx, rawRows: unknown[], context
     const mail = outboxId
       ? {
           id: outboxId,
-          payload: await sealedPayload(ctx.config, outboxId, { organization_name: orgName, inviter_name: ctx.org.memberName, role: row.role, message: row.message ?? null }, { token }),
+          payload: await sealedPayload(
+            ctx.config,
+            outboxId,
+            { organization_name: orgName, inviter_name: ctx.org.memberName, role: row.role, message: row.message ?? null },
+            { token },
+          ),
         }
       : null;
     planned.push({ index, row, token, created, combined, stored: existing ? { projectIds: existing.projectIds, message: existing.message } : null, mail });
@@ -443,8 +473,12 @@ async function writeInvitations(ctx: OrgCtx, planned: Planned[], now: number) {
       .select({
         ord: sql<number>`f.ord`.as("ord"),
         landed: sql<string | null>`i.id`.as("landed"),
-        member: sql<number | null>`case when i.id is null then exists (select 1 from members m where m.organization_id = ${orgId} and m.email = f.email) end`.as("member"),
-        pending: sql<number | null>`case when i.id is null then exists (select 1 from invitations p where p.organization_id = ${orgId} and p.email = f.email and p.status = 'pending') end`.as(
+        member: sql<
+          number | null
+        >`case when i.id is null then exists (select 1 from members m where m.organization_id = ${orgId} and m.email = f.email) end`.as("member"),
+        pending: sql<
+          number | null
+        >`case when i.id is null then exists (select 1 from invitations p where p.organization_id = ${orgId} and p.email = f.email and p.status = 'pending') end`.as(
           "pending",
         ),
       })
@@ -453,7 +487,11 @@ async function writeInvitations(ctx: OrgCtx, planned: Planned[], now: number) {
   // Each row may have gone in as created or (combine_pending) combined: both entries are offered,
   // and only the one whose invitation now carries the row's new token is written.
   const entries: AuditEntry[] = planned.flatMap((p) => [
-    { action: "invitation.created", target: { type: "invitation", id: p.created.id }, event: { type: "invitation.created", data: serializeInvitation(p.created) } },
+    {
+      action: "invitation.created",
+      target: { type: "invitation", id: p.created.id },
+      event: { type: "invitation.created", data: serializeInvitation(p.created) },
+    },
     ...(p.combined
       ? [
           {
@@ -569,7 +607,7 @@ export async function invitationListQueries(db: ReadDb, org: OrgScope, config: C
 
 export async function invitationPage(ctx: OrgCtx, q: ListQuery, loaded: { rows: InvitationRow[]; more?: InvitationRow[] }) {
   const plan = planInvitationList(ctx.org.id, q);
-  const inOrder = (a: InvitationRow, b: InvitationRow) => ((a.id < b.id) === plan.newestFirst ? 1 : -1);
+  const inOrder = (a: InvitationRow, b: InvitationRow) => (a.id < b.id === plan.newestFirst ? 1 : -1);
   const rows = loaded.more ? [...loaded.rows, ...loaded.more].sort(inOrder).slice(0, q.page_size + 1) : loaded.rows;
   const result = await finishPage(ctx.config.hmacSecret, plan.fingerprint, rows, q.page_size, (r) => [r.id]);
   return { items: result.rows.map((r) => serializeInvitation(r)), next_page_token: result.nextPageToken };
@@ -621,7 +659,11 @@ export async function cancelInvitation(ctx: OrgCtx, rows: FoundInvitation[] | un
  */
 export async function resendInvitation(ctx: OrgCtx, rows: FoundInvitation[] | undefined, input: { expires_in_days: number; send_email: boolean }) {
   const { invitation: current, rolePermissions, orgName, hiddenProjects } = found(rows);
-  assertWithinCaller(ctx.org.permissions, permissionsOfRole(current.role, rolePermissions) as Set<Permission>, `resend an invitation whose role is \`${current.role}\``);
+  assertWithinCaller(
+    ctx.org.permissions,
+    permissionsOfRole(current.role, rolePermissions) as Set<Permission>,
+    `resend an invitation whose role is \`${current.role}\``,
+  );
   if (hiddenProjects > 0) throw hiddenProjectsError("resend this invitation");
   const now = Date.now();
   if (effectiveStatus(current, now) !== "pending") throw notPending(current);

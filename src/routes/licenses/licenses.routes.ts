@@ -133,7 +133,8 @@ orgRoute(licenseRoutes, {
   audit: ["license.unassigned"],
   tags: ["Licenses"],
   summary: "Remove the organization's license",
-  description: "Back to the free plan (idempotent: 204 with no license too); the license becomes assignable to any organization again. Members beyond the free seats stay, but no seat is taken until usage is below the limit.",
+  description:
+    "Back to the free plan (idempotent: 204 with no license too); the license becomes assignable to any organization again. Members beyond the free seats stay, but no seat is taken until usage is below the limit.",
   request: { params: OrgParams },
   responses: { 204: noContent },
   load: ({ db, org }) => organizationLicenseQuery(db, org).license,
@@ -149,7 +150,8 @@ orgRoute(licenseRoutes, {
   path: "/v1/organizations/{org_id}/deployments",
   tags: ["Licenses"],
   summary: "List the organization's deployments",
-  description: "Self-hosted deployments registered with the organization's current license (whatever its status), in registration order; empty with no license.",
+  description:
+    "Self-hosted deployments registered with the organization's current license (whatever its status), in registration order; empty with no license.",
   request: { params: OrgParams, query: plainListQuery("created_at") },
   responses: { 200: jsonResponse(pageOf(DeploymentSchema), "A page of deployments.") },
   errors: ["invalid_page_token"],

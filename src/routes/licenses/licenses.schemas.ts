@@ -11,7 +11,12 @@ const FEATURE = /^[a-z][a-z0-9_-]{0,63}$/;
 export const LicenseCreateInput = z
   .object({
     plan: z.enum(LICENSE_PLANS),
-    seats: z.number().int().min(1).max(MAX_LICENSE_SEATS).openapi({ description: "Human members plus pending invitations the organization may hold (1–1,000,000)." }),
+    seats: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_LICENSE_SEATS)
+      .openapi({ description: "Human members plus pending invitations the organization may hold (1–1,000,000)." }),
     features: refuseRepeats(
       z
         .array(z.string().regex(FEATURE, "must be a lower-case slug: a letter, then letters, digits, `_` or `-` (at most 64)"))
@@ -25,7 +30,11 @@ export const LicenseCreateInput = z
       .nullable()
       .default(null)
       .openapi({ description: "RFC 3339; must be in the future. Null or omitted: the license never expires.", example: "2030-01-01T00:00:00Z" }),
-    organization_id: z.string().max(100).optional().openapi({ description: "Assign the license at creation (as `PUT …/license` would); the organization must not hold a license already." }),
+    organization_id: z
+      .string()
+      .max(100)
+      .optional()
+      .openapi({ description: "Assign the license at creation (as `PUT …/license` would); the organization must not hold a license already." }),
   })
   .openapi("LicenseCreate");
 
@@ -69,8 +78,13 @@ export const OrganizationLicenseSchema = z
     seats: z.number().int().openapi({ description: "The seat limit in force: the license's while it is active, else `FREE_PLAN_SEATS`." }),
     features: z.array(z.string()),
     expires_at: z.string().nullable(),
-    status: z.enum(LICENSE_STATUSES).openapi({ description: "`expired` and `revoked` keep `license_id` and `expires_at`, so an admin sees why the free plan applies." }),
-    seats_used: z.number().int().openapi({ description: "Human members plus pending invitations (service accounts take no seat). May exceed `seats` after a downgrade." }),
+    status: z
+      .enum(LICENSE_STATUSES)
+      .openapi({ description: "`expired` and `revoked` keep `license_id` and `expires_at`, so an admin sees why the free plan applies." }),
+    seats_used: z
+      .number()
+      .int()
+      .openapi({ description: "Human members plus pending invitations (service accounts take no seat). May exceed `seats` after a downgrade." }),
   })
   .openapi("OrganizationLicense");
 
@@ -78,7 +92,10 @@ export const LicenseAssignInput = z.object({ license_id: z.string().max(100) }).
 
 export const DeploymentInput = z
   .object({
-    name: singleLine(100).openapi({ description: "Identifies the deployment within the license: the same name heartbeats the same record.", example: "eu-prod-1" }),
+    name: singleLine(100).openapi({
+      description: "Identifies the deployment within the license: the same name heartbeats the same record.",
+      example: "eu-prod-1",
+    }),
     region: singleLine(64).openapi({ example: "eu-west-1" }),
     version: singleLine(64).openapi({ example: "2.4.1" }),
   })

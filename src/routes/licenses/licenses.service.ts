@@ -11,7 +11,15 @@ import { isId, newId } from "../../lib/ids";
 import { decodePageToken, finishPage } from "../../lib/pagination";
 import { isPlatformAdmin } from "../users/users.service";
 import { commit, noChange } from "../../audit/record";
-import { licenseStatus, serializeDeployment, serializeLicense, serializeOrganizationLicense, type DeploymentRow, type LicenseRow, type LicenseStatus } from "./licenses.schemas";
+import {
+  licenseStatus,
+  serializeDeployment,
+  serializeLicense,
+  serializeOrganizationLicense,
+  type DeploymentRow,
+  type LicenseRow,
+  type LicenseStatus,
+} from "./licenses.schemas";
 
 /** `lk_…`: distinct from the `lic_` record ids, so a key is never mistaken for an id in logs or support tickets. */
 const KEY_PREFIX = "lk";
@@ -87,7 +95,12 @@ export async function createLicense(
         organizationId: orgId,
         onlyIf: sql`changes() = 1`,
         entries: [
-          { action: "license.assigned", target: { type: "license", id: row.id }, changes: ["license_id"], event: { type: "license.assigned", data: licenseEventData(row, now) } },
+          {
+            action: "license.assigned",
+            target: { type: "license", id: row.id },
+            changes: ["license_id"],
+            event: { type: "license.assigned", data: licenseEventData(row, now) },
+          },
         ],
       });
       changes = (inserted as unknown as D1Result).meta.changes;
@@ -159,7 +172,14 @@ export async function listLicenses(ctx: ServiceCtx<SessionActor>, q: { page_size
 export async function getLicense(ctx: ServiceCtx<SessionActor>, licenseId: string) {
   const db = ctx.db;
   const userId = ctx.actor.userId;
-  const [caller, rows] = await db.batch([callerRow(db, userId), db.select().from(licenses).where(eq(licenses.id, adminGuard(ctx, userId, licenseId))).limit(1)]);
+  const [caller, rows] = await db.batch([
+    callerRow(db, userId),
+    db
+      .select()
+      .from(licenses)
+      .where(eq(licenses.id, adminGuard(ctx, userId, licenseId)))
+      .limit(1),
+  ]);
   assertAdmin(ctx, caller);
   if (!rows[0]) throw notFound("license");
   return serializeLicense(rows[0]);
@@ -191,7 +211,14 @@ export async function revokeLicense(ctx: ServiceCtx<SessionActor>, licenseId: st
   const db = ctx.db;
   const userId = ctx.actor.userId;
   for (let attempt = 1; ; attempt++) {
-    const [caller, rows] = await db.batch([callerRow(db, userId), db.select().from(licenses).where(eq(licenses.id, adminGuard(ctx, userId, licenseId))).limit(1)]);
+    const [caller, rows] = await db.batch([
+      callerRow(db, userId),
+      db
+        .select()
+        .from(licenses)
+        .where(eq(licenses.id, adminGuard(ctx, userId, licenseId)))
+        .limit(1),
+    ]);
     assertAdmin(ctx, caller);
     const current = rows[0];
     if (!current) throw notFound("license");
@@ -204,7 +231,13 @@ export async function revokeLicense(ctx: ServiceCtx<SessionActor>, licenseId: st
     const update = db
       .update(licenses)
       .set({ revokedAt: now, updatedAt: now })
-      .where(and(eq(licenses.id, current.id), sql`${licenses.revokedAt} is null`, orgId === null ? sql`${licenses.organizationId} is null` : eq(licenses.organizationId, orgId)))
+      .where(
+        and(
+          eq(licenses.id, current.id),
+          sql`${licenses.revokedAt} is null`,
+          orgId === null ? sql`${licenses.organizationId} is null` : eq(licenses.organizationId, orgId),
+        ),
+      )
       .returning();
     let revoked: LicenseRow | undefined;
     if (orgId === null) {
@@ -240,7 +273,11 @@ const seatsUsed = sql<number>`${organizations.userMemberCount} + ${organizations
 export function organizationLicenseQuery(db: ReadDb, org: OrgScope) {
   return {
     license: db.select().from(licenses).where(org.inOrg(licenses.organizationId)).limit(1),
-    usage: db.select({ used: seatsUsed }).from(organizations).where(eq(organizations.id, org.guard(org.id))).limit(1),
+    usage: db
+      .select({ used: seatsUsed })
+      .from(organizations)
+      .where(eq(organizations.id, org.guard(org.id)))
+      .limit(1),
   };
 }
 
@@ -251,7 +288,11 @@ export function organizationLicenseView(ctx: OrgCtx, loaded: { license: LicenseR
 /** The license to assign, by id, read through the guard; nothing to read for a malformed id. */
 export function assignableLicenseQuery(db: ReadDb, org: OrgScope, licenseId: string) {
   if (!isId("license", licenseId)) return undefined;
-  return db.select().from(licenses).where(eq(licenses.id, org.guard(licenseId))).limit(1);
+  return db
+    .select()
+    .from(licenses)
+    .where(eq(licenses.id, org.guard(licenseId)))
+    .limit(1);
 }
 
 /** Why a license cannot serve `orgId`, or null when it can. */
@@ -259,7 +300,8 @@ function refusal(row: LicenseRow | undefined, orgId: string, now: number): ApiEr
   if (!row) return notFound("license");
   const status = licenseStatus(row, now);
   if (status !== "active") return new ApiError("license_inactive", `The license is ${status}; it cannot be assigned.`, { extra: { license_status: status } });
-  if (row.organizationId !== null && row.organizationId !== orgId) return new ApiError("license_in_use", "The license serves another organization; a license serves one organization at a time.");
+  if (row.organizationId !== null && row.organizationId !== orgId)
+    return new ApiError("license_in_use", "The license serves another organization; a license serves one organization at a time.");
   return null;
 }
 
@@ -409,7 +451,8 @@ export async function licenseForKey(ctx: ServiceCtx, licenseId: string, key: str
  */
 export async function recordDeployment(ctx: ServiceCtx, license: LicenseRow, input: { name: string; region: string; version: string }) {
   const now = Date.now();
-  const inactive = (status: LicenseStatus) => new ApiError("license_inactive", `The license is ${status}; deployments are refused.`, { extra: { license_status: status } });
+  const inactive = (status: LicenseStatus) =>
+    new ApiError("license_inactive", `The license is ${status}; deployments are refused.`, { extra: { license_status: status } });
   const status = licenseStatus(license, now);
   if (status !== "active") throw inactive(status);
   const id = newId("deployment", now);

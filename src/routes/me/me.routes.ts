@@ -23,7 +23,10 @@ export const OrganizationListQuery = PageQuery.extend({
     .string()
     .max(1024)
     .optional()
-    .openapi({ param: { name: "filter", in: "query" }, description: 'AIP-160 subset over `name` (=, !=, : prefix) and `role` (=, !=), e.g. `name:"ac" AND role = "admin"`.' }),
+    .openapi({
+      param: { name: "filter", in: "query" },
+      description: 'AIP-160 subset over `name` (=, !=, : prefix) and `role` (=, !=), e.g. `name:"ac" AND role = "admin"`.',
+    }),
   order_by: orderByParam({ fields: ["organization.created_at"], default: "organization.created_at", only: true }),
 });
 
@@ -68,7 +71,8 @@ callerRoute(meRoutes, {
   audit: ["member.removed"],
   tags: ["Me"],
   summary: "Delete the signed-in user's account",
-  description: "Organizations where the account is the only member are deleted with it. If it is the last human admin of an organization with other members: 409 `last_admin`.",
+  description:
+    "Organizations where the account is the only member are deleted with it. If it is the last human admin of an organization with other members: 409 `last_admin`.",
   responses: { 204: noContent },
   errors: ["last_admin"],
   handle: async ({ ctx, actor }, c) => {

@@ -35,9 +35,19 @@ export const TokenSchema = z
   })
   .openapi("PersonalAccessToken");
 
-export const CreatedTokenSchema = TokenSchema.extend({ token: z.string().openapi({ description: "The secret `pat_…`, shown once." }) }).openapi("CreatedPersonalAccessToken");
+export const CreatedTokenSchema = TokenSchema.extend({ token: z.string().openapi({ description: "The secret `pat_…`, shown once." }) }).openapi(
+  "CreatedPersonalAccessToken",
+);
 
-export function serializeToken(t: { id: string; name: string; scopes: string[]; tokenPrefix: string; expiresAt: number | null; lastUsedAt: number | null; createdAt: number }) {
+export function serializeToken(t: {
+  id: string;
+  name: string;
+  scopes: string[];
+  tokenPrefix: string;
+  expiresAt: number | null;
+  lastUsedAt: number | null;
+  createdAt: number;
+}) {
   return {
     id: t.id,
     name: t.name,

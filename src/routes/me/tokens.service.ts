@@ -23,7 +23,10 @@ export const RECENT_SIGN_IN_SECONDS = 15 * 60;
 export async function createToken(ctx: ServiceCtx<SessionActor>, input: { name: string; scopes: Scope[]; expires_in_days?: number }) {
   const userId = ctx.actor.userId;
   if (Date.now() / 1000 - ctx.actor.authTime > RECENT_SIGN_IN_SECONDS) {
-    throw new ApiError("reauthentication_required", `Creating a token needs a sign-in within the last ${RECENT_SIGN_IN_SECONDS / 60} minutes; sign in again (POST /v1/auth/login) and retry with the new access token.`);
+    throw new ApiError(
+      "reauthentication_required",
+      `Creating a token needs a sign-in within the last ${RECENT_SIGN_IN_SECONDS / 60} minutes; sign in again (POST /v1/auth/login) and retry with the new access token.`,
+    );
   }
   const [{ n } = { n: 0 }] = await ctx.db.select({ n: count() }).from(personalAccessTokens).where(eq(personalAccessTokens.userId, userId));
   if (n >= MAX_TOKENS_PER_USER) throw new ApiError("conflict", `A user may hold at most ${MAX_TOKENS_PER_USER} tokens; delete unused ones first.`);

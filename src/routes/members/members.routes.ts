@@ -70,7 +70,8 @@ orgRoute(memberRoutes, {
     const member = memberQuery(db, org, input.param.user_id);
     return member ? { member, roles: customRolesQuery(db, org, [input.json.role]) } : undefined;
   },
-  handle: async ({ ctx, input, loaded }, c) => c.json(await changeMemberRole(ctx, input.json.role, { member: loaded?.member, roles: loaded?.roles ?? [] }), 200),
+  handle: async ({ ctx, input, loaded }, c) =>
+    c.json(await changeMemberRole(ctx, input.json.role, { member: loaded?.member, roles: loaded?.roles ?? [] }), 200),
 });
 
 orgRoute(memberRoutes, {

@@ -3,7 +3,11 @@ import { PageQuery } from "../../lib/pagination";
 import { iso } from "../../lib/time";
 import { EmailInput } from "../users/users.schemas";
 
-export const RoleNameInput = z.string().min(1, "must not be empty").max(40).openapi({ example: "user", description: "A built-in role (`admin`, `user`, `service_account`) or a custom role's name." });
+export const RoleNameInput = z
+  .string()
+  .min(1, "must not be empty")
+  .max(40)
+  .openapi({ example: "user", description: "A built-in role (`admin`, `user`, `service_account`) or a custom role's name." });
 
 export const MemberSchema = z
   .object({

@@ -57,7 +57,15 @@ function planList(orgId: string, q: ListQuery) {
   const where = compileFilter(terms, MEMBER_FILTER);
   const fingerprint = `members|${orgId}|${q.filter ?? ""}|${q.order_by ?? ""}`;
   if (searches[0] && !q.order_by?.trim()) {
-    return { kind: "search" as const, fingerprint, term: searches[0], rest: compileFilter(terms.filter((t) => t.field !== "search"), MEMBER_FILTER) };
+    return {
+      kind: "search" as const,
+      fingerprint,
+      term: searches[0],
+      rest: compileFilter(
+        terms.filter((t) => t.field !== "search"),
+        MEMBER_FILTER,
+      ),
+    };
   }
   const { keys, names } = parseOrderBy(q.order_by, SORTABLE, [{ field: "joined_at", desc: true }]);
   // member_id makes the order total; it follows the last key's direction so that a single-key
@@ -90,7 +98,9 @@ type ListedMember = MemberRow & { nameKey: string; k: string | number };
 export async function memberListPage(ctx: OrgCtx, q: ListQuery, rows: ListedMember[]) {
   const plan = planList(ctx.org.id, q);
   const keyOf = (r: ListedMember): KeyValue[] =>
-    plan.kind === "search" ? [r.k, r.memberId] : [...plan.names.map((n) => (n.field === "display_name" ? r.nameKey : n.field === "email" ? r.email : r.joinedAt)), r.memberId];
+    plan.kind === "search"
+      ? [r.k, r.memberId]
+      : [...plan.names.map((n) => (n.field === "display_name" ? r.nameKey : n.field === "email" ? r.email : r.joinedAt)), r.memberId];
   const page = await finishPage(ctx.config.hmacSecret, plan.fingerprint, rows, q.page_size, keyOf);
   return { items: page.rows.map(serializeMember), next_page_token: page.nextPageToken };
 }
@@ -127,7 +137,13 @@ async function searchQuery(db: ReadDb, org: OrgScope, config: Config, plan: { fi
     .where(and(org.inOrg(members.organizationId), nameFrom, sql`${members.nameKey} < ${end}`, extra))
     .unionAll(
       matching(members.email).where(
-        and(org.inOrg(members.organizationId), emailFrom, sql`${members.email} < ${end}`, sql`not (${members.nameKey} >= ${p} and ${members.nameKey} < ${end})`, extra),
+        and(
+          org.inOrg(members.organizationId),
+          emailFrom,
+          sql`${members.email} < ${end}`,
+          sql`not (${members.nameKey} >= ${p} and ${members.nameKey} < ${end})`,
+          extra,
+        ),
       ),
     )
     .orderBy(sql`k`, sql`member_id`)
@@ -143,7 +159,9 @@ export function memberQuery(db: ReadDb, org: OrgScope, memberId: string) {
   return db
     .select({
       ...memberColumns,
-      rolePermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${outer(members.organizationId)} and r.name = ${outer(members.role)})`,
+      rolePermissions: sql<
+        string | null
+      >`(select r.permissions from roles r where r.organization_id = ${outer(members.organizationId)} and r.name = ${outer(members.role)})`,
       scimConfigId: members.scimConfigId,
     })
     .from(members)
@@ -202,7 +220,10 @@ export function userByEmailQuery(db: ReadDb, org: OrgScope, email: string) {
 export async function addMember(
   ctx: OrgCtx,
   input: { email: string; role: string },
-  loaded: { user: { id: string; displayName: string; email: string; emailVerifiedAt: number | null; isMember: number }[]; roles: { name: string; permissions: string[] }[] },
+  loaded: {
+    user: { id: string; displayName: string; email: string; emailVerifiedAt: number | null; isMember: number }[];
+    roles: { name: string; permissions: string[] }[];
+  },
 ) {
   const orgId = ctx.org.id;
   requireAssignableRole(ctx, input.role, permissionsOfRoles([input.role], loaded.roles));
@@ -213,9 +234,13 @@ export async function addMember(
   // Already a member says more than "unverified"; the insert below still settles a race.
   if (user.isMember) throw new ApiError("already_member", "This user is already a member.");
   if (user.emailVerifiedAt === null) {
-    throw new ApiError("email_not_verified", "This account has not verified its email address, so it may not belong to the person you mean; send an invitation instead (POST …/invitations).", {
-      extra: { hint: "invite" },
-    });
+    throw new ApiError(
+      "email_not_verified",
+      "This account has not verified its email address, so it may not belong to the person you mean; send an invitation instead (POST …/invitations).",
+      {
+        extra: { hint: "invite" },
+      },
+    );
   }
   const now = Date.now();
   const v = memberValues(orgId, user, input.role, now);
@@ -223,21 +248,25 @@ export async function addMember(
   const member = serializeMember({ memberId: user.id, type: "user", role: input.role, displayName: user.displayName, email: user.email, joinedAt: now });
   let inserted: { changes: number };
   try {
-    const [ins] = await commit(ctx, [
-      db.insert(members).select(
-        sql`select ${v.organizationId}, ${v.memberId}, ${v.type}, ${v.role}, ${v.displayName}, ${v.nameKey}, ${v.email}, ${v.joinedAt}, null
+    const [ins] = await commit(
+      ctx,
+      [
+        db.insert(members).select(
+          sql`select ${v.organizationId}, ${v.memberId}, ${v.type}, ${v.role}, ${v.displayName}, ${v.nameKey}, ${v.email}, ${v.joinedAt}, null
             where ${seatFreeSql(orgId, now, ctx.config.freePlanSeats)}
                or exists (select 1 from members m where m.organization_id = ${orgId} and m.member_id = ${v.memberId})`,
-      ),
-      db
-        .update(organizations)
-        .set({ memberCount: sql`${organizations.memberCount} + 1`, userMemberCount: sql`${organizations.userMemberCount} + 1` })
-        .where(and(eq(organizations.id, orgId), sql`changes() = 1`)),
-    ], {
-      // After the counter update, which itself ran only if the member went in.
-      onlyIf: sql`changes() = 1`,
-      entries: [{ action: "member.added", target: { type: "user", id: user.id }, changes: ["role"], event: { type: "member.added", data: member } }],
-    });
+        ),
+        db
+          .update(organizations)
+          .set({ memberCount: sql`${organizations.memberCount} + 1`, userMemberCount: sql`${organizations.userMemberCount} + 1` })
+          .where(and(eq(organizations.id, orgId), sql`changes() = 1`)),
+      ],
+      {
+        // After the counter update, which itself ran only if the member went in.
+        onlyIf: sql`changes() = 1`,
+        entries: [{ action: "member.added", target: { type: "user", id: user.id }, changes: ["role"], event: { type: "member.added", data: member } }],
+      },
+    );
     inserted = (ins as D1Result).meta;
   } catch (err) {
     if (isUniqueViolation(err, "members.organization_id, members.member_id")) throw new ApiError("already_member", "This user is already a member.");
@@ -254,7 +283,9 @@ export async function addMember(
  */
 function assertMayManage(ctx: OrgCtx, target: FoundMember, newRole?: { name: string; known: Map<string, Set<Permission>> }) {
   if (target.type === "service_account" && !ctx.org.permissions.has("service_accounts:write")) {
-    throw new ApiError("forbidden", "Changing or removing a service account needs the `service_accounts:write` permission.", { extra: { required_permission: "service_accounts:write" } });
+    throw new ApiError("forbidden", "Changing or removing a service account needs the `service_accounts:write` permission.", {
+      extra: { required_permission: "service_accounts:write" },
+    });
   }
   assertWithinCaller(ctx.org.permissions, permissionsOfRole(target.role, target.rolePermissions), `manage a member whose role is \`${target.role}\``);
   if (newRole) requireAssignableRole(ctx, newRole.name, newRole.known);
@@ -262,7 +293,11 @@ function assertMayManage(ctx: OrgCtx, target: FoundMember, newRole?: { name: str
 
 const lastAdmin = () => new ApiError("last_admin", "This is the organization's last human admin; make someone else admin first.");
 
-export async function changeMemberRole(ctx: OrgCtx, role: string, loaded: { member: FoundMember[] | undefined; roles: { name: string; permissions: string[] }[] }) {
+export async function changeMemberRole(
+  ctx: OrgCtx,
+  role: string,
+  loaded: { member: FoundMember[] | undefined; roles: { name: string; permissions: string[] }[] },
+) {
   const target = found(loaded.member);
   assertMayManage(ctx, target, { name: role, known: permissionsOfRoles([role], loaded.roles) });
   assertNotScimManaged(target);
@@ -277,7 +312,13 @@ export async function changeMemberRole(ctx: OrgCtx, role: string, loaded: { memb
       ctx.db
         .update(members)
         .set({ role })
-        .where(and(eq(members.organizationId, orgId), eq(members.memberId, target.memberId), role === "admin" ? undefined : keepsAnotherAdmin(orgId, target.memberId)))
+        .where(
+          and(
+            eq(members.organizationId, orgId),
+            eq(members.memberId, target.memberId),
+            role === "admin" ? undefined : keepsAnotherAdmin(orgId, target.memberId),
+          ),
+        )
         .returning(memberColumns),
     ],
     {
@@ -306,35 +347,45 @@ export async function removeMember(ctx: OrgCtx, rows: FoundMember[] | undefined)
   assertNotScimManaged(target);
   if (target.type === "service_account") return removeServiceAccount(ctx, target.memberId);
   const db = ctx.db;
-  const [deleted] = await commit(ctx, [
-    db
-      .delete(members)
-      .where(and(eq(members.organizationId, orgId), eq(members.memberId, target.memberId), keepsAnotherAdmin(orgId, target.memberId)))
-      .returning({ id: members.memberId }),
-    db
-      .update(organizations)
-      .set({
-        memberCount: sql`${organizations.memberCount} - 1`,
-        userMemberCount: sql`${organizations.userMemberCount} - 1`,
-        // An owner who leaves is no longer shown as the owner.
-        ownerId: sql`case when ${organizations.ownerId} = ${target.memberId} then null else ${organizations.ownerId} end`,
-      })
-      .where(and(eq(organizations.id, orgId), sql`changes() = 1`)),
-    // Project grants go with the membership: someone who rejoins starts with none.
-    db
-      .delete(projectMembers)
-      .where(
-        and(
-          eq(projectMembers.organizationId, orgId),
-          eq(projectMembers.memberId, target.memberId),
-          sql`not exists (select 1 from members m where m.organization_id = ${orgId} and m.member_id = ${target.memberId})`,
+  const [deleted] = await commit(
+    ctx,
+    [
+      db
+        .delete(members)
+        .where(and(eq(members.organizationId, orgId), eq(members.memberId, target.memberId), keepsAnotherAdmin(orgId, target.memberId)))
+        .returning({ id: members.memberId }),
+      db
+        .update(organizations)
+        .set({
+          memberCount: sql`${organizations.memberCount} - 1`,
+          userMemberCount: sql`${organizations.userMemberCount} - 1`,
+          // An owner who leaves is no longer shown as the owner.
+          ownerId: sql`case when ${organizations.ownerId} = ${target.memberId} then null else ${organizations.ownerId} end`,
+        })
+        .where(and(eq(organizations.id, orgId), sql`changes() = 1`)),
+      // Project grants go with the membership: someone who rejoins starts with none.
+      db
+        .delete(projectMembers)
+        .where(
+          and(
+            eq(projectMembers.organizationId, orgId),
+            eq(projectMembers.memberId, target.memberId),
+            sql`not exists (select 1 from members m where m.organization_id = ${orgId} and m.member_id = ${target.memberId})`,
+          ),
         ),
-      ),
-  ], {
-    // After the counter update, which ran only if the row went (grants' deletion counts rows).
-    after: 1,
-    onlyIf: sql`changes() = 1`,
-    entries: [{ action: "member.removed", target: { type: "user", id: target.memberId }, event: { type: "member.removed", data: { ...serializeMember(target), left: self } } }],
-  });
+    ],
+    {
+      // After the counter update, which ran only if the row went (grants' deletion counts rows).
+      after: 1,
+      onlyIf: sql`changes() = 1`,
+      entries: [
+        {
+          action: "member.removed",
+          target: { type: "user", id: target.memberId },
+          event: { type: "member.removed", data: { ...serializeMember(target), left: self } },
+        },
+      ],
+    },
+  );
   if (deleted.length === 0) throw lastAdmin();
 }

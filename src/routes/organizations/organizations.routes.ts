@@ -25,7 +25,8 @@ callerRoute(organizationRoutes, {
   audit: ["organization.created"],
   tags: ["Organizations"],
   summary: "Create an organization",
-  description: "The caller becomes its first `admin`. `slug` is derived from the name unless given (a derived slug that is taken gets a random suffix; a given one that is taken is 409).",
+  description:
+    "The caller becomes its first `admin`. `slug` is derived from the name unless given (a derived slug that is taken gets a random suffix; a given one that is taken is 409).",
   request: { body: jsonBody(OrganizationCreateInput) },
   responses: { 201: jsonResponse(OrganizationSchema, "The new organization.") },
   errors: ["slug_taken"],

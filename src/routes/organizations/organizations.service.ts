@@ -147,7 +147,12 @@ export async function createOrganization(
 }
 
 /** A human member row; the name key is lower-cased here, in one place, for search and ordering. */
-export function memberValues(orgId: string, user: { id: string; displayName: string; email: string }, role: string, joinedAt: number): typeof members.$inferInsert {
+export function memberValues(
+  orgId: string,
+  user: { id: string; displayName: string; email: string },
+  role: string,
+  joinedAt: number,
+): typeof members.$inferInsert {
   return {
     organizationId: orgId,
     memberId: user.id,
@@ -168,7 +173,7 @@ export async function updateOrganization(
   const org = ctx.org;
   // An inactive organization is read-only; the one write it takes is being switched back on.
   if (!org.active && input.active !== true) {
-    throw new ApiError("organization_inactive", "The organization is inactive and read-only; send {\"active\": true} to reactivate it.");
+    throw new ApiError("organization_inactive", 'The organization is inactive and read-only; send {"active": true} to reactivate it.');
   }
   const now = Date.now();
   const patch: Partial<typeof organizations.$inferInsert> = {};
@@ -190,12 +195,29 @@ export async function updateOrganization(
   }
   const after = serializeOrganization({ ...current, ...patch, updatedAt: now }, ownerOf(current));
   try {
-    const [rows] = await commit(ctx, [ctx.db.update(organizations).set({ ...patch, updatedAt: now }).where(eq(organizations.id, org.id)).returning(orgColumns)], {
-      onlyIf: sql`changes() = 1`,
-      // The logo (up to 1 MiB as a data URI) stays out of the event: it would be copied into one
-      // delivery row per endpoint in this very batch. `changes` says whether it changed.
-      entries: [{ action: "organization.updated", target: { type: "organization", id: org.id }, changes, event: { type: "organization.updated", data: { ...after, logo_data_uri: undefined } } }],
-    });
+    const [rows] = await commit(
+      ctx,
+      [
+        ctx.db
+          .update(organizations)
+          .set({ ...patch, updatedAt: now })
+          .where(eq(organizations.id, org.id))
+          .returning(orgColumns),
+      ],
+      {
+        onlyIf: sql`changes() = 1`,
+        // The logo (up to 1 MiB as a data URI) stays out of the event: it would be copied into one
+        // delivery row per endpoint in this very batch. `changes` says whether it changed.
+        entries: [
+          {
+            action: "organization.updated",
+            target: { type: "organization", id: org.id },
+            changes,
+            event: { type: "organization.updated", data: { ...after, logo_data_uri: undefined } },
+          },
+        ],
+      },
+    );
     const row = rows[0];
     if (!row) throw new ApiError("not_found", "The organization does not exist.");
     return serializeOrganization(row, ownerOf(current));
@@ -253,4 +275,3 @@ export async function listUserOrganizations(
     next_page_token: page.nextPageToken,
   };
 }
-

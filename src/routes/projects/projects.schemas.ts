@@ -9,7 +9,10 @@ export const MAX_TAG_NAME = 64;
 /** A tag as written: one trimmed line, case-sensitive (`Prod` and `prod` are two tags). */
 export const TagNameInput = singleLine(MAX_TAG_NAME).openapi({ example: "smoke", description: "1–64 characters, one line, trimmed; case-sensitive." });
 
-const TagList = refuseRepeats(z.array(TagNameInput).max(MAX_TAGS_PER_PROJECT, `must hold at most ${MAX_TAGS_PER_PROJECT} tags`), "must not repeat a tag").openapi({ description: `Tag names (at most ${MAX_TAGS_PER_PROJECT}, each once); unknown names are created.` });
+const TagList = refuseRepeats(
+  z.array(TagNameInput).max(MAX_TAGS_PER_PROJECT, `must hold at most ${MAX_TAGS_PER_PROJECT} tags`),
+  "must not repeat a tag",
+).openapi({ description: `Tag names (at most ${MAX_TAGS_PER_PROJECT}, each once); unknown names are created.` });
 
 export const ProjectCreateInput = z
   .object({
@@ -59,7 +62,7 @@ export const ProjectListQuery = PageQuery.extend({
     .openapi({
       param: { name: "order_by", in: "query" },
       description:
-        "One of `created_at` (default `created_at desc`), `name` (case-insensitive), `updated_at`, optionally ` desc`. With `name:\"…\"` only `name` is allowed (and is the default); with `tag` only `created_at`.",
+        'One of `created_at` (default `created_at desc`), `name` (case-insensitive), `updated_at`, optionally ` desc`. With `name:"…"` only `name` is allowed (and is the default); with `tag` only `created_at`.',
     }),
 });
 

@@ -35,7 +35,8 @@ const projectColumns = {
   tags: tagNamesSql,
 };
 
-const grantedSql = (org: OrgScope) => sql`exists (select 1 from project_members v where v.project_id = ${outer(projects.id)} and v.member_id = ${org.callerId})`;
+const grantedSql = (org: OrgScope) =>
+  sql`exists (select 1 from project_members v where v.project_id = ${outer(projects.id)} and v.member_id = ${org.callerId})`;
 
 /** The caller may see this row of `projects`. */
 const visibleSql = (org: OrgScope) => sql`(${outer(projects.private)} = 0 or ${org.holds("projects:admin")} or ${grantedSql(org)})`;
@@ -164,7 +165,16 @@ export async function projectListQueries(db: ReadDb, org: OrgScope, config: Conf
       .select(projectColumns)
       .from(projectMembers)
       .crossJoin(projects)
-      .where(and(eq(projectMembers.organizationId, grantOrg), eq(projectMembers.memberId, org.callerId), eq(projects.id, projectMembers.projectId), only, byName, keyset(keys)))
+      .where(
+        and(
+          eq(projectMembers.organizationId, grantOrg),
+          eq(projectMembers.memberId, org.callerId),
+          eq(projects.id, projectMembers.projectId),
+          only,
+          byName,
+          keyset(keys),
+        ),
+      )
       .orderBy(...orderBy(keys))
       .limit(limit);
   };
@@ -293,12 +303,10 @@ function retagStatements(ctx: OrgCtx, projectId: string, names: readonly string[
         .update(tags)
         .set({ projectCount: sql`${tags.projectCount} + 1` })
         .where(and(eq(tags.organizationId, orgId), sql`${tags.name} in ${inJson(names)}`, sql`${tags.id} not in ${current}`)),
-      db
-        .insert(projectTags)
-        .select(
-          sql`select ${projectId}, t.id, ${orgId}, ${isPrivate ? 1 : 0} from tags t
+      db.insert(projectTags).select(
+        sql`select ${projectId}, t.id, ${orgId}, ${isPrivate ? 1 : 0} from tags t
               where t.organization_id = ${orgId} and t.name in ${inJson(names)} and t.id not in ${current}`,
-        ),
+      ),
     );
   }
   return statements;
@@ -307,10 +315,7 @@ function retagStatements(ctx: OrgCtx, projectId: string, names: readonly string[
 /** Whoever makes a project private is on its access list, so a creator never locks themself out. */
 function grantStatement(ctx: OrgCtx, projectId: string, memberId: string, now: number) {
   const grantedBy = memberIdOf(ctx.actor);
-  return ctx.db
-    .insert(projectMembers)
-    .values({ projectId, memberId, organizationId: ctx.org.id, grantedBy, grantedAt: now })
-    .onConflictDoNothing();
+  return ctx.db.insert(projectMembers).values({ projectId, memberId, organizationId: ctx.org.id, grantedBy, grantedAt: now }).onConflictDoNothing();
 }
 
 export async function createProject(ctx: OrgCtx, input: { name: string; description?: string | null; private: boolean; tags: string[] }) {
@@ -333,8 +338,21 @@ export async function createProject(ctx: OrgCtx, input: { name: string; descript
   const project = serializeProject({ ...row, tags: input.tags });
   await commit(
     ctx,
-    [db.insert(projects).values(row), ...retagStatements(ctx, id, input.tags, input.private, now, true), ...(input.private ? [grantStatement(ctx, id, caller, now)] : [])],
-    { entries: [{ action: "project.created", target: { type: "project", id }, changes: ["name", "description", "private", "tags"], event: { type: "project.created", data: project } }] },
+    [
+      db.insert(projects).values(row),
+      ...retagStatements(ctx, id, input.tags, input.private, now, true),
+      ...(input.private ? [grantStatement(ctx, id, caller, now)] : []),
+    ],
+    {
+      entries: [
+        {
+          action: "project.created",
+          target: { type: "project", id },
+          changes: ["name", "description", "private", "tags"],
+          event: { type: "project.created", data: project },
+        },
+      ],
+    },
   );
   return project;
 }
@@ -385,7 +403,12 @@ export async function updateProject(
     statements.push(db.update(projectTags).set({ private: set.private }).where(eq(projectTags.projectId, id)));
     if (set.private) statements.push(grantStatement(ctx, id, memberIdOf(ctx.actor), now));
   }
-  statements.push(db.select(projectColumns).from(projects).where(and(eq(projects.id, id), eq(projects.organizationId, ctx.org.id))));
+  statements.push(
+    db
+      .select(projectColumns)
+      .from(projects)
+      .where(and(eq(projects.id, id), eq(projects.organizationId, ctx.org.id))),
+  );
   const project = serializeProject({ ...current, ...set, tags: nextTags });
   let results: unknown[];
   try {
@@ -423,7 +446,9 @@ export async function deleteProject(ctx: OrgCtx, rows: ProjectRow[] | undefined)
     ],
     {
       onlyIf: sql`changes() = 1`,
-      entries: [{ action: "project.deleted", target: { type: "project", id: current.id }, event: { type: "project.deleted", data: serializeProject(current) } }],
+      entries: [
+        { action: "project.deleted", target: { type: "project", id: current.id }, event: { type: "project.deleted", data: serializeProject(current) } },
+      ],
     },
   );
   if (deleted.length === 0) throw notFound("project");
@@ -471,13 +496,23 @@ export async function projectMemberListQueries(db: ReadDb, org: OrgScope, config
   return {
     project: visibleProjectQuery(db, org, projectId),
     page: grantsOf(db)
-      .where(and(eq(projectMembers.projectId, sql`(select ${org.guard(projectId)} where ${projectVisibleSql(org, projectId)})`), after ? gt(projectMembers.memberId, after) : undefined))
+      .where(
+        and(
+          eq(projectMembers.projectId, sql`(select ${org.guard(projectId)} where ${projectVisibleSql(org, projectId)})`),
+          after ? gt(projectMembers.memberId, after) : undefined,
+        ),
+      )
       .orderBy(asc(projectMembers.memberId))
       .limit(q.page_size + 1),
   };
 }
 
-export async function projectMemberPage(ctx: OrgCtx, projectId: string, q: { page_size: number }, loaded: { project?: { id: string }[]; page?: ProjectMemberRow[] }) {
+export async function projectMemberPage(
+  ctx: OrgCtx,
+  projectId: string,
+  q: { page_size: number },
+  loaded: { project?: { id: string }[]; page?: ProjectMemberRow[] },
+) {
   if (!loaded.project?.[0]) throw notFound("project");
   const page = await finishPage(ctx.config.hmacSecret, grantsFingerprint(ctx.org.id, projectId), loaded.page ?? [], q.page_size, (r) => [r.memberId]);
   return { items: page.rows.map(serializeProjectMember), next_page_token: page.nextPageToken };
@@ -487,7 +522,12 @@ export async function projectMemberPage(ctx: OrgCtx, projectId: string, q: { pag
 export function grantQuery(db: ReadDb, org: OrgScope, projectId: string, memberId: string) {
   if (!isId("project", projectId) || !isMemberId(memberId)) return undefined;
   return grantsOf(db)
-    .where(and(eq(projectMembers.projectId, sql`(select ${org.guard(projectId)} where ${projectVisibleSql(org, projectId)})`), eq(projectMembers.memberId, memberId)))
+    .where(
+      and(
+        eq(projectMembers.projectId, sql`(select ${org.guard(projectId)} where ${projectVisibleSql(org, projectId)})`),
+        eq(projectMembers.memberId, memberId),
+      ),
+    )
     .limit(1);
 }
 
@@ -569,7 +609,12 @@ export async function revokeAccess(ctx: OrgCtx, projectId: string, memberId: str
     {
       onlyIf: sql`changes() = 1`,
       entries: [
-        { action: "project.member_removed", target: { type: "project", id: projectId }, changes: ["members"], event: { type: "project.member_removed", data: serializeProjectMember(grant) } },
+        {
+          action: "project.member_removed",
+          target: { type: "project", id: projectId },
+          changes: ["members"],
+          event: { type: "project.member_removed", data: serializeProjectMember(grant) },
+        },
       ],
     },
   );

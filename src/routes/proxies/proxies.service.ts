@@ -75,10 +75,31 @@ export async function createProxy(ctx: OrgCtx, input: { name: string; url: strin
   const id = newId("proxy");
   const now = Date.now();
   const passwordCiphertext = input.password === undefined ? null : await encryptString(ctx.config.encryptionKey, input.password, proxyPasswordAad(orgId, id));
-  const proxy = serializeProxy({ id, name: input.name, url: input.url, username: input.username ?? null, passwordSet: passwordCiphertext !== null, isDefault: false, createdAt: now, updatedAt: now });
+  const proxy = serializeProxy({
+    id,
+    name: input.name,
+    url: input.url,
+    username: input.username ?? null,
+    passwordSet: passwordCiphertext !== null,
+    isDefault: false,
+    createdAt: now,
+    updatedAt: now,
+  });
   await commit(
     ctx,
-    [ctx.db.insert(proxies).values({ id, organizationId: orgId, name: input.name, url: input.url, username: input.username ?? null, passwordCiphertext, isDefault: false, createdAt: now, updatedAt: now })],
+    [
+      ctx.db.insert(proxies).values({
+        id,
+        organizationId: orgId,
+        name: input.name,
+        url: input.url,
+        username: input.username ?? null,
+        passwordCiphertext,
+        isDefault: false,
+        createdAt: now,
+        updatedAt: now,
+      }),
+    ],
     {
       entries: [
         {
@@ -110,7 +131,8 @@ export async function updateProxy(
   const changes: string[] = Object.keys(set);
   // A new password always changes the sealed value; removing one that is not set changes nothing.
   if (input.password !== undefined && (input.password !== null || current.passwordSet)) {
-    set.passwordCiphertext = input.password === null ? null : await encryptString(ctx.config.encryptionKey, input.password, proxyPasswordAad(ctx.org.id, current.id));
+    set.passwordCiphertext =
+      input.password === null ? null : await encryptString(ctx.config.encryptionKey, input.password, proxyPasswordAad(ctx.org.id, current.id));
     changes.push("password");
   }
   if (changes.length === 0) {
@@ -128,7 +150,10 @@ export async function updateProxy(
         .where(and(eq(proxies.id, current.id), eq(proxies.organizationId, ctx.org.id)))
         .returning(columns),
     ],
-    { onlyIf: sql`changes() = 1`, entries: [{ action: "proxy.updated", target: { type: "proxy", id: current.id }, changes, event: { type: "proxy.updated", data: after } }] },
+    {
+      onlyIf: sql`changes() = 1`,
+      entries: [{ action: "proxy.updated", target: { type: "proxy", id: current.id }, changes, event: { type: "proxy.updated", data: after } }],
+    },
   );
   // Deleted by a concurrent request after the authorization read.
   if (!updated[0]) throw notFound("proxy");
@@ -146,7 +171,10 @@ export async function deleteProxy(ctx: OrgCtx, rows: ProxyRow[] | undefined) {
         .where(and(eq(proxies.id, proxy.id), eq(proxies.organizationId, ctx.org.id)))
         .returning({ id: proxies.id }),
     ],
-    { onlyIf: sql`changes() = 1`, entries: [{ action: "proxy.deleted", target: { type: "proxy", id: proxy.id }, event: { type: "proxy.deleted", data: serializeProxy(proxy) } }] },
+    {
+      onlyIf: sql`changes() = 1`,
+      entries: [{ action: "proxy.deleted", target: { type: "proxy", id: proxy.id }, event: { type: "proxy.deleted", data: serializeProxy(proxy) } }],
+    },
   );
   if (removed.length === 0) throw notFound("proxy");
 }

@@ -89,7 +89,9 @@ export function assertWithinCaller(callerPermissions: Set<Permission>, granted: 
 export function requireAssignableRole(ctx: OrgCtx, name: string, known: Map<string, Set<Permission>>): Set<Permission> {
   const perms = known.get(name);
   if (!perms) {
-    throw new ApiError("validation_failed", `The organization has no role \`${name}\`.`, { errors: [{ path: "role", message: "no such role in this organization" }] });
+    throw new ApiError("validation_failed", `The organization has no role \`${name}\`.`, {
+      errors: [{ path: "role", message: "no such role in this organization" }],
+    });
   }
   assertWithinCaller(ctx.org.permissions, perms, `assign the role \`${name}\``);
   return perms;
@@ -154,11 +156,26 @@ export async function createRole(ctx: OrgCtx, input: { name: string; description
   if (isBuiltInRole(input.name)) throw nameTaken(input.name);
   assertWithinCaller(ctx.org.permissions, new Set(input.permissions), "create this role");
   const now = Date.now();
-  const row: RoleRow = { id: newId("role"), organizationId: orgId, name: input.name, description: input.description ?? null, permissions: [...new Set(input.permissions)], createdAt: now, updatedAt: now };
+  const row: RoleRow = {
+    id: newId("role"),
+    organizationId: orgId,
+    name: input.name,
+    description: input.description ?? null,
+    permissions: [...new Set(input.permissions)],
+    createdAt: now,
+    updatedAt: now,
+  };
   const role = serializeRole(row);
   try {
     await commit(ctx, [ctx.db.insert(roles).values(row)], {
-      entries: [{ action: "role.created", target: { type: "role", id: row.id }, changes: ["name", "description", "permissions"], event: { type: "role.created", data: role } }],
+      entries: [
+        {
+          action: "role.created",
+          target: { type: "role", id: row.id },
+          changes: ["name", "description", "permissions"],
+          event: { type: "role.created", data: role },
+        },
+      ],
     });
   } catch (err) {
     if (isUniqueViolation(err, "roles.organization_id, roles.name")) throw nameTaken(input.name);
@@ -167,7 +184,12 @@ export async function createRole(ctx: OrgCtx, input: { name: string; description
   return role;
 }
 
-export async function updateRole(ctx: OrgCtx, roleId: string, rows: RoleRow[] | undefined, input: { name?: string; description?: string | null; permissions?: Permission[] }) {
+export async function updateRole(
+  ctx: OrgCtx,
+  roleId: string,
+  rows: RoleRow[] | undefined,
+  input: { name?: string; description?: string | null; permissions?: Permission[] },
+) {
   if (isBuiltInRole(roleId)) throw builtInImmutable();
   const current = rows?.[0];
   if (!current) throw notFound("role");
@@ -208,14 +230,20 @@ export async function updateRole(ctx: OrgCtx, roleId: string, rows: RoleRow[] | 
         ctx,
         [
           update,
-          db.update(members).set({ role: patch.name }).where(and(eq(members.organizationId, orgId), eq(members.role, current.name))),
+          db
+            .update(members)
+            .set({ role: patch.name })
+            .where(and(eq(members.organizationId, orgId), eq(members.role, current.name))),
           // Pending invitations name the role too; accepting one later must land in the renamed role.
           db
             .update(invitations)
             .set({ role: patch.name })
             .where(and(eq(invitations.organizationId, orgId), eq(invitations.status, "pending"), eq(invitations.role, current.name))),
           // SCIM groups mapped to the role keep their mapping under its new name.
-          db.update(scimGroups).set({ role: patch.name }).where(and(eq(scimGroups.organizationId, orgId), eq(scimGroups.role, current.name))),
+          db
+            .update(scimGroups)
+            .set({ role: patch.name })
+            .where(and(eq(scimGroups.organizationId, orgId), eq(scimGroups.role, current.name))),
         ],
         audit,
       );
@@ -258,5 +286,9 @@ export async function deleteRole(ctx: OrgCtx, roleId: string, rows: RoleRow[] | 
       entries: [{ action: "role.deleted", target: { type: "role", id: current.id }, event: { type: "role.deleted", data: serializeRole(current) } }],
     },
   );
-  if (deleted.length === 0) throw new ApiError("role_in_use", `The role \`${current.name}\` is assigned to members or pending invitations, or mapped by a SCIM group; give them another role first.`);
+  if (deleted.length === 0)
+    throw new ApiError(
+      "role_in_use",
+      `The role \`${current.name}\` is assigned to members or pending invitations, or mapped by a SCIM group; give them another role first.`,
+    );
 }

@@ -16,7 +16,13 @@ export const ServiceAccountCreateInput = z
 
 export const RotateKeyInput = z
   .object({
-    grace_seconds: z.number().int().min(0).max(86_400).optional().openapi({ description: "Keep the old key working this long (≤ 86400); omitted or 0: it stops at once." }),
+    grace_seconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(86_400)
+      .optional()
+      .openapi({ description: "Keep the old key working this long (≤ 86400); omitted or 0: it stops at once." }),
   })
   .openapi("RotateKey");
 

@@ -28,8 +28,12 @@ function selectView(db: ReadDb) {
       createdAt: serviceAccounts.createdAt,
       updatedAt: serviceAccounts.updatedAt,
       role: members.role,
-      rolePermissions: sql<string | null>`(select r.permissions from roles r where r.organization_id = ${outer(serviceAccounts.organizationId)} and r.name = ${outer(members.role)})`,
-      keyPrefix: sql<string | null>`(select k.key_prefix from service_account_keys k where k.service_account_id = ${outer(serviceAccounts.id)} and k.expires_at is null order by k.created_at desc limit 1)`,
+      rolePermissions: sql<
+        string | null
+      >`(select r.permissions from roles r where r.organization_id = ${outer(serviceAccounts.organizationId)} and r.name = ${outer(members.role)})`,
+      keyPrefix: sql<
+        string | null
+      >`(select k.key_prefix from service_account_keys k where k.service_account_id = ${outer(serviceAccounts.id)} and k.expires_at is null order by k.created_at desc limit 1)`,
     })
     .from(serviceAccounts)
     .innerJoin(members, and(eq(members.organizationId, serviceAccounts.organizationId), eq(members.memberId, serviceAccounts.id)));
@@ -41,11 +45,22 @@ async function newKey(serviceAccountId: string, now: number) {
   const key = newSecret(SECRET_PREFIXES.serviceAccountKey);
   return {
     key,
-    row: { id: newId("serviceAccountKey"), serviceAccountId, keyHash: await sha256Hex(key), keyPrefix: key.slice(0, KEY_PREFIX_LENGTH), createdAt: now, expiresAt: null },
+    row: {
+      id: newId("serviceAccountKey"),
+      serviceAccountId,
+      keyHash: await sha256Hex(key),
+      keyPrefix: key.slice(0, KEY_PREFIX_LENGTH),
+      createdAt: now,
+      expiresAt: null,
+    },
   };
 }
 
-export async function createServiceAccount(ctx: OrgCtx, input: { name: string; role: string; scopes?: Scope[] }, customRoles: { name: string; permissions: string[] }[]) {
+export async function createServiceAccount(
+  ctx: OrgCtx,
+  input: { name: string; role: string; scopes?: Scope[] },
+  customRoles: { name: string; permissions: string[] }[],
+) {
   const orgId = ctx.org.id;
   requireAssignableRole(ctx, input.role, permissionsOfRoles([input.role], customRoles));
   const now = Date.now();
@@ -54,7 +69,18 @@ export async function createServiceAccount(ctx: OrgCtx, input: { name: string; r
   const createdBy = memberIdOf(ctx.actor);
   const { key, row } = await newKey(id, now);
   const db = ctx.db;
-  const view: ServiceAccountView = { id, organizationId: orgId, name: input.name, role: input.role, scopes, keyPrefix: row.keyPrefix, createdBy, lastUsedAt: null, createdAt: now, updatedAt: now };
+  const view: ServiceAccountView = {
+    id,
+    organizationId: orgId,
+    name: input.name,
+    role: input.role,
+    scopes,
+    keyPrefix: row.keyPrefix,
+    createdBy,
+    lastUsedAt: null,
+    createdAt: now,
+    updatedAt: now,
+  };
   const account = serializeServiceAccount(view);
   // Account, key and membership land together; service accounts take no seat.
   await commit(
@@ -62,12 +88,29 @@ export async function createServiceAccount(ctx: OrgCtx, input: { name: string; r
     [
       db.insert(serviceAccounts).values({ id, organizationId: orgId, name: input.name, scopes, createdBy, createdAt: now, updatedAt: now }),
       db.insert(serviceAccountKeys).values(row),
-      db.insert(members).values({ organizationId: orgId, memberId: id, type: "service_account", role: input.role, displayName: input.name, nameKey: input.name.toLowerCase(), email: "", joinedAt: now }),
-      db.update(organizations).set({ memberCount: sql`${organizations.memberCount} + 1` }).where(eq(organizations.id, orgId)),
+      db.insert(members).values({
+        organizationId: orgId,
+        memberId: id,
+        type: "service_account",
+        role: input.role,
+        displayName: input.name,
+        nameKey: input.name.toLowerCase(),
+        email: "",
+        joinedAt: now,
+      }),
+      db
+        .update(organizations)
+        .set({ memberCount: sql`${organizations.memberCount} + 1` })
+        .where(eq(organizations.id, orgId)),
     ],
     {
       entries: [
-        { action: "service_account.created", target: { type: "service_account", id }, changes: ["name", "role", "scopes"], event: { type: "service_account.created", data: account } },
+        {
+          action: "service_account.created",
+          target: { type: "service_account", id },
+          changes: ["name", "role", "scopes"],
+          event: { type: "service_account.created", data: account },
+        },
       ],
     },
   );
@@ -148,7 +191,10 @@ export async function removeServiceAccount(ctx: OrgCtx, id: string, data?: Retur
         .delete(members)
         .where(and(eq(members.organizationId, orgId), eq(members.memberId, id)))
         .returning({ id: members.memberId }),
-      db.update(organizations).set({ memberCount: sql`${organizations.memberCount} - 1` }).where(and(eq(organizations.id, orgId), sql`changes() = 1`)),
+      db
+        .update(organizations)
+        .set({ memberCount: sql`${organizations.memberCount} - 1` })
+        .where(and(eq(organizations.id, orgId), sql`changes() = 1`)),
       db.delete(serviceAccounts).where(and(eq(serviceAccounts.id, id), eq(serviceAccounts.organizationId, orgId))),
       // Its project grants go with it (member ids are not foreign keys of project_members).
       db
@@ -165,7 +211,13 @@ export async function removeServiceAccount(ctx: OrgCtx, id: string, data?: Retur
       // After the counter update, which ran only if the membership went.
       after: 1,
       onlyIf: sql`changes() = 1`,
-      entries: [{ action: "service_account.deleted", target: { type: "service_account", id }, event: { type: "service_account.deleted", data: data ?? { id, organization_id: orgId } } }],
+      entries: [
+        {
+          action: "service_account.deleted",
+          target: { type: "service_account", id },
+          event: { type: "service_account.deleted", data: data ?? { id, organization_id: orgId } },
+        },
+      ],
     },
   );
   // Deleted by a concurrent request: gone either way, but this request did not do it.
@@ -201,9 +253,15 @@ export async function rotateServiceAccountKey(ctx: OrgCtx, rows: FoundAccount[] 
       db.update(serviceAccounts).set({ updatedAt: now }).where(eq(serviceAccounts.id, id)),
     ],
     {
-      entries: [{ action: "service_account.key_rotated", target: { type: "service_account", id }, changes: ["key"], event: { type: "service_account.key_rotated", data: account } }],
+      entries: [
+        {
+          action: "service_account.key_rotated",
+          target: { type: "service_account", id },
+          changes: ["key"],
+          event: { type: "service_account.key_rotated", data: account },
+        },
+      ],
     },
   );
   return { service_account: account, key };
 }
-

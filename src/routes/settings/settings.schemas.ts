@@ -25,7 +25,9 @@ export const SettingsPutInput = z
 export const SettingsSchema = z
   .object({
     settings: z.record(z.string(), z.unknown()),
-    secrets: z.record(z.string(), z.object({ set: z.literal(true), updated_at: z.string() })).openapi({ description: "Names of stored secrets; values are never returned." }),
+    secrets: z
+      .record(z.string(), z.object({ set: z.literal(true), updated_at: z.string() }))
+      .openapi({ description: "Names of stored secrets; values are never returned." }),
     updated_at: z.string().nullable(),
   })
   .openapi("Settings");

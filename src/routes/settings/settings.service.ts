@@ -45,7 +45,10 @@ const tooManySecrets = () =>
  * What a PUT changes, by name: `settings.<key>` for each top-level setting added, removed or
  * given another value, `secrets.<name>` for each secret set or deleted (never a value).
  */
-function changedNames(current: { settings: Record<string, unknown>; secrets: Set<string> }, input: { settings?: Record<string, unknown>; secrets?: Record<string, string | null> }) {
+function changedNames(
+  current: { settings: Record<string, unknown>; secrets: Set<string> },
+  input: { settings?: Record<string, unknown>; secrets?: Record<string, string | null> },
+) {
   const out: string[] = [];
   if (input.settings !== undefined) {
     const next = input.settings;
@@ -93,8 +96,13 @@ export async function putSettings(
     writes.push(
       db
         .insert(organizationSecrets)
-        .select(sql`select ${orgId}, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), ${now} from json_each(${JSON.stringify(sealed)}) j where true`)
-        .onConflictDoUpdate({ target: [organizationSecrets.organizationId, organizationSecrets.name], set: { ciphertext: sql`excluded.ciphertext`, updatedAt: sql`excluded.updated_at` } }),
+        .select(
+          sql`select ${orgId}, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), ${now} from json_each(${JSON.stringify(sealed)}) j where true`,
+        )
+        .onConflictDoUpdate({
+          target: [organizationSecrets.organizationId, organizationSecrets.name],
+          set: { ciphertext: sql`excluded.ciphertext`, updatedAt: sql`excluded.updated_at` },
+        }),
     );
   }
   if (toDelete.length > 0) {
@@ -117,12 +125,22 @@ export async function putSettings(
   for (const name of toDelete) secretsAfter.delete(name);
   for (const [name] of toSet) secretsAfter.set(name, now);
   const settingsAfter = input.settings !== undefined ? [{ organizationId: orgId, settings: input.settings, updatedAt: now }] : loaded.settings;
-  const data = shape(settingsAfter, [...secretsAfter].map(([name, updatedAt]) => ({ name, updatedAt })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)));
+  const data = shape(
+    settingsAfter,
+    [...secretsAfter].map(([name, updatedAt]) => ({ name, updatedAt })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+  );
   // Writes, the limit guard, the entry and the read-back in one transaction and one round trip.
   let results: unknown[];
   try {
     results = await commit(ctx, [...writes, settingsRead(db, orgId), secretsRead(db, orgId)] as unknown as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
-      entries: [{ action: "organization.settings_updated", target: { type: "organization", id: orgId }, changes, event: { type: "organization.settings_updated", data } }],
+      entries: [
+        {
+          action: "organization.settings_updated",
+          target: { type: "organization", id: orgId },
+          changes,
+          event: { type: "organization.settings_updated", data },
+        },
+      ],
     });
   } catch (err) {
     if (rootMessage(err).includes(SECRET_LIMIT_MARKER)) throw tooManySecrets();

@@ -4,15 +4,11 @@ import { MAX_RELAY_STATE } from "./sso.service";
 export const IdpParam = z.object({ idp_id: pathParam("idp_id") });
 
 export const LoginQuery = z.object({
-  relay_state: z
-    .string()
-    .max(MAX_RELAY_STATE, `must be at most ${MAX_RELAY_STATE} characters`)
-    .optional()
-    .openapi({
-      description:
-        "Where the app should land after sign-in, handed back as `state` on the callback: a path of the app (`/projects?tab=1`) or an absolute URL on APP_BASE_URL's origin. Anything else is 400.",
-      example: "/projects",
-    }),
+  relay_state: z.string().max(MAX_RELAY_STATE, `must be at most ${MAX_RELAY_STATE} characters`).optional().openapi({
+    description:
+      "Where the app should land after sign-in, handed back as `state` on the callback: a path of the app (`/projects?tab=1`) or an absolute URL on APP_BASE_URL's origin. Anything else is 400.",
+    example: "/projects",
+  }),
 });
 
 export const ExchangeInput = z

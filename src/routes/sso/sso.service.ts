@@ -69,8 +69,16 @@ export function safeRelayState(config: Config, value: string): boolean {
 /** SP-initiated login: the IdP URL carrying our AuthnRequest; its ID is kept for InResponseTo. */
 export async function startLogin(ctx: ServiceCtx, idpId: string, relayState: string | undefined): Promise<string> {
   const cfg = await loadConfig(ctx, idpId);
-  if (!cfg.samlSsoUrl) throw new ApiError("conflict", "This identity provider config has no saml_sso_url yet: an admin must set the IdP's SSO URL before anyone can sign in with it.");
-  if (!cfg.samlX509Cert) throw new ApiError("conflict", "This identity provider config has no signing certificate yet: an admin must set saml_x509_cert before anyone can sign in with it.");
+  if (!cfg.samlSsoUrl)
+    throw new ApiError(
+      "conflict",
+      "This identity provider config has no saml_sso_url yet: an admin must set the IdP's SSO URL before anyone can sign in with it.",
+    );
+  if (!cfg.samlX509Cert)
+    throw new ApiError(
+      "conflict",
+      "This identity provider config has no signing certificate yet: an admin must set saml_x509_cert before anyone can sign in with it.",
+    );
   const urls = spUrls(ctx.config, cfg.id);
   const id = newRequestId();
   const now = Date.now();
@@ -129,7 +137,10 @@ export async function consumeAssertion(ctx: ServiceCtx, idpId: string, form: { S
   // InResponseTo: a request we issued for this config, spent on first use.
   let relayState: string | null = null;
   if (verified.inResponseTo !== null) {
-    const unknown = () => ssoFailed("The SAML response was refused: its InResponseTo does not match a login request this config issued (unknown, expired or already used); start the sign-in again.");
+    const unknown = () =>
+      ssoFailed(
+        "The SAML response was refused: its InResponseTo does not match a login request this config issued (unknown, expired or already used); start the sign-in again.",
+      );
     if (!REQUEST_ID.test(verified.inResponseTo)) throw unknown();
     const { key } = kvKeys.samlRequest(cfg.id, verified.inResponseTo);
     const stored = await ctx.kv.get(key);
@@ -137,7 +148,8 @@ export async function consumeAssertion(ctx: ServiceCtx, idpId: string, form: { S
     await ctx.kv.delete(key);
     relayState = (JSON.parse(stored) as { relay_state: string | null }).relay_state;
   } else {
-    if (!cfg.allowIdpInitiated) throw ssoFailed("The SAML response was refused: it answers no login request (IdP-initiated), and this config does not allow IdP-initiated sign-in.");
+    if (!cfg.allowIdpInitiated)
+      throw ssoFailed("The SAML response was refused: it answers no login request (IdP-initiated), and this config does not allow IdP-initiated sign-in.");
     // Unsolicited: the RelayState is whatever the IdP sends; used only when it is one of ours.
     if (form.RelayState && safeRelayState(ctx.config, form.RelayState)) relayState = form.RelayState;
   }
@@ -167,9 +179,15 @@ export async function consumeAssertion(ctx: ServiceCtx, idpId: string, form: { S
       .limit(1),
   ]);
   if (!domain) throw ssoFailed("The SAML response was refused: the asserted email address is not in a verified domain of this organization.");
-  if (domain.configId !== null && domain.configId !== cfg.id) throw ssoFailed("The SAML response was refused: the asserted email address's domain signs in through another identity provider config of this organization.");
+  if (domain.configId !== null && domain.configId !== cfg.id)
+    throw ssoFailed(
+      "The SAML response was refused: the asserted email address's domain signs in through another identity provider config of this organization.",
+    );
   if (!member && !domain.jit) {
-    throw new ApiError("forbidden", "You are not a member of this organization, and its domain does not provision members automatically (JIT is off): ask an admin to invite you.");
+    throw new ApiError(
+      "forbidden",
+      "You are not a member of this organization, and its domain does not provision members automatically (JIT is off): ask an admin to invite you.",
+    );
   }
 
   // Round trip 3: one batch of writes.
@@ -182,13 +200,31 @@ export async function consumeAssertion(ctx: ServiceCtx, idpId: string, form: { S
     row = { id: newId("user"), email, displayName: displayNameFor(verified.displayName, email), emailVerifiedAt: now, createdAt: now, updatedAt: now };
     statements.push(db.insert(users).values({ ...row, passwordHash: null }));
   } else {
-    row = { id: user.id, email: user.email, displayName: user.displayName, emailVerifiedAt: user.emailVerifiedAt ?? now, createdAt: user.createdAt, updatedAt: user.emailVerifiedAt === null ? now : user.updatedAt };
+    row = {
+      id: user.id,
+      email: user.email,
+      displayName: user.displayName,
+      emailVerifiedAt: user.emailVerifiedAt ?? now,
+      createdAt: user.createdAt,
+      updatedAt: user.emailVerifiedAt === null ? now : user.updatedAt,
+    };
     if (user.emailVerifiedAt === null) {
       // An unverified account with this address was opened by someone who never proved it: the
       // password they chose and their sessions must not survive the owner's first SSO sign-in.
-      statements.push(db.update(users).set({ emailVerifiedAt: now, passwordHash: null, updatedAt: now }).where(and(eq(users.id, user.id), isNull(users.emailVerifiedAt))));
+      statements.push(
+        db
+          .update(users)
+          .set({ emailVerifiedAt: now, passwordHash: null, updatedAt: now })
+          .where(and(eq(users.id, user.id), isNull(users.emailVerifiedAt))),
+      );
       revokedIndex = statements.length;
-      statements.push(db.update(sessions).set({ revokedAt: now }).where(and(eq(sessions.userId, user.id), isNull(sessions.revokedAt))).returning({ id: sessions.id }));
+      statements.push(
+        db
+          .update(sessions)
+          .set({ revokedAt: now })
+          .where(and(eq(sessions.userId, user.id), isNull(sessions.revokedAt)))
+          .returning({ id: sessions.id }),
+      );
     }
   }
   if (!member) statements.push(...jitStatements(db, ctx.config, row, now, orgId));
@@ -205,7 +241,10 @@ export async function consumeAssertion(ctx: ServiceCtx, idpId: string, form: { S
   const login: AuditEntry = {
     action: "sso.login",
     target: { type: "user", id: row.id },
-    event: { type: "sso.login", data: { user: { id: row.id, email: row.email, display_name: row.displayName }, identity_provider_config_id: cfg.id, new_account: !user } },
+    event: {
+      type: "sso.login",
+      data: { user: { id: row.id, email: row.email, display_name: row.displayName }, identity_provider_config_id: cfg.id, new_account: !user },
+    },
   };
   const results = await commit(ctx, statements as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]], {
     organizationId: orgId,
@@ -230,7 +269,13 @@ export async function consumeAssertion(ctx: ServiceCtx, idpId: string, form: { S
   }
 
   const code = newSecret("ssoc");
-  const payload: CodePayload = { user_id: row.id, session_id: session.sessionId, seed_hash: await sha256Hex(session.refreshToken), signed_in_at: session.signedInAt, user: row };
+  const payload: CodePayload = {
+    user_id: row.id,
+    session_id: session.sessionId,
+    seed_hash: await sha256Hex(session.refreshToken),
+    signed_in_at: session.signedInAt,
+    user: row,
+  };
   const { key, ttl } = kvKeys.ssoCode(await sha256Hex(code));
   await ctx.kv.put(key, JSON.stringify(payload), { expirationTtl: ttl });
 
@@ -259,11 +304,16 @@ export async function exchangeCode(ctx: ServiceCtx, code: string): Promise<Token
   const next = newSecret("rt");
   const db = ctx.db;
   const [, inserted] = await db.batch([
-    db.update(refreshTokens).set({ usedAt: now }).where(and(eq(refreshTokens.tokenHash, p.seed_hash), isNull(refreshTokens.usedAt))),
+    db
+      .update(refreshTokens)
+      .set({ usedAt: now })
+      .where(and(eq(refreshTokens.tokenHash, p.seed_hash), isNull(refreshTokens.usedAt))),
     // token_hash, session_id, created_at, expires_at, used_at: only if this request spent the seed.
-    db.insert(refreshTokens).select(
-      sql`select ${await sha256Hex(next)}, s.id, ${now}, s.expires_at, null from sessions s where s.id = ${p.session_id} and s.revoked_at is null and s.expires_at > ${now} and changes() = 1`,
-    ),
+    db
+      .insert(refreshTokens)
+      .select(
+        sql`select ${await sha256Hex(next)}, s.id, ${now}, s.expires_at, null from sessions s where s.id = ${p.session_id} and s.revoked_at is null and s.expires_at > ${now} and changes() = 1`,
+      ),
   ]);
   if ((inserted as D1Result).meta.changes !== 1) throw invalid();
   return tokenPair(ctx, { ...p.user, passwordHash: null }, { sessionId: p.session_id, refreshToken: next, signedInAt: p.signed_in_at });

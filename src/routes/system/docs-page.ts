@@ -63,14 +63,8 @@ interface DocsAsset {
  * imported on first request, so they stay out of the worker's startup path.
  */
 export const DOCS_ASSETS = new Map<string, DocsAsset>([
-  [
-    "swagger-ui-bundle.js",
-    { contentType: TEXT_JS, cacheControl: IMMUTABLE, text: async () => (await import("swagger-ui-dist/swagger-ui-bundle.js")).default },
-  ],
-  [
-    "swagger-ui.css",
-    { contentType: TEXT_CSS, cacheControl: IMMUTABLE, text: async () => (await import("swagger-ui-dist/swagger-ui.css")).default },
-  ],
+  ["swagger-ui-bundle.js", { contentType: TEXT_JS, cacheControl: IMMUTABLE, text: async () => (await import("swagger-ui-dist/swagger-ui-bundle.js")).default }],
+  ["swagger-ui.css", { contentType: TEXT_CSS, cacheControl: IMMUTABLE, text: async () => (await import("swagger-ui-dist/swagger-ui.css")).default }],
   ["docs.js", { contentType: TEXT_JS, cacheControl: SHORT, text: () => DOCS_SCRIPT }],
   ["docs.css", { contentType: TEXT_CSS, cacheControl: SHORT, text: () => DOCS_CSS }],
 ]);

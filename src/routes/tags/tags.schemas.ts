@@ -31,7 +31,12 @@ const TagFilter = z
     description: '`name = "smoke"` / `name != "smoke"` (exact, case-sensitive) or `name:"sm"` (case-insensitive prefix).',
   });
 
-const TagOrder = orderByParam({ fields: ["name"], default: "name", only: true, note: "Case-insensitive, then case-sensitive for names that differ in case only." });
+const TagOrder = orderByParam({
+  fields: ["name"],
+  default: "name",
+  only: true,
+  note: "Case-insensitive, then case-sensitive for names that differ in case only.",
+});
 
 export const TagListQuery = PageQuery.extend({ filter: TagFilter, order_by: TagOrder });
 
@@ -49,10 +54,8 @@ const TagId = z.string().max(64);
 
 export const TagBatchDeleteInput = z
   .object({
-    ids: refuseRepeats(z.array(TagId).max(100), "must not repeat an id")
-      .default([]),
-    names: refuseRepeats(z.array(TagNameInput).max(100), "must not repeat a name")
-      .default([]),
+    ids: refuseRepeats(z.array(TagId).max(100), "must not repeat an id").default([]),
+    names: refuseRepeats(z.array(TagNameInput).max(100), "must not repeat a name").default([]),
   })
   .refine((b) => b.ids.length + b.names.length >= 1, { message: "name at least one tag in ids or names", path: ["ids"] })
   .refine((b) => b.ids.length + b.names.length <= 100, { message: "name at most 100 tags in ids and names together", path: ["ids"] })

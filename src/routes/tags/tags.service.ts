@@ -98,7 +98,11 @@ export async function tagInfoPage(ctx: OrgCtx, q: ListQuery & { include_counts: 
 export function tagsToDeleteQuery(db: ReadDb, org: OrgScope, named: { ids?: string[]; names?: string[] }) {
   const ids = (named.ids ?? []).filter((id) => isId("tag", id));
   const names = named.names ?? [];
-  const select = (where: SQL) => db.select(tagColumns).from(tags).where(and(org.inOrg(tags.organizationId), where));
+  const select = (where: SQL) =>
+    db
+      .select(tagColumns)
+      .from(tags)
+      .where(and(org.inOrg(tags.organizationId), where));
   return {
     byId: ids.length > 0 ? select(sql`${tags.id} in (select value from json_each(${JSON.stringify(ids)}))`) : undefined,
     byName: names.length > 0 ? select(sql`${tags.name} in (select value from json_each(${JSON.stringify(names)}))`) : undefined,
@@ -115,7 +119,11 @@ async function deleteTags(ctx: OrgCtx, found: TagRow[]): Promise<Set<string>> {
   if (found.length === 0) return new Set();
   const db = ctx.db;
   const audit = auditStatements(ctx, {
-    entries: found.map((t) => ({ action: "tag.deleted" as const, target: { type: "tag", id: t.id }, event: { type: "tag.deleted" as const, data: serializeTag(t) } })),
+    entries: found.map((t) => ({
+      action: "tag.deleted" as const,
+      target: { type: "tag", id: t.id },
+      event: { type: "tag.deleted" as const, data: serializeTag(t) },
+    })),
     onlyIf: sql`exists (select 1 from tags t where t.id = audit_row.target_id and t.organization_id = ${ctx.org.id})`,
   });
   const statements = [
@@ -155,7 +163,9 @@ export async function batchDeleteTags(ctx: OrgCtx, input: { ids: string[]; names
   return {
     results: [
       ...input.ids.map((id) => (goneIds.has(id) ? { id, name: goneIds.get(id)!, status: "deleted" as const } : { id, status: "not_found" as const })),
-      ...input.names.map((name) => (goneNames.has(name) ? { id: goneNames.get(name)!, name, status: "deleted" as const } : { name, status: "not_found" as const })),
+      ...input.names.map((name) =>
+        goneNames.has(name) ? { id: goneNames.get(name)!, name, status: "deleted" as const } : { name, status: "not_found" as const },
+      ),
     ],
   };
 }

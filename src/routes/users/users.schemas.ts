@@ -34,7 +34,14 @@ export const UserSchema = z
 
 export type UserJson = z.infer<typeof UserSchema>;
 
-export function serializeUser(u: { id: string; email: string; displayName: string; emailVerifiedAt: number | null; createdAt: number; updatedAt: number }): UserJson {
+export function serializeUser(u: {
+  id: string;
+  email: string;
+  displayName: string;
+  emailVerifiedAt: number | null;
+  createdAt: number;
+  updatedAt: number;
+}): UserJson {
   return {
     id: u.id,
     email: u.email,
@@ -49,11 +56,10 @@ export const UserUpdateInput = z
   .object({
     display_name: DisplayNameInput.optional(),
     email: EmailInput.optional(),
-    old_password: z
-      .string()
-      .max(256)
-      .optional()
-      .openapi({ description: "The current password: required to change `new_password` or `email` (for a user who has a password), and refused as `is incorrect` when it is not." }),
+    old_password: z.string().max(256).optional().openapi({
+      description:
+        "The current password: required to change `new_password` or `email` (for a user who has a password), and refused as `is incorrect` when it is not.",
+    }),
     new_password: PasswordInput.optional(),
   })
   .openapi("UserUpdate");

@@ -49,7 +49,10 @@ export async function resolveUserTarget(ctx: ServiceCtx, caller: Caller, targetI
   const admins = JSON.stringify(ctx.config.platformAdminEmails);
   const asAdmin = sql`(select ${targetId} where exists (select 1 from users a where a.id = ${caller.userId} and a.email_verified_at is not null and a.email in (select value from json_each(${admins}))))`;
   const others = caller.userId === targetId || !isId("user", targetId) ? undefined : eq(users.id, asAdmin);
-  const rows = await ctx.db.select().from(users).where(or(eq(users.id, caller.userId), others));
+  const rows = await ctx.db
+    .select()
+    .from(users)
+    .where(or(eq(users.id, caller.userId), others));
   const self = rows.find((r) => r.id === caller.userId);
   if (!self) throw accountGone();
   if (targetId === self.id) return { caller: self, target: self, byAdmin: false };
@@ -143,9 +146,13 @@ const lastAdminOrgIds = (userId: string) => sql`select m.organization_id from me
     and not exists (select 1 from members a where a.organization_id = m.organization_id and a.role = 'admin' and a.type = 'user' and a.member_id <> ${userId})`;
 
 const lastAdmin = (organizationIds: string[]) =>
-  new ApiError("last_admin", "The account is the last admin of organizations that have other members; promote another admin or delete those organizations first.", {
-    extra: { organization_ids: organizationIds },
-  });
+  new ApiError(
+    "last_admin",
+    "The account is the last admin of organizations that have other members; promote another admin or delete those organizations first.",
+    {
+      extra: { organization_ids: organizationIds },
+    },
+  );
 
 /**
  * Deletes the account. An organization it is the last admin of (with anyone else in it) blocks
@@ -163,7 +170,10 @@ export async function deleteUser(ctx: ServiceCtx, userId: string): Promise<void>
   const audit = accountRemovalAudit(ctx, userId, allowed);
   const [sessionRows, entries, deliveries, , , , , , deleted] = await db.batch([
     // Read in the same transaction as the delete, so a session opened meanwhile is not missed.
-    db.select({ id: sessions.id }).from(sessions).where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt))),
+    db
+      .select({ id: sessions.id })
+      .from(sessions)
+      .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt))),
     // Before anything goes: the entries are made from the memberships.
     ...audit.statements,
     // Organizations with no other member go with the account (their rows cascade).
@@ -211,5 +221,8 @@ export async function deleteUser(ctx: ServiceCtx, userId: string): Promise<void>
   // An account in no organization (or only in ones deleted with it) leaves no organization's log.
   if (ctx.audit.written === 0) noChange(ctx);
   // The D1 rows are gone; KV stops the sessions' access tokens on their very next request.
-  await revokeAccessTokens(ctx, sessionRows.map((r) => r.id));
+  await revokeAccessTokens(
+    ctx,
+    sessionRows.map((r) => r.id),
+  );
 }

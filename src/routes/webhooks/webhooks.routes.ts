@@ -73,7 +73,8 @@ orgRoute(webhookRoutes, {
   audit: ["webhook.updated"],
   tags: TAGS,
   summary: "Update a webhook endpoint",
-  description: "Fields omitted are unchanged. `enabled: true` re-enables an endpoint the system disabled (and clears `failing_since`); deliveries skipped while it was disabled can be retried one by one.",
+  description:
+    "Fields omitted are unchanged. `enabled: true` re-enables an endpoint the system disabled (and clears `failing_since`); deliveries skipped while it was disabled can be retried one by one.",
   request: { params: WebhookParams, body: jsonBody(WebhookUpdateInput) },
   responses: { 200: jsonResponse(WebhookSchema, "The updated endpoint.") },
   errors: ["not_found"],

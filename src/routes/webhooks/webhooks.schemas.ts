@@ -30,7 +30,13 @@ export const WebhookUrl = z
 
 const EventTypeInput = z.enum(EVENT_TYPES as [EventType, ...EventType[]]);
 
-export const WebhookEvents = refuseRepeats(z.array(EventTypeInput).min(1, "must list at least one event").max(EVENT_TYPES.length), "must not list an event twice").openapi({ description: "The events to receive, each once; the catalogue is in the README and in this enum. Subscribing is reading: each event needs the permission that reads its data (member.* needs `members:read`, project.* `projects:admin`, …; see the README), or 403." });
+export const WebhookEvents = refuseRepeats(
+  z.array(EventTypeInput).min(1, "must list at least one event").max(EVENT_TYPES.length),
+  "must not list an event twice",
+).openapi({
+  description:
+    "The events to receive, each once; the catalogue is in the README and in this enum. Subscribing is reading: each event needs the permission that reads its data (member.* needs `members:read`, project.* `projects:admin`, …; see the README), or 403.",
+});
 
 const Description = multiLine(500).nullable().openapi({ description: "A note for people (≤ 500 characters); `null` clears it." });
 
@@ -62,7 +68,9 @@ export const RotateSecretInput = z
       .min(0)
       .max(MAX_ROTATION_GRACE_SECONDS)
       .optional()
-      .openapi({ description: `How long the previous secret keeps signing alongside the new one (0–${MAX_ROTATION_GRACE_SECONDS}, default ${DEFAULT_ROTATION_GRACE_SECONDS}).` }),
+      .openapi({
+        description: `How long the previous secret keeps signing alongside the new one (0–${MAX_ROTATION_GRACE_SECONDS}, default ${DEFAULT_ROTATION_GRACE_SECONDS}).`,
+      }),
   })
   .openapi("WebhookRotateSecret");
 
@@ -85,7 +93,9 @@ export const WebhookSchema = z
   .openapi("Webhook");
 
 export const WebhookWithSecretSchema = WebhookSchema.extend({
-  secret: z.string().openapi({ example: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", description: "The signing secret (`whsec_` + base64): shown here only, never again." }),
+  secret: z
+    .string()
+    .openapi({ example: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", description: "The signing secret (`whsec_` + base64): shown here only, never again." }),
 }).openapi("WebhookWithSecret");
 
 const AttemptSchema = z.object({
@@ -99,7 +109,9 @@ const AttemptSchema = z.object({
 export const DeliverySchema = z
   .object({
     id: z.string(),
-    event_id: z.string().openapi({ description: "The `webhook-id` header: the same on every attempt and on a retry by hand, so receivers de-duplicate by it." }),
+    event_id: z
+      .string()
+      .openapi({ description: "The `webhook-id` header: the same on every attempt and on a retry by hand, so receivers de-duplicate by it." }),
     event_type: z.string(),
     status: z.enum(["pending", "queued", "succeeded", "failed"]),
     attempts: z.number().int(),
@@ -168,5 +180,7 @@ export const serializeDelivery = (d: DeliveryRow) => ({
   next_attempt_at: d.status === "queued" ? isoOrNull(d.nextAttemptAt) : null,
   created_at: iso(d.createdAt),
   delivered_at: isoOrNull(d.deliveredAt),
-  ...(d.attemptsLog === undefined ? {} : { attempts_log: (JSON.parse(d.attemptsLog ?? "[]") as StoredAttempt[]).map((a) => ({ ...a, created_at: iso(a.created_at) })) }),
+  ...(d.attemptsLog === undefined
+    ? {}
+    : { attempts_log: (JSON.parse(d.attemptsLog ?? "[]") as StoredAttempt[]).map((a) => ({ ...a, created_at: iso(a.created_at) })) }),
 });

@@ -62,9 +62,13 @@ function assertUrlAllowed(ctx: OrgCtx, url: string) {
 function assertMayReceive(ctx: OrgCtx, events: string[]) {
   const lacking = [...new Set(events.flatMap((e) => eventReadPermissions(e as EventType).filter((p) => !ctx.org.permissions.has(p))))];
   if (lacking.length === 0) return;
-  throw new ApiError("forbidden", `Subscribing to these events hands their data to the endpoint; your role lacks ${lacking.map((p) => `\`${p}\``).join(", ")}.`, {
-    extra: { required_permission: lacking[0] },
-  });
+  throw new ApiError(
+    "forbidden",
+    `Subscribing to these events hands their data to the endpoint; your role lacks ${lacking.map((p) => `\`${p}\``).join(", ")}.`,
+    {
+      extra: { required_permission: lacking[0] },
+    },
+  );
 }
 
 // ---- Reads (run in the seam's authorization batch) ------------------------------------------
@@ -122,9 +126,14 @@ export async function deliveryListQuery(db: ReadDb, org: OrgScope, config: Confi
     { column: webhookDeliveries.createdAt, desc: true },
     { column: webhookDeliveries.id, desc: true },
   ];
-  const after = q.page_token ? keysetAfter(keys, await decodePageToken(config.hmacSecret, deliveriesFingerprint(org.id, webhookId), q.page_token, 2)) : undefined;
-  const attemptsLog = sql<string>`(select json_group_array(json_object('attempt', a.attempt, 'response_code', a.response_code, 'duration_ms', a.duration_ms, 'error', a.error, 'created_at', a.created_at))
-      from (select * from webhook_attempts a where a.delivery_id = ${outer(webhookDeliveries.id)} order by a.attempt desc limit ${ATTEMPTS_SHOWN}) a)`.as("attempts_log");
+  const after = q.page_token
+    ? keysetAfter(keys, await decodePageToken(config.hmacSecret, deliveriesFingerprint(org.id, webhookId), q.page_token, 2))
+    : undefined;
+  const attemptsLog =
+    sql<string>`(select json_group_array(json_object('attempt', a.attempt, 'response_code', a.response_code, 'duration_ms', a.duration_ms, 'error', a.error, 'created_at', a.created_at))
+      from (select * from webhook_attempts a where a.delivery_id = ${outer(webhookDeliveries.id)} order by a.attempt desc limit ${ATTEMPTS_SHOWN}) a)`.as(
+      "attempts_log",
+    );
   const page = db
     .select({ ...deliveryColumns, attemptsLog })
     .from(webhookDeliveries)
@@ -139,7 +148,10 @@ type Maybe<T> = { [K in keyof T]: T[K] | undefined } | undefined;
 
 export async function deliveryPage(ctx: OrgCtx, webhookId: string, q: { page_size: number }, loaded: Maybe<{ webhook: WebhookRow[]; page: DeliveryRow[] }>) {
   found(loaded?.webhook);
-  const page = await finishPage(ctx.config.hmacSecret, deliveriesFingerprint(ctx.org.id, webhookId), loaded?.page ?? [], q.page_size, (r) => [r.createdAt, r.id]);
+  const page = await finishPage(ctx.config.hmacSecret, deliveriesFingerprint(ctx.org.id, webhookId), loaded?.page ?? [], q.page_size, (r) => [
+    r.createdAt,
+    r.id,
+  ]);
   return { items: page.rows.map(serializeDelivery), next_page_token: page.nextPageToken };
 }
 
@@ -189,13 +201,28 @@ export async function createWebhook(ctx: OrgCtx, input: { url: string; events: s
       extra: { limit: MAX_WEBHOOKS_PER_ORGANIZATION },
     });
   }
-  const row: WebhookRow = { id, url: input.url, description, events: input.events, failingSince: null, disabledAt: null, disabledReason: null, previousSecretExpiresAt: null, createdAt: now, updatedAt: now };
+  const row: WebhookRow = {
+    id,
+    url: input.url,
+    description,
+    events: input.events,
+    failingSince: null,
+    disabledAt: null,
+    disabledReason: null,
+    previousSecretExpiresAt: null,
+    createdAt: now,
+    updatedAt: now,
+  };
   return { ...serializeWebhook(row, now), secret };
 }
 
 const sameList = (a: string[], b: string[]) => a.length === b.length && a.every((v, i) => v === b[i]);
 
-export async function updateWebhook(ctx: OrgCtx, rows: WebhookRow[] | undefined, input: { url?: string; events?: string[]; description?: string | null; enabled?: boolean }) {
+export async function updateWebhook(
+  ctx: OrgCtx,
+  rows: WebhookRow[] | undefined,
+  input: { url?: string; events?: string[]; description?: string | null; enabled?: boolean },
+) {
   const current = found(rows);
   const set: Partial<typeof webhooks.$inferInsert> = {};
   const changed: string[] = [];
@@ -298,7 +325,10 @@ export async function retryDelivery(ctx: OrgCtx, loaded: Maybe<{ webhook: Webhoo
   const delivery = loaded?.delivery?.[0];
   if (!delivery) throw notFound("delivery");
   if (endpoint.disabledAt !== null) throw new ApiError("conflict", 'The endpoint is disabled; re-enable it first (PATCH {"enabled": true}).');
-  const inFlight = () => new ApiError("conflict", "This delivery is still being attempted; it can be retried once it has succeeded or failed.", { extra: { delivery_status: delivery.status } });
+  const inFlight = () =>
+    new ApiError("conflict", "This delivery is still being attempted; it can be retried once it has succeeded or failed.", {
+      extra: { delivery_status: delivery.status },
+    });
   if (delivery.status === "pending" || delivery.status === "queued") throw inFlight();
   const now = Date.now();
   const [rows] = await commit(
