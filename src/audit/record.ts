@@ -1,5 +1,6 @@
 import { sql, type SQL } from "drizzle-orm";
 import type { BatchItem, BatchResponse } from "drizzle-orm/batch";
+import { jsonRows } from "../db/json-rows";
 import { auditLogs, webhookDeliveries } from "../db/schema";
 import type { ServiceCtx } from "../env";
 import { newId } from "../lib/ids";
@@ -157,10 +158,7 @@ export function auditStatements(ctx: ServiceCtx, spec: AuditSpec, now = Date.now
           ROW_COLUMNS.map((c) => sql`${rows[0]![c]} as ${sql.identifier(c)}`),
           sql`, `,
         )}) audit_row`
-      : sql`(select ${sql.join(
-          ROW_COLUMNS.map((c) => sql`json_extract(value, ${`$.${c}`}) as ${sql.identifier(c)}`),
-          sql`, `,
-        )} from json_each(${JSON.stringify(rows)})) audit_row`;
+      : jsonRows(rows, "audit_row");
   const statements: BatchItem<"sqlite">[] = [
     ctx.db
       .insert(auditLogs)
@@ -189,8 +187,7 @@ export function auditStatements(ctx: ServiceCtx, spec: AuditSpec, now = Date.now
         // last_response_code, last_duration_ms, last_error, next_attempt_at, delivered_at, created_at, updated_at.
         .select(
           sql`select 'whd_' || lower(hex(randomblob(16))), w.id, w.organization_id, ev.event_id, ev.type, ev.payload, 'pending', 0, null, null, null, null, null, ${now}, ${now}
-            from (select json_extract(value, '$.audit_id') as audit_id, json_extract(value, '$.event_id') as event_id, json_extract(value, '$.type') as type,
-                         json_extract(value, '$.payload') as payload from json_each(${JSON.stringify(events)})) ev
+            from ${jsonRows(events, "ev")}
             join webhooks w on w.organization_id = ${orgId} and w.disabled_at is null and exists (select 1 from json_each(w.events) s where s.value = ev.type)
             where exists (select 1 from audit_logs a where a.id = ev.audit_id)`,
         )

@@ -1,3 +1,4 @@
+import { jsonRows } from "../../db/json-rows";
 import { and, asc, desc, eq, gt, lt, sql, type SQL } from "drizzle-orm";
 import { outer } from "../../db/schema/columns";
 import type { BatchItem } from "drizzle-orm/batch";
@@ -182,15 +183,6 @@ function unitedProjects(stored: string, added: string[]) {
  * (src/queue/outbox.ts) seals it: the batch writes all rows' emails in one statement, so it
  * needs the payloads rather than one insert statement per row.
  */
-/**
- * Rows passed as one JSON parameter, read as a table: D1 allows 100 bound parameters per
- * statement, and one statement per step whatever the number of rows keeps a batch of 100 far
- * from D1's per-request statement limit. The column names are this file's own keys.
- */
-function jsonRows(rows: Record<string, unknown>[], alias: string) {
-  const columns = Object.keys(rows[0] ?? {});
-  return sql`(select ${sql.raw(columns.map((c) => `json_extract(value, '$.${c}') as ${c}`).join(", "))} from json_each(${JSON.stringify(rows)})) ${sql.raw(alias)}`;
-}
 
 /**
  * Creates (or, with combine_pending, refreshes) invitations. One path for one row and for a
