@@ -120,3 +120,37 @@ export async function seedScimUsers(setup: { org: { id: string }; configId: stri
   for (let i = 0; i < stmts.length; i += 500) await env.DB.batch(stmts.slice(i, i + 500));
   return ids;
 }
+
+/**
+ * `count` SCIM users of `s`'s directory, each with an account and a SCIM-managed membership,
+ * written straight into D1 in one batch (recursive CTEs), counters included. Ids are well formed
+ * and unique to this call; emails are `<mailPrefix><i>@<domain>`.
+ */
+export async function seedScimMembers(s: ScimSetup, count: number, mailPrefix: string) {
+  const tag = newId("scimUser").slice(4, 20);
+  const id = (prefix: string, i: number) => `${prefix}_${tag}${String(i).padStart(10, "0")}`;
+  const now = Date.now();
+  const seq = `with recursive seq(i) as (select 0 union all select i + 1 from seq where i < ${count - 1})`;
+  const sqlId = (prefix: string) => `'${prefix}_${tag}' || printf('%010d', i)`;
+  const mail = `'${mailPrefix}' || i || '@${s.domain}'`;
+  await env.DB.batch([
+    env.DB.prepare(
+      `${seq} insert into users (id, email, display_name, created_at, updated_at) select ${sqlId("usr")}, ${mail}, 'Bulk ' || i, ?, ? from seq`,
+    ).bind(now, now),
+    env.DB.prepare(
+      `${seq} insert into scim_users (id, config_id, organization_id, user_id, user_name, user_name_key, display_name, active, attributes, version, created_at, updated_at)
+       select ${sqlId("scu")}, ?, ?, ${sqlId("usr")}, ${mail}, ${mail}, 'Bulk ' || i, 1, '{}', 1, ?, ? from seq`,
+    ).bind(s.configId, s.org.id, now, now),
+    env.DB.prepare(
+      `${seq} insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at, scim_config_id)
+       select ?, ${sqlId("usr")}, 'user', 'user', 'Bulk ' || i, 'bulk ' || i, ${mail}, ?, ? from seq`,
+    ).bind(s.org.id, now, s.configId),
+    env.DB.prepare("update organizations set member_count = member_count + ?, user_member_count = user_member_count + ? where id = ?").bind(
+      count,
+      count,
+      s.org.id,
+    ),
+    env.DB.prepare("update identity_provider_configs set scim_user_count = scim_user_count + ? where id = ?").bind(count, s.configId),
+  ]);
+  return { scu: Array.from({ length: count }, (_, i) => id("scu", i)), usr: Array.from({ length: count }, (_, i) => id("usr", i)) };
+}

@@ -5,7 +5,7 @@ import { MAX_MEMBERS_PER_REQUEST, MAX_PATCH_OPERATIONS } from "../../src/scim/gr
 import type { Bindings } from "../../src/env";
 import { api, post, type ApiResponse } from "../helpers/client";
 import { unique } from "../helpers/factories";
-import { scimSetup, type ScimSetup } from "../helpers/scim";
+import { scimSetup, seedScimMembers, type ScimSetup } from "../helpers/scim";
 
 /**
  * Issue 12's statement budget on /scim/v2: D1 counts every statement of a batch (50 per
@@ -60,34 +60,7 @@ beforeAll(async () => {
     .replace(/[^a-z0-9]/g, "");
   const role = await post(`/v1/organizations/${s.org.id}/roles`, { name: roleName, permissions: ["organization:read"] }, { token: s.admin.accessToken });
   expect(role.status, role.text).toBe(201);
-  // Well-formed ids (26 Crockford characters) unique to this run: 16 of a fresh id, then i.
-  const tag = newId("scimUser").slice(4, 20);
-  const id = (prefix: string, i: number) => `${prefix}_${tag}${String(i).padStart(10, "0")}`;
-  scu = Array.from({ length: USERS }, (_, i) => id("scu", i));
-  usr = Array.from({ length: USERS }, (_, i) => id("usr", i));
-  const now = Date.now();
-  const seq = `with recursive seq(i) as (select 0 union all select i + 1 from seq where i < ${USERS - 1})`;
-  const sqlId = (prefix: string) => `'${prefix}_${tag}' || printf('%010d', i)`;
-  const mail = `'b' || i || '@${s.domain}'`;
-  await env.DB.batch([
-    env.DB.prepare(
-      `${seq} insert into users (id, email, display_name, created_at, updated_at) select ${sqlId("usr")}, ${mail}, 'Bulk ' || i, ?, ? from seq`,
-    ).bind(now, now),
-    env.DB.prepare(
-      `${seq} insert into scim_users (id, config_id, organization_id, user_id, user_name, user_name_key, display_name, active, attributes, version, created_at, updated_at)
-       select ${sqlId("scu")}, ?, ?, ${sqlId("usr")}, ${mail}, ${mail}, 'Bulk ' || i, 1, '{}', 1, ?, ? from seq`,
-    ).bind(s.configId, s.org.id, now, now),
-    env.DB.prepare(
-      `${seq} insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at, scim_config_id)
-       select ?, ${sqlId("usr")}, 'user', 'user', 'Bulk ' || i, 'bulk ' || i, ${mail}, ?, ? from seq`,
-    ).bind(s.org.id, now, s.configId),
-    env.DB.prepare("update organizations set member_count = member_count + ?, user_member_count = user_member_count + ? where id = ?").bind(
-      USERS,
-      USERS,
-      s.org.id,
-    ),
-    env.DB.prepare("update identity_provider_configs set scim_user_count = scim_user_count + ? where id = ?").bind(USERS, s.configId),
-  ]);
+  ({ scu, usr } = await seedScimMembers(s, USERS, "b"));
 }, 300_000);
 
 describe(`SCIM writes stay within ${BUDGET} statements at the largest sizes accepted`, () => {

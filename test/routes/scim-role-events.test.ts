@@ -6,7 +6,7 @@ import { serializeMember } from "../../src/routes/members/members.schemas";
 import type { Bindings } from "../../src/env";
 import { api, type ApiResponse } from "../helpers/client";
 import { unique } from "../helpers/factories";
-import { scimSetup, type ScimSetup } from "../helpers/scim";
+import { scimSetup, seedScimMembers, type ScimSetup } from "../helpers/scim";
 import { oktaCreateUser, oktaDeactivate } from "../fixtures/scim/okta";
 
 /**
@@ -319,32 +319,7 @@ describe(`at ${MAX_MEMBERS_PER_REQUEST} members, within ${BUDGET} statements and
       body: { name: roleName, permissions: ["organization:read"] },
     });
     expect(role.status, role.text).toBe(201);
-    // Well-formed ids unique to this run, seeded straight into D1 as scim-budget.test.ts does.
-    const tag = newId("scimUser").slice(4, 20);
-    scu = Array.from({ length: USERS }, (_, i) => `scu_${tag}${String(i).padStart(10, "0")}`);
-    const now = Date.now();
-    const seq = `with recursive seq(i) as (select 0 union all select i + 1 from seq where i < ${USERS - 1})`;
-    const sqlId = (prefix: string) => `'${prefix}_${tag}' || printf('%010d', i)`;
-    const mail = `'e' || i || '@${s.domain}'`;
-    await env.DB.batch([
-      env.DB.prepare(
-        `${seq} insert into users (id, email, display_name, created_at, updated_at) select ${sqlId("usr")}, ${mail}, 'Bulk ' || i, ?, ? from seq`,
-      ).bind(now, now),
-      env.DB.prepare(
-        `${seq} insert into scim_users (id, config_id, organization_id, user_id, user_name, user_name_key, display_name, active, attributes, version, created_at, updated_at)
-         select ${sqlId("scu")}, ?, ?, ${sqlId("usr")}, ${mail}, ${mail}, 'Bulk ' || i, 1, '{}', 1, ?, ? from seq`,
-      ).bind(s.configId, s.org.id, now, now),
-      env.DB.prepare(
-        `${seq} insert into members (organization_id, member_id, type, role, display_name, name_key, email, joined_at, scim_config_id)
-         select ?, ${sqlId("usr")}, 'user', 'user', 'Bulk ' || i, 'bulk ' || i, ${mail}, ?, ? from seq`,
-      ).bind(s.org.id, now, s.configId),
-      env.DB.prepare("update organizations set member_count = member_count + ?, user_member_count = user_member_count + ? where id = ?").bind(
-        USERS,
-        USERS,
-        s.org.id,
-      ),
-      env.DB.prepare("update identity_provider_configs set scim_user_count = scim_user_count + ? where id = ?").bind(USERS, s.configId),
-    ]);
+    ({ scu } = await seedScimMembers(s, USERS, "e"));
   }, 300_000);
 
   let gid = "";
