@@ -135,11 +135,42 @@ export async function signAccessToken(config: Config, claims: { sub: string; sid
 }
 
 /**
+ * Tokens this isolate has verified, per configuration (a changed key set or issuer starts afresh).
+ * A client sends the same token for its whole life: the ECDSA verification is the largest CPU
+ * cost of a request that reads no D1, and its answer for the same bytes cannot change before
+ * `exp`. Only valid tokens are kept, so made-up ones cannot fill it; revocation is not cached
+ * (it is read from KV on every request).
+ */
+const verifiedTokens = new WeakMap<Config, Map<string, AccessClaims>>();
+const VERIFIED_TOKENS_MAX = 1_000;
+
+/**
  * Returns the claims, or null for anything that is not a valid, unexpired token of ours: this
  * issuer and audience, every claim present. Tokens minted before `iss` became the API's URL
  * (`tenancy-api`, no profile claims) are refused: the client refreshes, as after any expiry.
  */
-export async function verifyAccessToken(config: Config, token: string): Promise<AccessClaims | null> {
+export async function verifyAccessToken(config: Config, token: string, nowMs = Date.now()): Promise<AccessClaims | null> {
+  let verified = verifiedTokens.get(config);
+  if (!verified) {
+    verified = new Map();
+    verifiedTokens.set(config, verified);
+  }
+  const known = verified.get(token);
+  // jose's own rule: expired once the clock reaches `exp`.
+  if (known) {
+    if (known.exp > nowMs / 1000) return known;
+    verified.delete(token);
+    return null;
+  }
+  const claims = await verifySignedToken(config, token);
+  if (claims) {
+    if (verified.size >= VERIFIED_TOKENS_MAX) verified.clear();
+    verified.set(token, claims);
+  }
+  return claims;
+}
+
+async function verifySignedToken(config: Config, token: string): Promise<AccessClaims | null> {
   const ks = await keySet(config.jwtSigningKeys);
   const getKey: JWTVerifyGetKey = (header) => {
     const key = header.kid ? ks.verify.get(header.kid) : undefined;

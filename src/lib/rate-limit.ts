@@ -56,7 +56,13 @@ export async function counterFor(hmacSecret: string, limit: Limit, nowMs = Date.
  * consistent, so hits are counted here exactly and written to KV in steps (`flushEvery`): the
  * shared count lags by less than a step per isolate. The limit is a brake on abuse, not a quota.
  */
-const local = new Map<string, { written: number; pending: number; windowEnd: number }>();
+const local = new Map<string, { written: number; pending: number; windowEnd: number; shared?: { stored: string | null; readAt: number } }>();
+
+/** How long an isolate goes on using its last read of a counter written in steps. */
+export const SHARED_COUNT_REREAD_MS = 1_000;
+
+/** Hits between two writes of a counter's total to KV: about one write a second at the limit's own rate. */
+const flushEveryOf = (limit: Limit) => Math.max(1, Math.ceil(limit.limit / limit.windowSeconds));
 
 function entry(counter: Counter) {
   let e = local.get(counter.key);
@@ -69,6 +75,24 @@ function entry(counter: Counter) {
     local.set(counter.key, e);
   }
   return e;
+}
+
+/**
+ * The counter's KV value as this isolate read it less than a second ago, or undefined: read it
+ * again. Only a counter written in steps is read in steps too; a tight limit (login failures, a
+ * client's budget at its default) is written on every hit and read on every request. Other
+ * isolates' hits show here a second later at most: KV itself shows them up to a minute later in
+ * other locations, so reading a busy counter on every request bought no precision, only a key read.
+ */
+export function recentSharedCount(counter: Counter, nowMs = Date.now()): string | null | undefined {
+  if (flushEveryOf(counter.limit) === 1) return undefined;
+  const shared = local.get(counter.key)?.shared;
+  return shared && nowMs - shared.readAt < SHARED_COUNT_REREAD_MS ? shared.stored : undefined;
+}
+
+/** Remembers what KV held for the counter, for recentSharedCount. */
+export function noteSharedCount(counter: Counter, stored: string | null, nowMs = Date.now()): void {
+  if (flushEveryOf(counter.limit) > 1) entry(counter).shared = { stored, readAt: nowMs };
 }
 
 /** Hits so far in the window: the larger of KV's count and what this isolate last wrote, plus its unwritten hits. */
@@ -93,7 +117,7 @@ export function recordHit(counter: Counter, stored: string | null, kv: KVNamespa
   const total = countOf(counter, stored) + 1;
   const e = entry(counter);
   const pending = e.pending + 1;
-  const flushEvery = Math.max(1, Math.ceil(counter.limit.limit / counter.limit.windowSeconds));
+  const flushEvery = flushEveryOf(counter.limit);
   if (pending < flushEvery) {
     e.pending = pending;
     return;

@@ -1,7 +1,18 @@
 import type { Context } from "hono";
 import type { AppEnv } from "../env";
 import { ApiError } from "../lib/errors";
-import { clientSubject, counterFor, evaluate, recordHit, tighter, type Counter, type Limit, type RateLimitState } from "../lib/rate-limit";
+import {
+  clientSubject,
+  counterFor,
+  evaluate,
+  noteSharedCount,
+  recentSharedCount,
+  recordHit,
+  tighter,
+  type Counter,
+  type Limit,
+  type RateLimitState,
+} from "../lib/rate-limit";
 
 export function clientIp(c: Context<AppEnv>): string {
   // Cloudflare sets CF-Connecting-IP and strips any client-sent copy; locally it is absent.
@@ -22,7 +33,10 @@ export interface Reading {
 
 /**
  * Reads several counters, and any other keys the request needs (a session's revocation), in one
- * KV call. Nothing is counted yet.
+ * KV call. Nothing is counted yet. When the call is made for other keys anyway, a counter this
+ * isolate read less than a second ago rides on that read (recentSharedCount) instead of being
+ * read again; counters alone are always read, so every request that reads KV makes its one call
+ * whatever its timing, and the cost report stays the same from one request to the next.
  */
 export async function readCounters(
   c: Context<AppEnv>,
@@ -30,10 +44,16 @@ export async function readCounters(
   alsoRead: string[] = [],
 ): Promise<{ readings: Reading[]; values: Map<string, string | null> }> {
   const counters = await Promise.all(limits.map((l) => counterFor(c.var.config.hmacSecret, l)));
-  const keys = [...counters.map((k) => k.key), ...alsoRead];
+  const now = Date.now();
+  const recent = alsoRead.length > 0 ? counters.map((counter) => recentSharedCount(counter, now)) : counters.map(() => undefined);
+  const keys = [...counters.filter((_, i) => recent[i] === undefined).map((k) => k.key), ...alsoRead];
   const values = keys.length === 1 ? new Map([[keys[0]!, await c.var.kv.get(keys[0]!)]]) : await c.var.kv.get(keys);
-  const readings = counters.map((counter) => {
-    const stored = values.get(counter.key) ?? null;
+  const readings = counters.map((counter, i) => {
+    let stored = recent[i];
+    if (stored === undefined) {
+      stored = values.get(counter.key) ?? null;
+      noteSharedCount(counter, stored, now);
+    }
     return { counter, stored, ...evaluate(counter, stored) };
   });
   return { readings, values };
