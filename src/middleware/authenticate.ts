@@ -34,9 +34,11 @@ export const credentialRef = (p: Presented): CredentialRef =>
 /**
  * Reads the Authorization header. Absent: null. Present but malformed, forged, expired or
  * revoked: 401, never treated as anonymous. Every credential draws on its own rate limit, and a
- * session's revocation entry is read in the same KV call: one KV read per request.
+ * session's revocation entry is read in the same KV call: one KV read per request. `profile`:
+ * the route answers with the signed-in user (GET /v1/me), so the profile a change published since
+ * the token was minted is read in that call too; KV bills every key, so no other route reads it.
  */
-export async function presentedCredential(c: Context<AppEnv>): Promise<Presented | null> {
+export async function presentedCredential(c: Context<AppEnv>, { profile = false }: { profile?: boolean } = {}): Promise<Presented | null> {
   const header = c.req.header("authorization");
   if (!header) return null;
   const m = /^Bearer\s+([A-Za-z0-9._~+/=-]{1,4096})$/i.exec(header.trim());
@@ -69,17 +71,17 @@ export async function presentedCredential(c: Context<AppEnv>): Promise<Presented
   if (!claims) throw unauthenticated("The access token is invalid or expired.");
   const actor: SessionActor = { kind: "session", userId: claims.sub, sessionId: claims.sid, tokenExp: claims.exp, authTime: claims.authTime };
   // Logout, password change and account deletion revoke the session here, effective on the very
-  // next request; a profile changed since the token was minted is read in the same call.
+  // next request.
   const ttl = c.var.config.accessTokenTtlSeconds;
   const revocation = kvKeys.revokedSession(actor.sessionId, ttl).key;
-  const published = kvKeys.userProfile(actor.userId, ttl).key;
+  const published = profile ? kvKeys.userProfile(actor.userId, ttl).key : null;
   await admit(
     c,
     { bucket: "credential", subject: `ses:${actor.sessionId}`, limit: c.var.config.credentialRateLimitPerMinute, windowSeconds: 60 },
-    [revocation, published],
+    published ? [revocation, published] : [revocation],
     (also) => {
       if (also.get(revocation) != null) throw unauthenticated("The session has ended.");
-      c.set("sessionUser", currentProfile(claims, also.get(published) ?? null));
+      if (published) c.set("sessionUser", currentProfile(claims, also.get(published) ?? null));
     },
   );
   return { kind: "session", actor };

@@ -97,11 +97,17 @@ export function publicRoute<const R extends RequestSpec | undefined = undefined>
 
 export function callerRoute<const R extends RequestSpec | undefined = undefined, const K extends "any" | "user" | "session" = "any">(
   router: Router,
-  spec: Doc<R> & { auth: K; scope?: Scope; handle: Handler<{ ctx: ServiceCtx<CallerFor<K>>; actor: CallerFor<K>; input: InputOf<R> }> },
+  spec: Doc<R> & {
+    auth: K;
+    scope?: Scope;
+    /** The route answers with the signed-in user: `c.var.sessionUser` is set for an access token (see presentedCredential). */
+    sessionProfile?: true;
+    handle: Handler<{ ctx: ServiceCtx<CallerFor<K>>; actor: CallerFor<K>; input: InputOf<R> }>;
+  },
 ) {
   const rule: AuthRule = spec.auth === "user" ? { kind: "user", scope: spec.scope } : { kind: spec.auth };
   register(router, rule, spec, async (c) => {
-    const presented = await requireCredential(c);
+    const presented = await requireCredential(c, { profile: spec.sessionProfile === true });
     const input = await judgeInput(c, spec.request);
     const caller = await callerOf(c, presented);
     assertCallerRule(rule, caller);
@@ -172,8 +178,8 @@ function serviceCtx<A extends Caller | null>(c: Context<AppEnv>, actor: A): Serv
   };
 }
 
-async function requireCredential(c: Context<AppEnv>): Promise<Presented> {
-  const presented = await presentedCredential(c);
+async function requireCredential(c: Context<AppEnv>, opts?: { profile?: boolean }): Promise<Presented> {
+  const presented = await presentedCredential(c, opts);
   if (!presented) throw unauthenticated("Send `Authorization: Bearer <token>`.");
   return presented;
 }
@@ -305,7 +311,7 @@ export function register<R extends RequestSpec | undefined>(router: Router, rule
     "scope" in documented && documented.scope ? `Required token scope: \`${documented.scope}\`.` : "",
   ].filter(Boolean);
   const doc = { ...spec } as Record<string, unknown>;
-  for (const k of ["errors", "handle", "load", "permission", "allowInactive", "selfParam", "auth", "scope", "audit"]) delete doc[k];
+  for (const k of ["errors", "handle", "load", "permission", "allowInactive", "selfParam", "auth", "scope", "audit", "sessionProfile"]) delete doc[k];
   router.openAPIRegistry.registerPath({
     ...(doc as unknown as RouteConfig),
     method,

@@ -32,6 +32,7 @@ export const OrganizationListQuery = PageQuery.extend({
 
 callerRoute(meRoutes, {
   auth: "any",
+  sessionProfile: true,
   method: "get",
   path: "/v1/me",
   tags: ["Me"],
