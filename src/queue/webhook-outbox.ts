@@ -51,15 +51,16 @@ const PRUNE_LIMIT = 1000;
 
 /**
  * The cron: deletes finished deliveries past the retention, at most 1,000 per run. The subquery
- * walks each endpoint's (webhook_id, created_at) index range below the cutoff, so it reads what it
- * deletes rather than the table; attempts go with their delivery (foreign key cascade). This also
- * keeps deleting an endpoint bounded by about 30 days of its deliveries.
+ * walks webhook_deliveries_created_idx from the oldest row, so it reads what it deletes (plus any
+ * old delivery still in flight, which only a queue down for weeks leaves), whatever the number of
+ * endpoints; attempts go with their delivery (foreign key cascade). This also keeps deleting an
+ * endpoint bounded by about 30 days of its deliveries.
  */
 export async function pruneWebhookDeliveries(ctx: ServiceCtx, now = Date.now()): Promise<number> {
   const cutoff = now - DELIVERY_RETENTION_MS;
   const res = await ctx.db.delete(webhookDeliveries).where(
-    sql`${webhookDeliveries.id} in (select d.id from webhooks w join webhook_deliveries d on d.webhook_id = w.id and d.created_at < ${cutoff}
-          where d.status in ('succeeded', 'failed') limit ${PRUNE_LIMIT})`,
+    sql`${webhookDeliveries.id} in (select d.id from webhook_deliveries d indexed by webhook_deliveries_created_idx
+          where d.created_at < ${cutoff} and d.status in ('succeeded', 'failed') order by d.created_at limit ${PRUNE_LIMIT})`,
   );
   return (res as unknown as D1Result).meta.changes ?? 0;
 }

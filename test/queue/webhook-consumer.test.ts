@@ -2,6 +2,7 @@ import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { auditStatements, afterCommit } from "../../src/audit/record";
+import { createDb, newDbStats } from "../../src/db/client";
 import { systemCtx } from "../../src/env";
 import { DISABLE_AFTER_MS, MAX_ATTEMPTS, RETRY_SCHEDULE_SECONDS, WEBHOOK_TIMEOUT_MS } from "../../src/queue/webhook-consumer";
 import { DELIVERY_RETENTION_MS, pruneWebhookDeliveries, redeliverStuckWebhooks } from "../../src/queue/webhook-outbox";
@@ -407,5 +408,28 @@ describe("nothing lost", () => {
     expect(await attemptsOf(oldDone!)).toEqual([]);
     expect(await deliveryRow(oldStuck!)).not.toBeNull();
     expect(await deliveryRow(recent!)).not.toBeNull();
+  });
+
+  it("pruning reads the old rows it deletes, not every endpoint or recent delivery", async () => {
+    const { admin, org } = await adminAndOrg();
+    const old = Date.now() - DELIVERY_RETENTION_MS - DAY;
+    const endpoints = await Promise.all(Array.from({ length: 20 }, () => createWebhook(admin, org.id)));
+    for (const w of endpoints) await seedDeliveries(w.id, org.id, 25, { status: "succeeded" });
+    // The platform's other endpoints (other organizations' in production; copies here, past the per-organization limit).
+    await env.DB.prepare(
+      `with recursive seq(i) as (select 0 union all select i + 1 from seq where i + 1 < 300)
+       insert into webhooks (id, organization_id, url, events, secret_ciphertext, created_at, updated_at)
+       select 'whk_copy' || i, organization_id, url, events, secret_ciphertext, created_at, updated_at from webhooks, seq where id = ?`,
+    )
+      .bind(endpoints[0]!.id)
+      .run();
+    const doomed = await seedDeliveries(endpoints[0]!.id, org.id, 3, { status: "failed", createdAt: old });
+    const stats = newDbStats();
+    const ctx = { ...systemCtx(testEnv(), { waitUntil: () => undefined }), db: createDb(env.DB, stats) };
+    expect(await pruneWebhookDeliveries(ctx)).toBeGreaterThanOrEqual(doomed.length);
+    for (const id of doomed) expect(await deliveryRow(id)).toBeNull();
+    expect(stats.queries).toBe(1);
+    // Neither the 320 endpoints nor the 500 recent deliveries are read.
+    expect(stats.rowsRead).toBeLessThan(60);
   });
 });

@@ -88,7 +88,12 @@ export const webhookDeliveries = sqliteTable(
     deliveredAt: ms("delivered_at"),
     ...timestamps,
   },
-  (t) => [index("webhook_deliveries_webhook_idx").on(t.webhookId, t.createdAt, t.id), index("webhook_deliveries_status_idx").on(t.status, t.nextAttemptAt)],
+  (t) => [
+    index("webhook_deliveries_webhook_idx").on(t.webhookId, t.createdAt, t.id),
+    index("webhook_deliveries_status_idx").on(t.status, t.nextAttemptAt),
+    // The cron's pruning walks the oldest rows first; created_at never changes, so no status update touches it.
+    index("webhook_deliveries_created_idx").on(t.createdAt),
+  ],
 );
 
 /** One row per attempt to deliver, for `GET …/webhooks/{id}/deliveries`. */
