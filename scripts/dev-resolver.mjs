@@ -75,7 +75,7 @@ const server = createServer((req, res) => {
   if (!values) answer = { Status: 3, ...base };
   else if (type !== "TXT" && type !== "16") answer = { Status: 0, ...base };
   else answer = { Status: 0, ...base, Answer: values.map((v) => ({ name: `${name}.`, type: TXT, TTL: 60, data: txtData(v) })) };
-  console.log(`dev-resolver: ${type} ${name} -> ${values ? values.length + " record(s)" : "NXDOMAIN"}`);
+  console.log(`dev-resolver: ${type} ${name} -> ${values ? `${values.length} record(s)` : "NXDOMAIN"}`);
   send(200, answer);
 });
 

@@ -113,7 +113,7 @@ export interface FilterField {
 const escapeLike = (v: string) => v.replace(/[\\%_]/g, (m) => `\\${m}`);
 
 /** Case-insensitive prefix match; SQLite's LIKE folds ASCII case. */
-export const likePrefix = (column: SQLiteColumn | SQL, value: string) => sql`${column} like ${escapeLike(value) + "%"} escape '\\'`;
+export const likePrefix = (column: SQLiteColumn | SQL, value: string) => sql`${column} like ${`${escapeLike(value)}%`} escape '\\'`;
 
 const COMPARE = { "<": lt, "<=": lte, ">": gt, ">=": gte } as const;
 

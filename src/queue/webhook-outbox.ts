@@ -1,7 +1,5 @@
-import { and, eq, inArray, lt, sql } from "drizzle-orm";
+import { and, eq, lt, sql } from "drizzle-orm";
 import { DAY_MS } from "../lib/time";
-import { z } from "zod";
-import { backgroundDb } from "../db/client";
 import { webhookDeliveries } from "../db/schema";
 import type { ServiceCtx } from "../env";
 import { enqueueWebhookDeliveries } from "../audit/deliveries";

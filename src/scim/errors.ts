@@ -47,7 +47,7 @@ export function toScimError(err: unknown): ScimError {
   return new ScimError(500, "Internal error.");
 }
 
-export function scimErrorResponse(c: Context<AppEnv>, err: ScimError): Response {
+export function scimErrorResponse(_c: Context<AppEnv>, err: ScimError): Response {
   const body = { schemas: [SCIM_ERROR_SCHEMA], status: String(err.status), ...(err.scimType ? { scimType: err.scimType } : {}), detail: err.message };
   return new Response(JSON.stringify(body), {
     status: err.status,

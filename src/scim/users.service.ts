@@ -34,7 +34,6 @@ import {
 } from "./resource";
 import type { ScimCtx, ScimDirectory, ScimLoadEnv, ScimScope } from "./route";
 import {
-  COLUMN_ATTRS,
   CORE_ATTRS,
   coerce,
   ENTERPRISE_ATTRS,

@@ -154,9 +154,9 @@ function tlvHeader(der: Uint8Array, at: number): { tag: number; start: number; l
 /** RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }: the modulus's bit length. */
 function rsaModulusBits(key: Uint8Array): number {
   const seq = tlvHeader(key, 0);
-  if (!seq || seq.tag !== 0x30) throw new CertificateError("has a malformed RSA public key");
+  if (seq?.tag !== 0x30) throw new CertificateError("has a malformed RSA public key");
   const mod = tlvHeader(key, seq.start);
-  if (!mod || mod.tag !== 0x02) throw new CertificateError("has a malformed RSA public key");
+  if (mod?.tag !== 0x02) throw new CertificateError("has a malformed RSA public key");
   let i = mod.start;
   const end = mod.start + mod.length;
   while (i < end && key[i] === 0) i++;
@@ -167,7 +167,7 @@ function rsaModulusBits(key: Uint8Array): number {
 /** ECParameters as a namedCurve OBJECT IDENTIFIER, dotted. */
 function curveOid(params: Uint8Array): string {
   const h = tlvHeader(params, 0);
-  if (!h || h.tag !== 0x06 || h.length === 0) return "";
+  if (h?.tag !== 0x06 || h.length === 0) return "";
   const bytes = params.subarray(h.start, h.start + h.length);
   const parts: number[] = [];
   let value = 0;

@@ -172,7 +172,6 @@ const ELEMENT = 1;
 const TEXT = 3;
 const CDATA = 4;
 const PROCESSING_INSTRUCTION = 7;
-const COMMENT = 8;
 
 const is = (n: XmlNode | null | undefined, ns: string, local: string): n is XmlElement =>
   !!n && n.nodeType === ELEMENT && (n as XmlElement).namespaceURI === ns && (n as XmlElement).localName === local;

@@ -70,7 +70,7 @@ export async function api<T = any>(method: string, path: string, opts: RequestOp
   const res = await worker.fetch(request, testEnv(opts.env), ctx);
   await waitOnExecutionContext(ctx);
   const text = await res.text();
-  let parsed: unknown = undefined;
+  let parsed: unknown;
   if (text && /json/.test(res.headers.get("content-type") ?? "")) parsed = JSON.parse(text);
   return { status: res.status, headers: res.headers, body: parsed as T, text, cost: parseServerTiming(res.headers.get("server-timing")) };
 }

@@ -74,7 +74,7 @@ describe("signed delivery", () => {
     const payload = verify(w.secret, r!) as { type: string; timestamp: string; data: Record<string, unknown> };
     expect(payload).toMatchObject({ type: "member.role_changed", data: { user: { id: member.id }, role: "admin", previous_role: "user" } });
     // Another secret, or a body changed by one byte, does not verify.
-    expect(() => verify("whsec_" + btoa("x".repeat(32)), r!)).toThrow();
+    expect(() => verify(`whsec_${btoa("x".repeat(32))}`, r!)).toThrow();
     expect(() => verify(w.secret, { ...r!, body: r!.body.replace("admin", "Admin") })).toThrow();
 
     expect(row).toMatchObject({

@@ -419,7 +419,7 @@ describe("errors", () => {
     ["a CSR", IDP_CERT.replaceAll("CERTIFICATE", "CERTIFICATE REQUEST"), "exactly one"],
     ["bad base64", IDP_CERT.replace(/\n(.)/, "\n!$1"), "valid base64"],
     ["truncated", `-----BEGIN CERTIFICATE-----\n${b64().slice(0, 400)}\n-----END CERTIFICATE-----`, "not an X.509 certificate"],
-    ["trailing DER bytes", `-----BEGIN CERTIFICATE-----\n${btoa(atob(b64()) + "\u0000\u0000\u0000")}\n-----END CERTIFICATE-----`, "trailing bytes"],
+    ["trailing DER bytes", `-----BEGIN CERTIFICATE-----\n${btoa(`${atob(b64())}\u0000\u0000\u0000`)}\n-----END CERTIFICATE-----`, "trailing bytes"],
     ["base64 of random bytes", btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(300)))), "not an X.509 certificate"],
     ["DER SEQUENCE that is not a certificate", btoa("\u0030\u0003\u0002\u0001\u0001"), "not an X.509 certificate"],
     ["too long", "A".repeat(16_385), "at most 16384"],

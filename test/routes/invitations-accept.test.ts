@@ -56,8 +56,8 @@ describe("preview", () => {
   it("404 for unknown, malformed, used, canceled and expired tokens", async () => {
     const { admin, org, token } = await pending();
     for (const bad of [
-      "ivt_" + "A".repeat(43),
-      "inv_" + "A".repeat(43),
+      `ivt_${"A".repeat(43)}`,
+      `inv_${"A".repeat(43)}`,
       `inv_${token.slice(4)}`,
       "nope",
       token.slice(0, -1),
@@ -286,7 +286,7 @@ describe("accept: not pending", () => {
   });
 
   it("an unknown or malformed token → 404", async () => {
-    for (const bad of ["ivt_" + "B".repeat(43), "inv_" + "B".repeat(43), "x", "%00"]) expectProblem(await post(acceptPath(bad), newAccount), 404, "not_found");
+    for (const bad of [`ivt_${"B".repeat(43)}`, `inv_${"B".repeat(43)}`, "x", "%00"]) expectProblem(await post(acceptPath(bad), newAccount), 404, "not_found");
     expectProblem(await post(acceptPath(uniqueEmail()), newAccount), 404, "not_found");
   });
 });

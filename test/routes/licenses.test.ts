@@ -15,7 +15,6 @@ import {
   sha256Hex,
   UNKNOWN_LICENSE,
   type License,
-  type PlatformAdmin,
 } from "./licenses-helpers";
 
 const licensePath = (orgId: string) => `/v1/organizations/${orgId}/license`;

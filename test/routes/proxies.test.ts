@@ -4,7 +4,7 @@ import { decryptString } from "../../src/lib/crypto";
 import { newId } from "../../src/lib/ids";
 import { proxyPasswordAad } from "../../src/routes/proxies/proxies.service";
 import { api, del, get, patch, post, put, testEnv } from "../helpers/client";
-import { addMemberDirect, createOrg, createPat, createUser, unique, type TestUser } from "../helpers/factories";
+import { addMemberDirect, createOrg, createPat, createUser, unique } from "../helpers/factories";
 import { errorPaths, expectProblem } from "../helpers/problems";
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;

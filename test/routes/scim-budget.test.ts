@@ -23,9 +23,8 @@ const PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 let s: ScimSetup;
 let roleName = "";
-/** Seeded SCIM user ids and their account ids, index i ↔ i. */
+/** Seeded SCIM user ids. */
 let scu: string[] = [];
-let usr: string[] = [];
 const measured: Record<string, { statements: number; queries: number; rowsRead: number }> = {};
 
 const quiet: Partial<Bindings> = { WEBHOOK_QUEUE: { name: "scim-budget", send: async () => undefined, sendBatch: async () => undefined } as unknown as Queue };
@@ -60,7 +59,7 @@ beforeAll(async () => {
     .replace(/[^a-z0-9]/g, "");
   const role = await post(`/v1/organizations/${s.org.id}/roles`, { name: roleName, permissions: ["organization:read"] }, { token: s.admin.accessToken });
   expect(role.status, role.text).toBe(201);
-  ({ scu, usr } = await seedScimMembers(s, USERS, "b"));
+  ({ scu } = await seedScimMembers(s, USERS, "b"));
 }, 300_000);
 
 describe(`SCIM writes stay within ${BUDGET} statements at the largest sizes accepted`, () => {

@@ -243,12 +243,12 @@ describe("happy", () => {
     expect(res.headers.get("etag")).toBe('W/"2"');
     expect(await dbGroup(g.id)).toMatchObject({ member_count: 2, real: 2, version: 2 });
 
-    const rename = await scim("PUT", `/Groups/${g.id}`, { body: { displayName: "Only renamed " + g.id } });
+    const rename = await scim("PUT", `/Groups/${g.id}`, { body: { displayName: `Only renamed ${g.id}` } });
     expect(rename.status).toBe(200);
     expect(memberIdsOf(rename)).toEqual([usersA[1]!.id, usersA[2]!.id].sort());
     expect(rename.body.externalId).toBe("new-ext");
 
-    const cleared = await scim("PUT", `/Groups/${g.id}`, { body: { displayName: "Cleared " + g.id, externalId: null, members: [] } });
+    const cleared = await scim("PUT", `/Groups/${g.id}`, { body: { displayName: `Cleared ${g.id}`, externalId: null, members: [] } });
     expect(cleared.body.externalId).toBeUndefined();
     expect(cleared.body.members).toEqual([]);
     expect(await dbGroup(g.id)).toMatchObject({ member_count: 0, real: 0 });

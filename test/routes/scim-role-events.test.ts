@@ -80,7 +80,7 @@ async function provision(s: ScimSetup, n: number) {
 }
 
 /** Role changes recorded since `seen` entries, as [account id, previous role, role] from the events, sorted. */
-async function changesSince(s: ScimSetup, hook: string, seen: number) {
+async function changesSince(hook: string, seen: number) {
   const list = (await deliveries(hook)).filter((d) => d.event_type === "member.role_changed").slice(seen);
   return list
     .map((d) => JSON.parse(d.payload).data)
@@ -113,7 +113,7 @@ describe("member.role_changed from SCIM group role mappings", () => {
     expect(created.status, created.text).toBe(201);
     expect(created.cost.queries).toBe(2);
     const gid = created.body.id as string;
-    expect(await changesSince(s, hook, 0)).toEqual(
+    expect(await changesSince(hook, 0)).toEqual(
       [
         [a!.usr, "user", "admin"],
         [b!.usr, "user", "admin"],
@@ -165,7 +165,7 @@ describe("member.role_changed from SCIM group role mappings", () => {
     });
     expect(patched.status, patched.text).toBe(204);
     expect(patched.cost.queries).toBe(2);
-    expect(await changesSince(s, hook, seen)).toEqual(
+    expect(await changesSince(hook, seen)).toEqual(
       [
         [a!.usr, "admin", "user"],
         [c!.usr, "user", "admin"],
@@ -182,12 +182,12 @@ describe("member.role_changed from SCIM group role mappings", () => {
       ],
     });
     expect(same.status, same.text).toBe(204);
-    expect(await changesSince(s, hook, seen)).toEqual([]);
+    expect(await changesSince(hook, seen)).toEqual([]);
 
     // An unmapped group changes no role.
     const plain = await call(s, "POST", "/Groups", { schemas: [GROUP], displayName: "Plain", members: [{ value: a!.scu }, { value: c!.scu }] });
     expect(plain.status, plain.text).toBe(201);
-    expect(await changesSince(s, hook, seen)).toEqual([]);
+    expect(await changesSince(hook, seen)).toEqual([]);
 
     // PUT with another role and members: a rejoins; b and c move admin → the custom role.
     const put = await call(s, "PUT", `/Groups/${gid}?excludedAttributes=members`, {
@@ -198,7 +198,7 @@ describe("member.role_changed from SCIM group role mappings", () => {
     });
     expect(put.status, put.text).toBe(200);
     expect(put.cost.queries).toBe(2);
-    expect(await changesSince(s, hook, seen)).toEqual(
+    expect(await changesSince(hook, seen)).toEqual(
       [
         [a!.usr, "user", roleName],
         [b!.usr, "admin", roleName],
@@ -211,7 +211,7 @@ describe("member.role_changed from SCIM group role mappings", () => {
     const del = await call(s, "DELETE", `/Groups/${gid}`);
     expect(del.status, del.text).toBe(204);
     expect(del.cost.queries).toBe(2);
-    expect(await changesSince(s, hook, seen)).toEqual(
+    expect(await changesSince(hook, seen)).toEqual(
       [
         [a!.usr, roleName, "user"],
         [b!.usr, roleName, "user"],
@@ -231,7 +231,7 @@ describe("member.role_changed from SCIM group role mappings", () => {
     const [a] = await provision(s, 1);
     const g = await call(s, "POST", "/Groups", { schemas: [GROUP], displayName: "Admins", members: [{ value: a!.scu }], [EXT]: { role: "admin" } });
     expect(g.status, g.text).toBe(201);
-    expect(await changesSince(s, hook, 0)).toEqual([[a!.usr, "user", "admin"]]);
+    expect(await changesSince(hook, 0)).toEqual([[a!.usr, "user", "admin"]]);
     // The founder steps down: a, SCIM-managed, is now the only admin.
     const down = await api("PATCH", `/v1/organizations/${s.org.id}/members/${s.admin.id}`, { token: s.admin.accessToken, body: { role: "user" }, env: quiet });
     expect(down.status, down.text).toBe(200);
@@ -239,7 +239,7 @@ describe("member.role_changed from SCIM group role mappings", () => {
     expect(left.status, left.text).toBe(204);
     expect((await memberOf(s.org.id, a!.usr))!.role).toBe("admin");
     // Since a's promotion and the founder's own change: nothing.
-    expect(await changesSince(s, hook, 2)).toEqual([]);
+    expect(await changesSince(hook, 2)).toEqual([]);
     expect(await roleEntries(s.org.id)).toHaveLength(2);
   });
 
@@ -259,7 +259,7 @@ describe("member.role_changed from SCIM group role mappings", () => {
     const del = await call(s, "DELETE", `/Groups/${g.body.id}`);
     expect(del.status, del.text).toBe(204);
     expect([(await memberOf(s.org.id, a!.usr))!.role, (await memberOf(s.org.id, b!.usr))!.role]).toEqual(["admin", "admin"]);
-    expect(await changesSince(s, hook, 3)).toEqual([]);
+    expect(await changesSince(hook, 3)).toEqual([]);
   });
 
   it("deactivating or deleting a user in a mapped group ends their membership (member.removed), no role_changed", async () => {
@@ -273,12 +273,12 @@ describe("member.role_changed from SCIM group role mappings", () => {
       [EXT]: { role: "admin" },
     });
     expect(g.status, g.text).toBe(201);
-    expect(await changesSince(s, hook, 0)).toHaveLength(2);
+    expect(await changesSince(hook, 0)).toHaveLength(2);
     const off = await call(s, "PATCH", `/Users/${a!.scu}`, oktaDeactivate);
     expect(off.status, off.text).toBe(200);
     const gone = await call(s, "DELETE", `/Users/${b!.scu}`);
     expect(gone.status, gone.text).toBe(204);
-    expect(await changesSince(s, hook, 2)).toEqual([]);
+    expect(await changesSince(hook, 2)).toEqual([]);
     expect((await deliveries(hook)).filter((d) => d.event_type === "member.removed")).toHaveLength(2);
   });
 });

@@ -282,7 +282,7 @@ describe("exchange", () => {
   });
 
   it("unknown, malformed and missing codes", async () => {
-    expectProblem(await exchange("ssoc_" + "A".repeat(43)), 400, "invalid_token");
+    expectProblem(await exchange(`ssoc_${"A".repeat(43)}`), 400, "invalid_token");
     expectProblem(await exchange("nope"), 400, "invalid_token");
     expectProblem(await post("/v1/auth/sso/exchange", {}), 400, "validation_failed");
   });
@@ -381,7 +381,7 @@ describe("errors", () => {
   it("InResponseTo: unknown, reused, another config's, and none while IdP-initiated is off", async () => {
     const sp = await setupSp();
     const email = `x@${sp.domain}`;
-    refused(await postAcs(sp, issue(sp, "_" + "0".repeat(40), { email })), /InResponseTo/);
+    refused(await postAcs(sp, issue(sp, `_${"0".repeat(40)}`, { email })), /InResponseTo/);
     refused(await postAcs(sp, issue(sp, "not-ours", { email })), /InResponseTo/);
     const { requestId } = await startLogin(sp);
     expect((await postAcs(sp, issue(sp, requestId, { email }))).status).toBe(303);
@@ -410,7 +410,7 @@ describe("errors", () => {
 
   it("a DOCTYPE is refused before parsing", async () => {
     const sp = await setupSp();
-    refused(await attempt(sp, (id) => `<?xml version="1.0"?><!DOCTYPE r [<!ENTITY e "x">]>` + issue(sp, id, { email: `x@${sp.domain}` })), /DOCTYPE/);
+    refused(await attempt(sp, (id) => `<?xml version="1.0"?><!DOCTYPE r [<!ENTITY e "x">]>${issue(sp, id, { email: `x@${sp.domain}` })}`), /DOCTYPE/);
   });
 
   it("an email outside the organization's verified domains", async () => {

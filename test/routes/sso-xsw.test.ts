@@ -8,7 +8,7 @@ import { DOMParser } from "@xmldom/xmldom/lib/dom-parser";
 import { SignedXml } from "xml-crypto";
 import { describe, expect, it } from "vitest";
 import { addMemberDirect, createVerifiedUser } from "../helpers/factories";
-import { ALGS, ASSERTION_XPATH, assertionXml, DS, IDP, issue, postAcs, randomId, responseXml, setupSp, signAt, startLogin, type Sp } from "../helpers/saml-idp";
+import { ALGS, ASSERTION_XPATH, assertionXml, DS, IDP, issue, postAcs, randomId, responseXml, setupSp, startLogin, type Sp } from "../helpers/saml-idp";
 
 const ASSERTION = /<saml:Assertion[\s\S]*?<\/saml:Assertion>/;
 const assertionOf = (xml: string) => ASSERTION.exec(xml)![0];

@@ -142,7 +142,7 @@ describe("security", () => {
   });
 
   describe("input is judged after authorization", () => {
-    const badFilter = "?filter=" + encodeURIComponent("nonsense ~ 1");
+    const badFilter = `?filter=${encodeURIComponent("nonsense ~ 1")}`;
 
     it("a member with bad input gets the validation error", async () => {
       const { admin, org } = await setup();

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { sqliteTable, text } from "drizzle-orm/sqlite-core";
 import { SQLiteSyncDialect } from "drizzle-orm/sqlite-core";
 import { compileFilter, parseFilter, parseOrderBy } from "../../src/lib/filter";
-import { ApiError } from "../../src/lib/errors";
+import type { ApiError } from "../../src/lib/errors";
 
 const t = sqliteTable("t", { name: text("name"), role: text("role"), email: text("email") });
 const dialect = new SQLiteSyncDialect();

@@ -99,7 +99,7 @@ describe("telling an id from a secret by its text", () => {
       }
     }
     // Which is why the invitation token lookup asks "is this an invitation id?" first.
-    expect(hasSecretPrefix("invitationToken", "inv_" + "A".repeat(43))).toBe(true);
+    expect(hasSecretPrefix("invitationToken", `inv_${"A".repeat(43)}`)).toBe(true);
     expect(hasSecretPrefix("personalAccessToken", "patx_abc")).toBe(false);
   });
 });

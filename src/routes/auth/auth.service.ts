@@ -203,7 +203,7 @@ export async function login(ctx: ServiceCtx, input: { email: string; password: s
   // Unknown email and wrong password cost the same: both verify against a hash.
   const hash = user?.passwordHash ?? (await dummyPasswordHash(ctx.config.passwordHashIterations));
   const ok = await verifyPassword(input.password, hash);
-  if (!user || !user.passwordHash || !ok) throw new ApiError("invalid_credentials", "The email or password is wrong.");
+  if (!user?.passwordHash || !ok) throw new ApiError("invalid_credentials", "The email or password is wrong.");
   // Enforcement is decided only once the password is right: a wrong one is the usual 401 for
   // every address, enforced or not, known or not.
   const enforced = domain?.ssoEnforcement === "required" ? domain : undefined;

@@ -78,7 +78,7 @@ export const getIdpFrom = (ctx: { config: Config }, rows: IdpRow[] | undefined) 
  * IdP running on a developer's machine.
  */
 function ssoUrlIssues(config: Config, url: string | null | undefined, path: string): FieldError[] {
-  if (url && url.toLowerCase().startsWith("http:") && config.environment !== "development") {
+  if (url?.toLowerCase().startsWith("http:") && config.environment !== "development") {
     return [{ path, message: "must be an https URL (http is accepted only with ENVIRONMENT=development)" }];
   }
   return [];

@@ -7,7 +7,7 @@ export const SLUG_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 export const MAX_LOGO_BYTES = 256 * 1024;
 const LOGO_PREFIX = /^data:image\/(png|jpeg|svg\+xml|webp);base64,/;
 // What the checks below accept, for the document: the prefix, then non-empty base64 (padding optional).
-const LOGO_PATTERN = /^data:image\/(png|jpeg|svg\+xml|webp);base64,(?=[A-Za-z0-9+\/])(?:[A-Za-z0-9+\/]{4})*(?:[A-Za-z0-9+\/]{2}(?:==)?|[A-Za-z0-9+\/]{3}=?)?$/;
+const LOGO_PATTERN = /^data:image\/(png|jpeg|svg\+xml|webp);base64,(?=[A-Za-z0-9+/])(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$/;
 const ONE_PIXEL_PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
 
 export const NameInput = singleLine(100);
