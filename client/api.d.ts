@@ -2949,6 +2949,12 @@ export interface paths {
             "application/json": components["schemas"]["InvitationPreview"];
           };
         };
+        /** @description [`validation_failed`](/docs/problems#validation_failed) */
+        400: {
+          content: {
+            "application/problem+json": components["schemas"]["Problem"];
+          };
+        };
         /** @description [`not_found`](/docs/problems#not_found) */
         404: {
           content: {
@@ -5799,6 +5805,12 @@ export interface paths {
             "application/json": components["schemas"]["SsoDiscovery"];
           };
         };
+        /** @description [`validation_failed`](/docs/problems#validation_failed) */
+        400: {
+          content: {
+            "application/problem+json": components["schemas"]["Problem"];
+          };
+        };
         /** @description [`rate_limited`](/docs/problems#rate_limited) */
         429: {
           content: {
@@ -6313,6 +6325,12 @@ export interface paths {
             "application/samlmetadata+xml": string;
           };
         };
+        /** @description [`validation_failed`](/docs/problems#validation_failed) */
+        400: {
+          content: {
+            "application/problem+json": components["schemas"]["Problem"];
+          };
+        };
         /** @description [`not_found`](/docs/problems#not_found) */
         404: {
           content: {
@@ -6489,6 +6507,12 @@ export interface paths {
             Location: string;
           };
           content: never;
+        };
+        /** @description [`validation_failed`](/docs/problems#validation_failed) */
+        400: {
+          content: {
+            "application/problem+json": components["schemas"]["Problem"];
+          };
         };
         /** @description [`not_found`](/docs/problems#not_found) */
         404: {
@@ -7293,22 +7317,40 @@ export interface paths {
             };
           };
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -7335,22 +7377,40 @@ export interface paths {
             };
           };
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -7376,22 +7436,40 @@ export interface paths {
             };
           };
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -7418,22 +7496,40 @@ export interface paths {
             };
           };
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -7459,22 +7555,40 @@ export interface paths {
             };
           };
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -7510,22 +7624,40 @@ export interface paths {
             "application/scim+json": components["schemas"]["ScimUserList"];
           };
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -7547,22 +7679,58 @@ export interface paths {
             "application/scim+json": components["schemas"]["ScimUser"];
           };
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `uniqueness`: the userName, externalId or displayName is taken. */
+        409: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The request body is larger than 1 MiB. */
+        413: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The body is not JSON (`application/scim+json` or `application/json`). */
+        415: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -7592,22 +7760,44 @@ export interface paths {
             "application/scim+json": components["schemas"]["ScimUser"];
           };
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Not modified. */
+        304: {
+          content: never;
+        };
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -7634,22 +7824,58 @@ export interface paths {
             "application/scim+json": components["schemas"]["ScimUser"];
           };
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `uniqueness`: the userName, externalId or displayName is taken. */
+        409: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The request body is larger than 1 MiB. */
+        413: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The body is not JSON (`application/scim+json` or `application/json`). */
+        415: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -7669,22 +7895,40 @@ export interface paths {
         204: {
           content: never;
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -7711,22 +7955,58 @@ export interface paths {
             "application/scim+json": components["schemas"]["ScimUser"];
           };
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `uniqueness`: the userName, externalId or displayName is taken. */
+        409: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The request body is larger than 1 MiB. */
+        413: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The body is not JSON (`application/scim+json` or `application/json`). */
+        415: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -7762,22 +8042,40 @@ export interface paths {
             "application/scim+json": components["schemas"]["ScimGroupList"];
           };
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -7807,22 +8105,58 @@ export interface paths {
             "application/scim+json": components["schemas"]["ScimGroup"];
           };
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `uniqueness`: the userName, externalId or displayName is taken. */
+        409: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The request body is larger than 1 MiB. */
+        413: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The body is not JSON (`application/scim+json` or `application/json`). */
+        415: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -7856,22 +8190,40 @@ export interface paths {
         304: {
           content: never;
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -7904,22 +8256,58 @@ export interface paths {
             "application/scim+json": components["schemas"]["ScimGroup"];
           };
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `uniqueness`: the userName, externalId or displayName is taken. */
+        409: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The request body is larger than 1 MiB. */
+        413: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The body is not JSON (`application/scim+json` or `application/json`). */
+        415: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -7939,22 +8327,40 @@ export interface paths {
         204: {
           content: never;
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -7991,22 +8397,58 @@ export interface paths {
         204: {
           content: never;
         };
-        /** @description [`unauthenticated`](/docs/problems#unauthenticated) */
+        /** @description Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`. */
+        400: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The SCIM token is missing, invalid or was replaced. */
         401: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`forbidden`](/docs/problems#forbidden) */
+        /** @description SCIM is not enabled for this identity provider config. */
         403: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
-        /** @description [`rate_limited`](/docs/problems#rate_limited) */
+        /** @description No such resource in this directory. */
+        404: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `uniqueness`: the userName, externalId or displayName is taken. */
+        409: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description `If-Match` names a version that is no longer current. */
+        412: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The request body is larger than 1 MiB. */
+        413: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description The body is not JSON (`application/scim+json` or `application/json`). */
+        415: {
+          content: {
+            "application/scim+json": components["schemas"]["ScimError"];
+          };
+        };
+        /** @description Too many requests; see `Retry-After`. */
         429: {
           content: {
-            "application/problem+json": components["schemas"]["Problem"];
+            "application/scim+json": components["schemas"]["ScimError"];
           };
         };
       };
@@ -8043,7 +8485,7 @@ export interface paths {
             };
           };
         };
-        /** @description [`invalid_page_token`](/docs/problems#invalid_page_token) */
+        /** @description [`validation_failed`](/docs/problems#validation_failed), [`invalid_page_token`](/docs/problems#invalid_page_token) */
         400: {
           content: {
             "application/problem+json": components["schemas"]["Problem"];
@@ -9022,12 +9464,29 @@ export interface components {
       request_id: string | null;
       created_at: string;
     };
+    ScimError: {
+      /**
+       * @example [
+       *   "urn:ietf:params:scim:api:messages:2.0:Error"
+       * ]
+       */
+      schemas: string[];
+      /**
+       * @description The HTTP status, as a string.
+       * @example 400
+       */
+      status: string;
+      /** @description RFC 7644 §3.12's detail error keyword (`uniqueness`, `invalidFilter`, …), when one applies. */
+      scimType?: string;
+      detail: string;
+    };
+    /** @description `schemas` and `id` are always returned (RFC 7643 §7 `returned: always`); the rest are returned by default and left out when `attributes` does not name them or `excludedAttributes` does. */
     ScimUser: {
       schemas: string[];
       /** @example scu_01J9Z3V8W1Y4Q2X6T5R7N0M3KA */
       id: string;
       externalId?: string;
-      userName: string;
+      userName?: string;
       name?: {
         givenName?: string;
         familyName?: string;
@@ -9042,11 +9501,11 @@ export interface components {
           display?: string;
         }[];
       title?: string;
-      active: boolean;
+      active?: boolean;
       "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"?: {
         [key: string]: unknown;
       };
-      meta: {
+      meta?: {
         /** @enum {string} */
         resourceType: "User";
         created: string;
@@ -9112,10 +9571,11 @@ export interface components {
       itemsPerPage: number;
       Resources: components["schemas"]["ScimGroup"][];
     };
+    /** @description `schemas` and `id` are always returned (RFC 7643 §7 `returned: always`); the rest are returned by default and left out when `attributes` does not name them or `excludedAttributes` does. */
     ScimGroup: {
       schemas: string[];
       id: string;
-      displayName: string;
+      displayName?: string;
       externalId?: string;
       members?: {
           value: string;
@@ -9127,7 +9587,7 @@ export interface components {
       "urn:tenancy:params:scim:schemas:extension:2.0:Group"?: {
         role: string | null;
       };
-      meta: {
+      meta?: {
         /** @enum {string} */
         resourceType: "Group";
         created: string;

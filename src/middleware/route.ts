@@ -3,7 +3,7 @@ import type { Context } from "hono";
 import { newAuditTrail, type AppEnv, type AuditTrail, type OrgCtx, type ServiceCtx } from "../env";
 import type { Caller, PatActor, SessionActor } from "../lib/actor";
 import { ApiError, validationError, zodIssues, type ErrorCode, type FieldError } from "../lib/errors";
-import { errorResponses } from "../lib/openapi";
+import { errorResponses, scimErrorResponses } from "../lib/openapi";
 import { scopeFor, type OrgAccess, type Scope } from "../lib/permissions";
 import { callerOf, presentedCredential, unauthenticated, type Presented } from "./authenticate";
 import { authorizeOrg, type Judged, type Load, type Loaded, type LoadResult, type OrgRule } from "./authorize";
@@ -245,12 +245,15 @@ function declaredQueryNames(schema: z.ZodType | undefined): Set<string> {
 }
 
 /**
- * A query parameter the route does not declare is refused, never ignored: a misspelt `fliter`
+ * A query parameter a `/v1` route does not declare is refused, never ignored: a misspelt `fliter`
  * would otherwise return an unfiltered list that looks like an answer. SCIM keeps RFC 7644's
- * leniency, since identity providers send parameters a resource does not use.
+ * leniency, since identity providers send parameters a resource does not use; so do `/healthz`
+ * and `/.well-known/*`, which monitors and key-set fetchers may call with a cache-buster.
  */
+const strictQuery = (path: string) => path.startsWith("/v1/");
+
 function unknownQueryParams(c: Context<AppEnv>, schema: z.ZodType | undefined): FieldError[] {
-  if (c.req.path.startsWith("/scim/")) return [];
+  if (!strictQuery(c.req.path)) return [];
   const declared = declaredQueryNames(schema);
   return Object.keys(c.req.queries())
     .filter((name) => !declared.has(name))
@@ -293,10 +296,11 @@ function describeRule(rule: AuthRule) {
 function implicitErrors(rule: AuthRule, path: string, hasBody: boolean): ErrorCode[] {
   const errs: ErrorCode[] = [];
   if (rule.kind !== "public" || path.startsWith("/v1/")) errs.push("rate_limited");
-  if (rule.kind === "scim") return [...errs, "unauthenticated", "forbidden"];
-  if (hasBody) errs.push("validation_failed", "malformed_json", "payload_too_large", "unsupported_media_type");
+  // Every /v1 route judges its query string (an undeclared parameter is 400), body or not.
+  if (hasBody || strictQuery(path)) errs.push("validation_failed");
+  if (hasBody) errs.push("malformed_json", "payload_too_large", "unsupported_media_type");
   if (rule.kind === "public") return errs;
-  errs.push("unauthenticated", "forbidden", "validation_failed");
+  errs.push("unauthenticated", "forbidden");
   if (rule.kind === "org" || rule.kind === "user") errs.push("insufficient_scope");
   if (rule.kind === "org") errs.push("not_found");
   if (rule.kind === "org" && !rule.allowInactive) errs.push("organization_inactive");
@@ -321,7 +325,12 @@ export function register<R extends RequestSpec | undefined>(router: Router, rule
     security: rule.kind === "public" ? [] : [{ bearerAuth: [] }],
     "x-authorization": documented,
     ...(spec.audit?.length ? { "x-audit-actions": spec.audit } : {}),
-    responses: { ...errorResponses([...implicitErrors(rule, path, Boolean(request?.body)), ...errors]), ...responses },
+    responses: {
+      ...(rule.kind === "scim"
+        ? scimErrorResponses(Boolean(request?.body))
+        : errorResponses([...implicitErrors(rule, path, Boolean(request?.body)), ...errors])),
+      ...responses,
+    },
   } as RouteConfig);
   router.on(method.toUpperCase(), path.replace(/\{([A-Za-z0-9_]+)\}/g, ":$1"), handler);
 }

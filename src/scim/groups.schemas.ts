@@ -108,13 +108,16 @@ export const GroupResource = z
   .object({
     schemas: z.array(z.string()),
     id: z.string(),
-    displayName: z.string(),
+    displayName: z.string().optional(),
     externalId: z.string().optional(),
     members: z.array(MemberOut).optional(),
     [GROUP_ROLE_SCHEMA]: z.object({ role: z.string().nullable() }).optional(),
-    meta: z.object({ resourceType: z.literal("Group"), created: z.string(), lastModified: z.string(), location: z.string(), version: z.string() }),
+    meta: z.object({ resourceType: z.literal("Group"), created: z.string(), lastModified: z.string(), location: z.string(), version: z.string() }).optional(),
   })
-  .openapi("ScimGroup");
+  .openapi("ScimGroup", {
+    description:
+      "`schemas` and `id` are always returned (RFC 7643 §7 `returned: always`); the rest are returned by default and left out when `attributes` does not name them or `excludedAttributes` does.",
+  });
 
 export const GroupListResponse = z
   .object({

@@ -70,7 +70,7 @@ scimRoute(scimRoutes, {
   summary: "Get a user",
   description: "With `ETag`; `If-None-Match` naming the current version answers 304. Another directory's user is 404.",
   request: { params: ScimUserParams, query: ScimReadQuery },
-  responses: { 200: scimResponse(ScimUserSchema, "The user.") },
+  responses: { 200: scimResponse(ScimUserSchema, "The user."), 304: { description: "Not modified." } },
   load: ({ db, dir, input }) => userQuery(db, dir, input.param.id),
   handle: ({ ctx, input, loaded }, c) => getUser(loaded as ScimUserRow[], input.param.id, input.query, c, ctx.config),
 });

@@ -119,17 +119,20 @@ export const ScimUserSchema = z
     schemas: z.array(z.string()),
     id: z.string().openapi({ example: "scu_01J9Z3V8W1Y4Q2X6T5R7N0M3KA" }),
     externalId: z.string().optional(),
-    userName: z.string(),
+    userName: z.string().optional(),
     name: z.object({ givenName: z.string().optional(), familyName: z.string().optional(), formatted: z.string().optional() }).passthrough().optional(),
     displayName: z.string().optional(),
     emails: z.array(MultiValue).optional(),
     title: z.string().optional(),
-    active: z.boolean(),
+    active: z.boolean().optional(),
     [ENTERPRISE_SCHEMA]: z.record(z.string(), z.unknown()).optional(),
-    meta: z.object({ resourceType: z.literal("User"), created: z.string(), lastModified: z.string(), location: z.string(), version: z.string() }),
+    meta: z.object({ resourceType: z.literal("User"), created: z.string(), lastModified: z.string(), location: z.string(), version: z.string() }).optional(),
   })
   .passthrough()
-  .openapi("ScimUser");
+  .openapi("ScimUser", {
+    description:
+      "`schemas` and `id` are always returned (RFC 7643 §7 `returned: always`); the rest are returned by default and left out when `attributes` does not name them or `excludedAttributes` does.",
+  });
 
 /**
  * The body is judged attribute by attribute in users.service (case-insensitive names, string
