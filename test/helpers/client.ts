@@ -1,5 +1,6 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import { nonConformance } from "./openapi";
 import worker from "../../src/index";
 import type { Bindings } from "../../src/env";
 
@@ -72,6 +73,13 @@ export async function api<T = any>(method: string, path: string, opts: RequestOp
   const text = await res.text();
   let parsed: unknown;
   if (text && /json/.test(res.headers.get("content-type") ?? "")) parsed = JSON.parse(text);
+  // Every response of the suite is checked against /openapi.json (status, media type, body
+  // schema), as an OpenAPI fuzzer would: a test that gets an undocumented answer fails.
+  if (!path.startsWith("/openapi.json")) {
+    const problems = await nonConformance(method, path, res.status, res.headers.get("content-type"), parsed ?? (text || undefined));
+    if (problems.length > 0)
+      throw new Error(`${method} ${path} answered ${res.status}, which /openapi.json does not allow: ${problems.join("; ")}\n${text.slice(0, 500)}`);
+  }
   return { status: res.status, headers: res.headers, body: parsed as T, text, cost: parseServerTiming(res.headers.get("server-timing")) };
 }
 
