@@ -11,6 +11,15 @@ describe("happy", () => {
     expect(res.cost).toEqual({ queries: 0, rowsRead: 0, statements: 0, kvReads: 0, kvWrites: 0 });
   });
 
+  it("/healthz and /.well-known/* ignore a query string (a monitor's cache-buster); a /v1 route names an undeclared parameter", async () => {
+    expect((await get("/healthz?ts=1733050000")).status).toBe(200);
+    expect((await get("/.well-known/jwks.json?nocache=1")).status).toBe(200);
+    expect((await get("/.well-known/openid-configuration?x=1")).status).toBe(200);
+    const strict = await get("/v1/sso/discover?email=a%40example.com&fliter=1");
+    expect(strict.status).toBe(400);
+    expect(strict.body.errors).toContainEqual({ path: "fliter", message: "unknown query parameter" });
+  });
+
   it("publishes the verification keys without private parts", async () => {
     const res = await get("/.well-known/jwks.json");
     expect(res.status).toBe(200);
