@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { api, type RequestOptions } from "../helpers/client";
 import { createOrg, createUser } from "../helpers/factories";
+import { scimSetup } from "../helpers/scim";
 import { fillPath, operations, responseConformance, type Operation } from "../helpers/openapi";
 
 const HOSTILE_STRINGS = [
@@ -31,6 +32,27 @@ const BAD_QUERIES = [
   `order_by=${encodeURIComponent("name; drop table users")}`,
   "active_only=maybe",
   `to=${encodeURIComponent("' OR 1=1 --")}`,
+];
+
+/** RFC 7644 §3.4.2 parameters, malformed: each must be a SCIM 400 (or ignored), never a 5xx. */
+const BAD_SCIM_QUERIES = [
+  "startIndex=abc",
+  "startIndex=-5",
+  "count=-1",
+  "count=99999999999999999999",
+  "count=1.5",
+  "filter=" + encodeURIComponent("userName eq"),
+  "filter=" + encodeURIComponent('userName eq "a" and'),
+  "filter=" + encodeURIComponent('emails[type eq "work" and value co "@"].value eq "x"'),
+  "filter=" + encodeURIComponent('members[value eq "x"]'),
+  "filter=" + encodeURIComponent(`userName sw "${"(".repeat(500)}"`),
+  "filter=" + encodeURIComponent("not (userName pr)"),
+  "filter=" + encodeURIComponent('meta.lastModified gt "not a date"'),
+  "filter=" + encodeURIComponent('active eq "maybe"'),
+  "attributes=" + encodeURIComponent("urn:unknown:schema:attr,,,"),
+  "excludedAttributes=" + encodeURIComponent("members[bad"),
+  "sortBy=" + encodeURIComponent("nonexistent"),
+  "sortOrder=sideways",
 ];
 
 /** A value of the wrong JSON type for each declared property type. */
@@ -82,9 +104,11 @@ describe("errors", async () => {
 
   it.each(ops.map((o) => [`${o.method} ${o.path}`, o] as const))("%s never answers 5xx to bad input", async (_, o) => {
     // A fresh account and organization per route: destructive routes cannot starve the others.
-    const user = await createUser();
-    const org = await createOrg(user);
-    const token = user.accessToken;
+    // SCIM routes get a directory's own token, so bad input reaches their validation, not a 401.
+    const directory = o.auth.kind === "scim" ? await scimSetup() : null;
+    const user = directory?.admin ?? (await createUser());
+    const org = directory?.org ?? (await createOrg(user));
+    const token = directory?.token ?? user.accessToken;
     // /scim/v2 answers every error in the SCIM error schema (RFC 7644 §3.12), never problem+json.
     const errorType = o.auth.kind === "scim" ? "application/scim+json" : "application/problem+json";
     const failures: string[] = [];
@@ -106,6 +130,7 @@ describe("errors", async () => {
       }
     }
     if (o.method === "GET") for (const q of BAD_QUERIES) await check(`query ${q.slice(0, 40)}`, `${path}?${q}`, {});
+    if (o.method === "GET" && directory) for (const q of BAD_SCIM_QUERIES) await check(`SCIM query ${q.slice(0, 40)}`, `${path}?${q}`, {});
     expect(failures).toEqual([]);
   });
 });
