@@ -71,7 +71,10 @@ export async function nonConformance(method: string, path: string, status: numbe
   matcher ??= (async () => {
     const ops = await operations();
     const conforms = await responseConformance();
-    const compiled = ops.map((o) => ({ o, re: new RegExp(`^${o.path.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace(/\{[^}]+\}/g, "[^/]+")}$`) }));
+    // The router prefers a literal segment (`…/invitations/batch`) to a parameter (`…/{invitation_id}`): so does the lookup.
+    const compiled = ops
+      .map((o) => ({ o, params: o.path.split("{").length, re: new RegExp(`^${o.path.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace(/\{[^}]+\}/g, "[^/]+")}$`) }))
+      .sort((a, b) => a.params - b.params);
     return { conforms, find: (m, p) => compiled.find((c) => c.o.method === m && c.re.test(p))?.o };
   })();
   // A 5xx is a failure of its own, which the tests that provoke one (a broken configuration) expect.
