@@ -164,7 +164,8 @@ export async function verifyAccessToken(config: Config, token: string, nowMs = D
   }
   const claims = await verifySignedToken(config, token);
   if (claims) {
-    if (verified.size >= VERIFIED_TOKENS_MAX) verified.clear();
+    // The oldest entry makes room (a Map iterates in insertion order): a busy isolate keeps its recent clients.
+    if (verified.size >= VERIFIED_TOKENS_MAX) verified.delete(verified.keys().next().value!);
     verified.set(token, claims);
   }
   return claims;

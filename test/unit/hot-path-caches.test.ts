@@ -35,6 +35,20 @@ describe("verified access tokens", () => {
     expect(await verifyAccessToken(other, token)).toBeNull();
   });
 
+  it("at 1,000 tokens the oldest makes room, and is verified again when it comes back", async () => {
+    const cfg = loadConfig(testEnv({ JWT_AUDIENCE: "https://eviction.example" }));
+    const sign = (sid: string) => signAccessToken(cfg, { sub: "usr_cache", sid, authTime: 1, profile });
+    const { token: oldest } = await sign("ses_oldest");
+    const first = await verifyAccessToken(cfg, oldest);
+    const { token: recent } = await sign("ses_recent");
+    const recentClaims = await verifyAccessToken(cfg, recent);
+    for (let i = 0; i < 999; i++) await verifyAccessToken(cfg, (await sign(`ses_fill_${i}`)).token);
+    expect(await verifyAccessToken(cfg, recent)).toBe(recentClaims);
+    const again = await verifyAccessToken(cfg, oldest);
+    expect(again).toEqual(first);
+    expect(again).not.toBe(first);
+  });
+
   it("only valid tokens are remembered: an altered one is refused every time", async () => {
     const { token } = await signAccessToken(config(), { sub: "usr_cache", sid: "ses_cache_3", authTime: 1, profile });
     expect(await verifyAccessToken(config(), token)).not.toBeNull();
