@@ -47,36 +47,6 @@ export function errorResponses(codes: ErrorCode[]) {
   );
 }
 
-/** RFC 7644 §3.12: how /scim/v2 answers every error (never problem+json). */
-export const ScimErrorSchema = z
-  .object({
-    schemas: z.array(z.string()).openapi({ example: ["urn:ietf:params:scim:api:messages:2.0:Error"] }),
-    status: z.string().openapi({ description: "The HTTP status, as a string.", example: "400" }),
-    scimType: z.string().optional().openapi({ description: "RFC 7644 §3.12's detail error keyword (`uniqueness`, `invalidFilter`, …), when one applies." }),
-    detail: z.string(),
-  })
-  .openapi("ScimError");
-
-const SCIM_ERRORS: Record<number, string> = {
-  400: "Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`.",
-  401: "The SCIM token is missing, invalid or was replaced.",
-  403: "SCIM is not enabled for this identity provider config.",
-  404: "No such resource in this directory.",
-  409: "`uniqueness`: the userName, externalId or displayName is taken.",
-  412: "`If-Match` names a version that is no longer current.",
-  413: "The request body is larger than 1 MiB.",
-  415: "The body is not JSON (`application/scim+json` or `application/json`).",
-  429: "Too many requests; see `Retry-After`.",
-};
-
-/** The errors of a /scim/v2 route, in the SCIM error schema and media type. */
-export function scimErrorResponses(hasBody: boolean) {
-  const statuses = hasBody ? [400, 401, 403, 404, 409, 412, 413, 415, 429] : [400, 401, 403, 404, 412, 429];
-  return Object.fromEntries(
-    statuses.map((status) => [status, { description: SCIM_ERRORS[status]!, content: { "application/scim+json": { schema: ScimErrorSchema } } }]),
-  );
-}
-
 /**
  * One example problem per code, referenced by every route that may answer with it. Registered when
  * the document is first built, since an example's `type` holds the deployment's base URL.

@@ -3,7 +3,7 @@ import type { Context } from "hono";
 import { newAuditTrail, type AppEnv, type AuditTrail, type OrgCtx, type ServiceCtx } from "../env";
 import type { Caller, PatActor, SessionActor } from "../lib/actor";
 import { ApiError, validationError, zodIssues, type ErrorCode, type FieldError } from "../lib/errors";
-import { errorResponses, scimErrorResponses } from "../lib/openapi";
+import { errorResponses } from "../lib/openapi";
 import { scopeFor, type OrgAccess, type Scope } from "../lib/permissions";
 import { callerOf, presentedCredential, unauthenticated, type Presented } from "./authenticate";
 import { authorizeOrg, type Judged, type Load, type Loaded, type LoadResult, type OrgRule } from "./authorize";
@@ -325,12 +325,8 @@ export function register<R extends RequestSpec | undefined>(router: Router, rule
     security: rule.kind === "public" ? [] : [{ bearerAuth: [] }],
     "x-authorization": documented,
     ...(spec.audit?.length ? { "x-audit-actions": spec.audit } : {}),
-    responses: {
-      ...(rule.kind === "scim"
-        ? scimErrorResponses(Boolean(request?.body))
-        : errorResponses([...implicitErrors(rule, path, Boolean(request?.body)), ...errors])),
-      ...responses,
-    },
+    // SCIM routes document their own errors (RFC 7644's schema and media type; scimRoute adds them).
+    responses: { ...(rule.kind === "scim" ? {} : errorResponses([...implicitErrors(rule, path, Boolean(request?.body)), ...errors])), ...responses },
   } as RouteConfig);
   router.on(method.toUpperCase(), path.replace(/\{([A-Za-z0-9_]+)\}/g, ":$1"), handler);
 }

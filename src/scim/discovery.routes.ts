@@ -1,6 +1,6 @@
 import type { Config } from "../env";
 import { z } from "../lib/openapi";
-import { scimJson, ScimError } from "./errors";
+import { scimContent, scimJson, ScimError } from "./errors";
 import { LIST_RESPONSE_SCHEMA, SCIM_MAX_COUNT } from "./resource";
 import { scimRoute } from "./route";
 import { scimRoutes } from "./router";
@@ -208,7 +208,7 @@ export function serviceProviderConfig(config: Pick<Config, "apiBaseUrl">) {
 
 // ---- routes ---------------------------------------------------------------------------------
 
-const scimContent = (description: string) => ({ description, content: { "application/scim+json": { schema: z.record(z.string(), z.unknown()) } } });
+const discoveryContent = (description: string) => scimContent(z.record(z.string(), z.unknown()), description);
 
 /** RFC 7644 §4: these endpoints do not filter, and say so rather than ignore the filter. */
 const DiscoveryQuery = z.object({ filter: z.string().max(4096).optional().openapi({ description: "Not supported here: any filter is answered 403." }) });
@@ -226,7 +226,7 @@ scimRoute(scimRoutes, {
   description:
     "What this SCIM server supports: PATCH yes; bulk no; filter yes (at most 200 results a page); changePassword no; sort no; ETags yes (meta.version, If-Match → 412 on mismatch); authentication by the config's SCIM bearer token.",
   request: { query: DiscoveryQuery },
-  responses: { 200: scimContent("The ServiceProviderConfig resource.") },
+  responses: { 200: discoveryContent("The ServiceProviderConfig resource.") },
   handle: ({ ctx, input }) => {
     noFilter(input.query);
     ctx.note("read ServiceProviderConfig");
@@ -241,7 +241,7 @@ scimRoute(scimRoutes, {
   summary: "Resource types",
   description: "User (`/Users`, with the enterprise extension) and Group (`/Groups`, with the organization-role extension), as a ListResponse.",
   request: { query: DiscoveryQuery },
-  responses: { 200: scimContent("A ListResponse of ResourceType resources.") },
+  responses: { 200: discoveryContent("A ListResponse of ResourceType resources.") },
   handle: ({ ctx, input }) => {
     noFilter(input.query);
     ctx.note("listed ResourceTypes");
@@ -263,7 +263,7 @@ scimRoute(scimRoutes, {
         .openapi({ param: { name: "name", in: "path" } }),
     }),
   },
-  responses: { 200: scimContent("The ResourceType resource.") },
+  responses: { 200: discoveryContent("The ResourceType resource.") },
   handle: ({ ctx, input }) => {
     const r = RESOURCE_TYPES.find((t) => t.id.toLowerCase() === input.param.name.toLowerCase());
     if (!r) throw new ScimError(404, `No resource type ${JSON.stringify(input.param.name.slice(0, 100))}; there are User and Group.`);
@@ -280,7 +280,7 @@ scimRoute(scimRoutes, {
   description:
     "The core User and Group schemas, the enterprise User extension and the organization-role Group extension, listing the attributes this server keeps.",
   request: { query: DiscoveryQuery },
-  responses: { 200: scimContent("A ListResponse of Schema resources.") },
+  responses: { 200: discoveryContent("A ListResponse of Schema resources.") },
   handle: ({ ctx, input }) => {
     noFilter(input.query);
     ctx.note("listed Schemas");
@@ -302,7 +302,7 @@ scimRoute(scimRoutes, {
         .openapi({ param: { name: "id", in: "path" } }),
     }),
   },
-  responses: { 200: scimContent("The Schema resource.") },
+  responses: { 200: discoveryContent("The Schema resource.") },
   handle: ({ ctx, input }) => {
     const s = SCHEMAS.find((x) => x.id.toLowerCase() === input.param.id.toLowerCase());
     if (!s) throw new ScimError(404, `No schema ${JSON.stringify(input.param.id.slice(0, 200))}.`);

@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import type { AppEnv } from "../env";
 import { ApiError } from "../lib/errors";
+import { z } from "../lib/openapi";
 
 /** RFC 7644 §3.12 scimType values this server uses. */
 export type ScimType =
@@ -57,3 +58,34 @@ export function scimErrorResponse(_c: Context<AppEnv>, err: ScimError): Response
 
 export const scimJson = (body: unknown, status = 200, headers: Record<string, string> = {}) =>
   new Response(JSON.stringify(body), { status, headers: { "Content-Type": SCIM_CONTENT_TYPE, ...headers } });
+
+/** A documented SCIM response: the media type every /scim/v2 answer carries. */
+export const scimContent = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { [SCIM_CONTENT_TYPE]: { schema } } });
+
+/** RFC 7644 §3.12: how /scim/v2 answers every error (never problem+json). */
+export const ScimErrorSchema = z
+  .object({
+    schemas: z.array(z.string()).openapi({ example: [SCIM_ERROR_SCHEMA] }),
+    status: z.string().openapi({ description: "The HTTP status, as a string.", example: "400" }),
+    scimType: z.string().optional().openapi({ description: "RFC 7644 §3.12's detail error keyword (`uniqueness`, `invalidFilter`, …), when one applies." }),
+    detail: z.string(),
+  })
+  .openapi("ScimError");
+
+const SCIM_ERRORS: Record<number, string> = {
+  400: "Bad request: `invalidFilter`, `invalidPath`, `invalidValue`, `invalidSyntax`, `mutability`, `noTarget`, `tooMany` or `invalidVers`.",
+  401: "The SCIM token is missing, invalid or was replaced.",
+  403: "SCIM is not enabled for this identity provider config.",
+  404: "No such resource in this directory.",
+  409: "`uniqueness`: the userName, externalId or displayName is taken.",
+  412: "`If-Match` names a version that is no longer current.",
+  413: "The request body is larger than 1 MiB.",
+  415: "The body is not JSON (`application/scim+json` or `application/json`).",
+  429: "Too many requests; see `Retry-After`.",
+};
+
+/** The errors a /scim/v2 route may answer, for its OpenAPI entry (scimRoute adds them). */
+export function scimErrorResponses(hasBody: boolean) {
+  const statuses = hasBody ? [400, 401, 403, 404, 409, 412, 413, 415, 429] : [400, 401, 403, 404, 412, 429];
+  return Object.fromEntries(statuses.map((status) => [status, scimContent(ScimErrorSchema, SCIM_ERRORS[status]!)]));
+}

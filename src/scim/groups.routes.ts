@@ -4,9 +4,9 @@ import type { AppEnv } from "../env";
 import { identityProviderConfigs, scimGroups } from "../db/schema";
 import { jsonBody, noContent } from "../lib/openapi";
 import { isBuiltInRole } from "../lib/permissions";
-import { scimJson } from "./errors";
+import { scimContent, scimJson } from "./errors";
 import { scimFilterSql } from "./filter";
-import { GROUP_ROLE_SCHEMA, GroupInput, GroupListResponse, GroupParams, GroupPatchInput, GroupResource, scimContent } from "./groups.schemas";
+import { GROUP_ROLE_SCHEMA, GroupInput, GroupListResponse, GroupParams, GroupPatchInput, GroupResource } from "./groups.schemas";
 import {
   createGroup,
   customRoleQuery,

@@ -128,5 +128,3 @@ export const GroupListResponse = z
     Resources: z.array(GroupResource),
   })
   .openapi("ScimGroupList");
-
-export const scimContent = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/scim+json": { schema } } });

@@ -9,7 +9,7 @@ import { sha256Hex } from "../lib/crypto";
 import { newId, SCIM_TOKEN_PREFIX } from "../lib/ids";
 import { audited, judgeInput, register, requireAuditDeclaration, type Doc, type InputOf, type RequestSpec, type Router } from "../middleware/route";
 import { admit, clientIp } from "../middleware/rate-limit";
-import { ScimError, scimErrorResponse, toScimError } from "./errors";
+import { ScimError, scimErrorResponse, scimErrorResponses, toScimError } from "./errors";
 
 /**
  * The seam of /scim/v2, like orgRoute's for /v1: a SCIM token of one identity provider config is
@@ -66,7 +66,7 @@ export function scimRoute<const R extends RequestSpec | undefined, L extends Sci
 ) {
   if (!spec.path.startsWith("/scim/v2/")) throw new Error(`${spec.path}: SCIM routes live under /scim/v2`);
   requireAuditDeclaration(spec);
-  register(router, { kind: "scim" }, spec, async (c) => {
+  register(router, { kind: "scim" }, { ...spec, responses: { ...scimErrorResponses(Boolean(spec.request?.body)), ...spec.responses } }, async (c) => {
     let summary = "";
     let dir: ScimDirectory | undefined;
     let status = 500;

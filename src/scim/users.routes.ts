@@ -1,5 +1,5 @@
 import { z } from "../lib/openapi";
-import { SCIM_CONTENT_TYPE } from "./errors";
+import { scimContent } from "./errors";
 import { ScimListQuery, ScimReadQuery } from "./resource";
 import { scimRoute } from "./route";
 import { scimRoutes } from "./router";
@@ -20,7 +20,6 @@ import {
 } from "./users.service";
 
 const scimBody = <T extends z.ZodType>(schema: T) => ({ required: true as const, content: { "application/json": { schema } } });
-const scimResponse = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { [SCIM_CONTENT_TYPE]: { schema } } });
 
 const ListResponse = z
   .object({
@@ -45,7 +44,7 @@ scimRoute(scimRoutes, {
   summary: "Provision a user",
   description: `${LINKING} An active user becomes a member of the organization (role from group mappings, else \`user\`), within the seat limit (409 without scimType when full). 409 \`uniqueness\` when the userName or the account is already in this directory.`,
   request: { body: scimBody(ScimUserInput) },
-  responses: { 201: scimResponse(ScimUserSchema, "The user; `ETag` and `Location` headers.") },
+  responses: { 201: scimContent(ScimUserSchema, "The user; `ETag` and `Location` headers.") },
   load: ({ db, dir, input }) => createQuery(db, dir, input.json),
   handle: ({ ctx, input, loaded }) => createUser(ctx, input.json, loaded),
 });
@@ -58,7 +57,7 @@ scimRoute(scimRoutes, {
   description:
     'RFC 7644 §3.4.2: `filter` (userName is case-insensitive; externalId, id, active, displayName, name.givenName, name.familyName, emails[.value], emails[type eq "work"].value, title, enterprise attributes, meta.created, meta.lastModified), `startIndex`/`count` in id order, `attributes`/`excludedAttributes`. Sequential pages (the next startIndex after a full page, within 10 minutes) read O(count) rows; a first or a jumped-to page reads about startIndex+count index entries. Unfiltered, totalResults is exact.',
   request: { query: ScimListQuery },
-  responses: { 200: scimResponse(ListResponse, "A ListResponse.") },
+  responses: { 200: scimContent(ListResponse, "A ListResponse.") },
   load: ({ db, dir, input, kv, tokenKey }) => userListQuery(db, dir, input.query, { kv, tokenKey }),
   handle: ({ ctx, input, loaded }) => userListResponse(ctx, input.query, loaded),
 });
@@ -70,7 +69,7 @@ scimRoute(scimRoutes, {
   summary: "Get a user",
   description: "With `ETag`; `If-None-Match` naming the current version answers 304. Another directory's user is 404.",
   request: { params: ScimUserParams, query: ScimReadQuery },
-  responses: { 200: scimResponse(ScimUserSchema, "The user."), 304: { description: "Not modified." } },
+  responses: { 200: scimContent(ScimUserSchema, "The user."), 304: { description: "Not modified." } },
   load: ({ db, dir, input }) => userQuery(db, dir, input.param.id),
   handle: ({ ctx, input, loaded }, c) => getUser(loaded as ScimUserRow[], input.param.id, input.query, c, ctx.config),
 });
@@ -83,7 +82,7 @@ scimRoute(scimRoutes, {
   summary: "Replace a user",
   description: `Replaces every writable attribute (absent ones are cleared; \`active\` defaults to true). \`active: false\` removes the membership at once; true restores it. If-Match mismatch → 412. ${LINKING}`,
   request: { params: ScimUserParams, body: scimBody(ScimUserInput) },
-  responses: { 200: scimResponse(ScimUserSchema, "The user.") },
+  responses: { 200: scimContent(ScimUserSchema, "The user.") },
   load: ({ db, dir, input }) => userForWriteQuery(db, dir.configId, input.param.id),
   handle: ({ ctx, input, loaded }, c) => replaceUser(ctx, c, input.param.id, input.json, loaded as WriteRow[]),
 });
@@ -97,7 +96,7 @@ scimRoute(scimRoutes, {
   description:
     'RFC 7644 §3.5.2 PatchOp as Okta and Entra ID send it: `op` in any case, path-less operations whose value is an object, boolean strings (`"False"`), paths such as `active`, `name.familyName`, `emails[type eq "work"].value`, `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager`. Unknown path → 400 `invalidPath`; remove without path → 400 `noTarget`; changing `id` → 400 `mutability`. If-Match mismatch → 412.',
   request: { params: ScimUserParams, body: scimBody(ScimPatchInput) },
-  responses: { 200: scimResponse(ScimUserSchema, "The user after the operations.") },
+  responses: { 200: scimContent(ScimUserSchema, "The user after the operations.") },
   load: ({ db, dir, input }) => userForWriteQuery(db, dir.configId, input.param.id),
   handle: ({ ctx, input, loaded }, c) => patchUser(ctx, c, input.param.id, input.json, loaded as WriteRow[]),
 });
