@@ -45,14 +45,15 @@ export async function readCounters(
 ): Promise<{ readings: Reading[]; values: Map<string, string | null> }> {
   const counters = await Promise.all(limits.map((l) => counterFor(c.var.config.hmacSecret, l)));
   const now = Date.now();
-  const recent = alsoRead.length > 0 ? counters.map((counter) => recentSharedCount(counter, now)) : counters.map(() => undefined);
+  const canRide = alsoRead.length > 0;
+  const recent = counters.map((counter) => (canRide ? recentSharedCount(counter, now) : undefined));
   const keys = [...counters.filter((_, i) => recent[i] === undefined).map((k) => k.key), ...alsoRead];
   const values = keys.length === 1 ? new Map([[keys[0]!, await c.var.kv.get(keys[0]!)]]) : await c.var.kv.get(keys);
   const readings = counters.map((counter, i) => {
     let stored = recent[i];
     if (stored === undefined) {
       stored = values.get(counter.key) ?? null;
-      noteSharedCount(counter, stored, now);
+      if (canRide) noteSharedCount(counter, stored, now);
     }
     return { counter, stored, ...evaluate(counter, stored) };
   });

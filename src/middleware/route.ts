@@ -245,13 +245,16 @@ function declaredQueryNames(schema: z.ZodType | undefined): Set<string> {
 }
 
 /**
- * A query parameter a `/v1` route does not declare is refused, never ignored: a misspelt `fliter`
- * would otherwise return an unfiltered list that looks like an answer. SCIM keeps RFC 7644's
- * leniency, since identity providers send parameters a resource does not use; so do `/healthz`
- * and `/.well-known/*`, which monitors and key-set fetchers may call with a cache-buster.
+ * Only `/v1` judges the query string strictly. SCIM keeps RFC 7644's leniency, since identity
+ * providers send parameters a resource does not use; so do `/healthz` and `/.well-known/*`, which
+ * monitors and key-set fetchers may call with a cache-buster.
  */
 const strictQuery = (path: string) => path.startsWith("/v1/");
 
+/**
+ * A query parameter a `/v1` route does not declare is refused, never ignored: a misspelt `fliter`
+ * would otherwise return an unfiltered list that looks like an answer.
+ */
 function unknownQueryParams(c: Context<AppEnv>, schema: z.ZodType | undefined): FieldError[] {
   if (!strictQuery(c.req.path)) return [];
   const declared = declaredQueryNames(schema);

@@ -31,7 +31,9 @@ export function fillPath(path: string, orgId: string, other = "x_000000000000000
  * dereferenced once, validated with @cfworker/json-schema (no code generation, so it runs in
  * workerd). Returns the validator's errors; none when the status documents no JSON body.
  */
-export async function responseConformance(): Promise<(o: Operation, status: number, contentType: string | null, body: unknown) => string[]> {
+type Conformance = (o: Operation, status: number, contentType: string | null, body: unknown) => string[];
+
+async function responseConformance(): Promise<Conformance> {
   const doc = withoutExamples((await get("/openapi.json")).body) as Record<string, any>;
   const lookup = dereference(doc);
   return (o, status, contentType, body) => {
@@ -59,7 +61,6 @@ function withoutExamples(value: unknown): unknown {
   );
 }
 
-type Conformance = (o: Operation, status: number, contentType: string | null, body: unknown) => string[];
 let matcher: Promise<{ conforms: Conformance; find: (method: string, path: string) => Operation | undefined }> | undefined;
 
 /**

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { api, get, patch, post } from "../helpers/client";
 import { createOrg, createUser, unique } from "../helpers/factories";
 import { errorPaths, expectProblem } from "../helpers/problems";
-import { spyD1 } from "../helpers/d1-spy";
+import { spyD1 } from "../helpers/binding-spies";
 
 const BOOKMARK = /^[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{32}$/;
 const bookmarkOf = (res: { headers: Headers }) => res.headers.get("x-d1-bookmark");

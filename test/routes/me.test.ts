@@ -1,9 +1,8 @@
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { decodeJwt } from "jose";
-import { del, get, patch, post, testEnv, type ApiResponse } from "../helpers/client";
-import worker from "../../src/index";
+import { del, get, patch, post, type ApiResponse } from "../helpers/client";
+import { spyKV } from "../helpers/binding-spies";
 import { addMemberDirect, createOrg, createPat, createUser, PASSWORD, uniqueEmail, verifyUserDirect } from "../helpers/factories";
 import { kvKeys } from "../../src/lib/kv-keys";
 import { expectProblem, sortedErrorPaths as errorPaths } from "../helpers/problems";
@@ -362,35 +361,18 @@ function expectNoDatabase(res: ApiResponse) {
 
 const profileKey = (userId: string) => kvKeys.userProfile(userId, 900).key;
 
-/** The keys each KV call of one request asks for, read through the real binding. */
-async function kvKeysReadBy(path: string, token: string): Promise<string[][]> {
-  const calls: string[][] = [];
-  const real = env.KV;
-  const KV = new Proxy(real, {
-    get(target, prop) {
-      if (prop !== "get") return Reflect.get(target, prop).bind(target);
-      return (key: string | string[], opts?: unknown) => {
-        calls.push(Array.isArray(key) ? [...key] : [key]);
-        return (target.get as (k: unknown, o?: unknown) => Promise<unknown>)(key, opts);
-      };
-    },
-  });
-  const ctx = createExecutionContext();
-  const res = await worker.fetch(new Request(`http://api.test${path}`, { headers: { Authorization: `Bearer ${token}` } }), { ...testEnv(), KV }, ctx);
-  await waitOnExecutionContext(ctx);
-  expect(res.status, path).toBe(200);
-  return calls;
-}
-
 describe("GET /v1/me with an access token costs no D1 round trip", () => {
   it("its one KV call reads the revocation entry and the published profile; other routes read no profile", async () => {
     const user = await createUser();
     const revocation = kvKeys.revokedSession(decodeJwt(user.accessToken).sid as string, 900).key;
-    const [me] = await kvKeysReadBy("/v1/me", user.accessToken);
+    const kv = spyKV();
+    expect((await get("/v1/me", { token: user.accessToken, env: { KV: kv.binding } })).status).toBe(200);
+    const [me] = kv.calls.splice(0);
     expect(me).toEqual(expect.arrayContaining([revocation, profileKey(user.id)]));
     // The session's first request in this isolate reads its rate-limit counter too.
     expect(me!.some((k) => k.startsWith("rl:credential:"))).toBe(true);
-    const others = await kvKeysReadBy("/v1/me/organizations", user.accessToken);
+    expect((await get("/v1/me/organizations", { token: user.accessToken, env: { KV: kv.binding } })).status).toBe(200);
+    const others = kv.calls;
     expect(others).toHaveLength(1);
     expect(others[0]).toContain(revocation);
     expect(others[0]).not.toContain(profileKey(user.id));

@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createSessionDb, newDbStats } from "../../src/db/client";
 import { sessions, users } from "../../src/db/schema";
-import { refusal, spyD1 } from "../helpers/d1-spy";
+import { refusal, spyD1 } from "../helpers/binding-spies";
 
 const REFUSED = "ffffffff-ffffffff-ffffffff-ffffffffffffffffffffffffffffffff";
 

@@ -40,3 +40,24 @@ export function spyD1(refuse: (start: string | undefined) => boolean = () => fal
   };
   return { binding: binding as unknown as D1Database, starts };
 }
+
+/**
+ * The real local KV binding, recording the keys each `get` asks for (one array per call). Pass it
+ * as `env: { KV: spy.binding }`.
+ */
+export function spyKV() {
+  const real = env.KV as KVNamespace;
+  const calls: string[][] = [];
+  const binding = {
+    spy: crypto.randomUUID(),
+    get: (key: string | string[], opts?: unknown) => {
+      calls.push(Array.isArray(key) ? [...key] : [key]);
+      return (real.get as (k: unknown, o?: unknown) => Promise<unknown>)(key, opts);
+    },
+    getWithMetadata: (key: string, opts?: unknown) => (real.getWithMetadata as (k: string, o?: unknown) => Promise<unknown>)(key, opts),
+    put: (key: string, value: string, opts?: KVNamespacePutOptions) => real.put(key, value, opts),
+    delete: (key: string) => real.delete(key),
+    list: (opts?: KVNamespaceListOptions) => real.list(opts),
+  };
+  return { binding: binding as unknown as KVNamespace, calls };
+}
